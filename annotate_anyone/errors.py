@@ -1,0 +1,37 @@
+"""The project's few exceptions; the API layer maps them to HTTP status codes."""
+
+
+class AnnotateAnyoneError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class ConfigError(AnnotateAnyoneError):
+    """Settings are missing, inconsistent or unsafe for the chosen profile."""
+
+
+class NotFound(AnnotateAnyoneError):
+    """A requested row or object does not exist."""
+
+
+class Conflict(AnnotateAnyoneError):
+    """The request conflicts with the current state (e.g. a release version already exists)."""
+
+
+class InvalidInput(AnnotateAnyoneError):
+    """A request or an input file is malformed."""
+
+
+class MissingExtra(AnnotateAnyoneError):
+    """A stage or backend needs an optional dependency that is not installed."""
+
+    def __init__(self, what: str, extra: str, package: str) -> None:
+        super().__init__(
+            f"{what} needs the '{package}' package: install it with "
+            f"`pip install 'annotate-anyone[{extra}]'`"
+        )
+        self.extra = extra
+        self.package = package
+
+
+class StorageError(AnnotateAnyoneError):
+    """The object store refused or failed an operation."""

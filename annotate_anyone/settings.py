@@ -1,0 +1,103 @@
+"""The one Settings class. Every environment variable the project reads is a field here (prefix ``AA_``).
+
+Two profiles:
+
+* ``embedded`` (default): SQLite file, local object store and in-process executor, all under ``AA_HOME``.
+* ``service``: PostgreSQL (``AA_DATABASE_URL``), Redis broker (``AA_BROKER_URL``), S3 object store
+  (``AA_STORAGE_URL=s3://bucket/prefix`` + ``AA_S3_*``), Celery executor, Label Studio.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from annotate_anyone.errors import ConfigError
+
+PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "admin", "test"}
+
+
+class QualityConfig(BaseModel):
+    """Thresholds of the decode and quality checks (CosmicMan-HQ quality bar by default)."""
+
+    min_side: int = 512
+    min_area: int = 512 * 512
+    max_aspect: float = 2.5
+    min_blur: float = 40.0  # Laplacian variance on the 512 px grey image
+    max_brisque: float | None = 70.0
+    max_pixels: int = 80_000_000  # Pillow decompression-bomb limit
+
+
+class Settings(BaseSettings):
+    """All configuration, read from ``AA_*`` environment variables (nested with ``__``)."""
+
+    model_config = SettingsConfigDict(env_prefix="AA_", env_nested_delimiter="__", extra="ignore")
+
+    profile: Literal["embedded", "service"] = "embedded"
+    home: Path = Path(".annotate-anyone")
+
+    database_url: str | None = None
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    storage_url: str | None = None
+    executor: Literal["inline", "celery"] | None = None
+
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    label_studio_url: str | None = None
+    label_studio_token: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+
+    secret_key: str = "change-me"
+    webhook_secret: str = "change-me"
+
+    workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    batch_size: int = 32
+    task_max_retries: int = 5
+    visibility_timeout: int = 3600
+
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    ingest_stages: list[str] = Field(
+        default_factory=lambda: ["read", "decode", "quality", "store"],
+        description="Stage names of the ingest pipeline, in order (see annotate_anyone.pipeline.build).",
+    )
+
+    @model_validator(mode="after")
+    def _check_profile(self) -> Settings:
+        if self.profile == "service":
+            missing = [n for n in ("database_url", "storage_url") if not getattr(self, n)]
+            if missing:
+                raise ConfigError(f"service profile needs AA_{missing[0].upper()}")
+            for name in ("secret_key", "webhook_secret"):
+                if getattr(self, name).strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ConfigError(f"AA_{name.upper()} is a placeholder; set a real secret in service mode")
+        return self
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'annotate-anyone.db'}"
+
+    @property
+    def store_url(self) -> str:
+        return self.storage_url or str(self.resolved_home / "objects")
+
+    @property
+    def executor_name(self) -> str:
+        return self.executor or ("celery" if self.profile == "service" else "inline")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (call ``get_settings.cache_clear()`` after changing the environment)."""
+    return Settings()
