@@ -26,8 +26,7 @@ class MissingExtra(AnnotateAnyoneError):
 
     def __init__(self, what: str, extra: str, package: str) -> None:
         super().__init__(
-            f"{what} needs the '{package}' package: install it with "
-            f"`pip install 'annotate-anyone[{extra}]'`"
+            f"{what} needs the '{package}' package: install it with `pip install 'annotate-anyone[{extra}]'`"
         )
         self.extra = extra
         self.package = package

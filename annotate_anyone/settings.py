@@ -77,7 +77,9 @@ class Settings(BaseSettings):
                 raise ConfigError(f"service profile needs AA_{missing[0].upper()}")
             for name in ("secret_key", "webhook_secret"):
                 if getattr(self, name).strip().lower() in PLACEHOLDER_SECRETS:
-                    raise ConfigError(f"AA_{name.upper()} is a placeholder; set a real secret in service mode")
+                    raise ConfigError(
+                        f"AA_{name.upper()} is a placeholder; set a real secret in service mode"
+                    )
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""Database: engine/session (base.py), ORM models (models.py), migrations (migrate.py)."""
