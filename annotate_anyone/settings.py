@@ -62,10 +62,11 @@ class Settings(BaseSettings):
     batch_size: int = 32
     task_max_retries: int = 5
     visibility_timeout: int = 3600
+    rescan_interval_s: int = 3600
 
     quality: QualityConfig = Field(default_factory=QualityConfig)
     ingest_stages: list[str] = Field(
-        default_factory=lambda: ["read", "decode", "quality", "store"],
+        default_factory=lambda: ["read", "decode", "seen", "quality", "humans", "store"],
         description="Stage names of the ingest pipeline, in order (see annotate_anyone.pipeline.build).",
     )
 
@@ -77,9 +78,7 @@ class Settings(BaseSettings):
                 raise ConfigError(f"service profile needs AA_{missing[0].upper()}")
             for name in ("secret_key", "webhook_secret"):
                 if getattr(self, name).strip().lower() in PLACEHOLDER_SECRETS:
-                    raise ConfigError(
-                        f"AA_{name.upper()} is a placeholder; set a real secret in service mode"
-                    )
+                    raise ConfigError(f"AA_{name.upper()} is a placeholder; set a real secret in service mode")
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""Celery entry points: ``celery -A workers.celery_app worker`` (or ``annotate-anyone worker``)."""

@@ -130,9 +130,7 @@ class Image(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus), default=ImageStatus.kept)
     drop_reason: Mapped[str | None] = mapped_column(String(64), default=None)
-    duplicate_of: Mapped[int | None] = mapped_column(
-        ForeignKey("images.id", ondelete="SET NULL"), default=None
-    )
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -229,6 +227,13 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def progress(self) -> float:
+        """Share of the job's units of work that are done, 0..1."""
+        if self.status.value == "succeeded":
+            return 1.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
 
 
 class Release(Base):

@@ -1,0 +1,56 @@
+"""FastAPI dependencies as annotated aliases, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from annotate_anyone.db.base import session_factory
+from annotate_anyone.executors.base import Executor, get_executor
+from annotate_anyone.settings import Settings
+from annotate_anyone.storage import ObjectStore, open_store
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_session(settings: SettingsDep) -> Iterator[Session]:
+    session = session_factory(settings.db_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_store(request: Request) -> ObjectStore:
+    store = getattr(request.app.state, "store", None)
+    if store is None:
+        store = request.app.state.store = open_store(settings=request.app.state.settings)
+    return store
+
+
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+def get_app_executor(request: Request) -> Executor:
+    executor = getattr(request.app.state, "executor", None)
+    if executor is None:
+        executor = request.app.state.executor = get_executor(request.app.state.settings)
+    return executor
+
+
+ExecutorDep = Annotated[Executor, Depends(get_app_executor)]

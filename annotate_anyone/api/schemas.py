@@ -1,0 +1,126 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(examples=["not_found"])
+    detail: str = Field(examples=["no job 42"])
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):  # noqa: UP046 (Python 3.11 has no PEP 695)
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class SourceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["demo"])
+    kind: Literal["folder", "url_list", "s3_prefix"] = Field(examples=["folder"])
+    uri: str = Field(min_length=1, max_length=4096, examples=["/data/photos"])
+    options: dict[str, Any] = Field(default_factory=dict, examples=[{"glob": "**/*.jpg"}])
+    allow_private: bool = False
+
+
+class SourceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    kind: str
+    uri: str
+    options: dict[str, Any]
+    allow_private: bool
+    taken_down: bool
+    created_at: datetime
+    last_scan_at: datetime | None
+
+
+class ImageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    sha256: str
+    phash: str | None
+    source_id: int | None
+    source_uri: str
+    width: int
+    height: int
+    format: str | None
+    status: str
+    drop_reason: str | None
+    duplicate_of: int | None
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class AttributeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    group: int
+    key: str
+    value: str | None
+    confidence: float | None
+    origin: str
+    model_version: str
+    state: str
+    annotator: str
+
+
+class PersonOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    index: int
+    box: list[float]
+    score: float
+    keypoints: list[Any] | None
+    shot_type: str | None
+    mask_key: str | None
+    parsing_key: str | None
+    caption: str | None
+    attributes: list[AttributeOut] = []
+
+
+class ImageDetail(ImageOut):
+    persons: list[PersonOut] = []
+
+
+class JobIn(BaseModel):
+    kind: Literal["ingest", "export", "annotate"] = Field(examples=["ingest"])
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"source_ids": [1]}])
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kind: str
+    params: dict[str, Any]
+    status: str
+    total: int
+    done: int
+    failed: int
+    progress: float
+    counters: dict[str, Any]
+    result: dict[str, Any]
+    error: str | None
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ReleaseOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    version: str
+    parent_version: str | None
+    manifest_key: str
+    digest: str | None
+    counts: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,247 @@
+"""The ``annotate-anyone`` command line (thin: every command calls a service)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from annotate_anyone.settings import Settings, get_settings
+
+app = typer.Typer(help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True)
+console = Console()
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def run_job_inline(kind: str, params: dict[str, Any], label: str) -> int:
+    """Create a job and run it here with a progress bar (embedded) or queue it (service)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.executors.base import get_executor
+    from annotate_anyone.executors.inline import InlineExecutor
+    from annotate_anyone.services.jobs import create_job
+
+    s = settings()
+    with session_scope(s.db_url) as session:
+        job_id = create_job(session, kind=kind, params=params, created_by="cli").id
+    executor = get_executor(s)
+    if not isinstance(executor, InlineExecutor):
+        executor.submit(job_id)
+        console.print(f"queued job {job_id} ({kind}); follow it with `annotate-anyone status --job {job_id}`")
+        return job_id
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+        executor.run(job_id, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    return job_id
+
+
+def print_job(job_id: int) -> dict[str, Any]:
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services.jobs import get_job
+
+    with session_scope(settings().db_url) as session:
+        job = get_job(session, job_id)
+        info = {
+            "id": job.id,
+            "kind": job.kind,
+            "status": job.status.value,
+            "done": job.done,
+            "total": job.total,
+            "failed": job.failed,
+            "result": job.result,
+            "error": job.error,
+        }
+        funnel = job.counters or {}
+    console.print(f"job {info['id']} {info['kind']}: [bold]{info['status']}[/] {info['done']}/{info['total']}")
+    if funnel.get("steps"):
+        print_funnel(funnel)
+    if info["error"]:
+        console.print(f"[red]{info['error']}[/]")
+    return info
+
+
+def print_funnel(funnel: dict[str, Any], title: str = "funnel") -> None:
+    table = Table(title=title)
+    table.add_column("step")
+    table.add_column("images", justify="right")
+    for step, n in funnel["steps"].items():
+        table.add_row(step, str(n))
+    console.print(table)
+    if funnel.get("dropped_by_reason"):
+        reasons = Table(title="dropped, by reason")
+        reasons.add_column("reason")
+        reasons.add_column("count", justify="right")
+        for reason, n in funnel["dropped_by_reason"].items():
+            reasons.add_row(reason, str(n))
+        console.print(reasons)
+
+
+@app.command()
+def init() -> None:
+    """Create the home directory and database schema (idempotent)."""
+    from annotate_anyone.services.setup import init_home
+
+    for key, value in init_home(settings()).items():
+        console.print(f"{key}: {value}")
+
+
+@app.command()
+def ingest(
+    uri: Annotated[str, typer.Argument(help="Folder, URL list file (csv/tsv/jsonl/parquet) or s3://bucket/prefix")],
+    name: Annotated[str | None, typer.Option(help="Source name (default: the URI)")] = None,
+    kind: Annotated[str | None, typer.Option(help="folder | url_list | s3_prefix (guessed from the URI)")] = None,
+    allow_private: Annotated[bool, typer.Option(help="Allow fetching from private/loopback addresses")] = False,
+    url_column: Annotated[str, typer.Option(help="URL column of a URL list")] = "url",
+    retry_failed: Annotated[bool, typer.Option(help="Retry items that failed before")] = False,
+) -> None:
+    """Register (or reuse) a source and ingest what is new in it."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.services.sources import get_or_create_source, guess_kind
+
+    s = settings()
+    init_home(s)
+    kind = kind or guess_kind(uri)
+    if kind == "folder":
+        uri = str(Path(uri).expanduser().resolve())
+    options = {"url_column": url_column} if kind == "url_list" else {}
+    with session_scope(s.db_url) as session:
+        source = get_or_create_source(
+            session, name=name or uri, kind=kind, uri=uri, options=options, allow_private=allow_private
+        )
+        source_id = source.id
+    job_id = run_job_inline("ingest", {"source_ids": [source_id], "retry_failed": retry_failed}, "ingest")
+    print_job(job_id)
+
+
+@app.command()
+def rescan() -> None:
+    """Ingest what is new in every source (the embedded counterpart of the scheduled re-scan)."""
+    from annotate_anyone.executors.base import get_executor
+    from annotate_anyone.executors.inline import InlineExecutor
+    from annotate_anyone.services.scheduling import rescan_all
+
+    s = settings()
+    executor = get_executor(s)
+    for job_id in rescan_all(s):
+        if isinstance(executor, InlineExecutor):
+            executor.run(job_id)
+            print_job(job_id)
+        else:
+            executor.submit(job_id)
+            console.print(f"queued job {job_id}")
+
+
+@app.command()
+def run(job_id: Annotated[int, typer.Argument(help="A queued job's id")]) -> None:
+    """Run (or resume) a job in this process."""
+    from annotate_anyone.executors.inline import InlineExecutor
+
+    InlineExecutor(settings()).run(job_id)
+    print_job(job_id)
+
+
+@app.command()
+def status(
+    job: Annotated[int | None, typer.Option(help="Show one job")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Pool overview (funnel, images, releases) and recent jobs."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import jobs, stats
+
+    if job is not None:
+        info = print_job(job) if not as_json else None
+        if as_json:
+            from annotate_anyone.services.jobs import get_job
+
+            with session_scope(settings().db_url) as session:
+                j = get_job(session, job)
+                info = {
+                    "id": j.id,
+                    "kind": j.kind,
+                    "status": j.status.value,
+                    "done": j.done,
+                    "total": j.total,
+                    "counters": j.counters,
+                    "result": j.result,
+                    "error": j.error,
+                }
+            typer.echo(json.dumps(info, default=str))
+        return
+    with session_scope(settings().db_url) as session:
+        overview = stats.overview(session)
+        recent = [(j.id, j.kind, j.status.value, j.done, j.total) for j in jobs.list_jobs(session, limit=10)]
+    if as_json:
+        typer.echo(json.dumps({"overview": overview, "jobs": recent}, default=str))
+        return
+    print_funnel(overview["funnel"], "pool funnel")
+    console.print(f"persons: {overview['persons']}  releases: {overview['releases']}")
+    table = Table(title="recent jobs")
+    for col in ("id", "kind", "status", "progress"):
+        table.add_column(col)
+    for job_id, kind, st, done, total in recent:
+        table.add_row(str(job_id), kind, st, f"{done}/{total}")
+    console.print(table)
+
+
+@app.command()
+def export(
+    version: Annotated[str | None, typer.Option(help="Release version (default: next in the scheme)")] = None,
+    preset: Annotated[str, typer.Option(help="all-accepted | human-verified-only | confidence>=X")] = "all-accepted",
+) -> None:
+    """Export a release from the database."""
+    params: dict[str, Any] = {"preset": preset}
+    if version:
+        params["version"] = version
+    job_id = run_job_inline("export", params, "export")
+    print_job(job_id)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the HTTP API (and dashboard)."""
+    import uvicorn
+
+    from annotate_anyone.api.app import create_app
+
+    uvicorn.run(create_app(settings()), host=host, port=port)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker (extra arguments go to Celery, e.g. ``--concurrency 2``)."""
+    from workers.celery_app import app as celery_app
+
+    celery_app.worker_main(["worker", "--loglevel=INFO", *ctx.args])
+
+
+@app.command()
+def demo(
+    home: Annotated[Path | None, typer.Option(help="Home directory (default: AA_HOME)")] = None,
+) -> None:
+    """Run the whole flywheel once on the embedded default over the sample images."""
+    from annotate_anyone.services.demo import run_demo
+
+    s = settings()
+    if home is not None:
+        s = s.model_copy(update={"home": home})
+    result = run_demo(s, console=console)
+    print_funnel(result["funnel"], "demo funnel")
+    console.print(f"[bold green]release {result['version']}[/] written to {result['release_path']}")
+
+
+def main() -> None:  # pragma: no cover
+    app()

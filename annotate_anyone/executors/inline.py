@@ -1,0 +1,67 @@
+"""In-process executor for the embedded profile: units run on a process pool that uses every core."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from annotate_anyone.db.base import dispose_engines, session_scope
+from annotate_anyone.executors.base import Executor, ProgressFn
+from annotate_anyone.services import jobs
+from annotate_anyone.settings import Settings
+
+
+def _worker_init() -> None:
+    dispose_engines()
+
+
+def _run_unit(job_id: int, unit: jobs.Unit, settings: Settings) -> dict:
+    return jobs.run_unit(job_id, unit, settings)
+
+
+class InlineExecutor(Executor):
+    """Runs a job to completion in this process (``run``) or in a background thread (``submit``).
+
+    With more than one unit and ``settings.workers > 1`` the units go to a pool of worker processes
+    (forkserver: no thread or model state is inherited); each unit commits its own short transaction,
+    which SQLite in WAL mode serialises.
+    """
+
+    def submit(self, job_id: int) -> None:
+        threading.Thread(target=self.run, args=(job_id,), name=f"job-{job_id}", daemon=True).start()
+
+    def run(self, job_id: int, progress: ProgressFn | None = None) -> None:
+        try:
+            units = jobs.plan_job(job_id, self.settings)
+            total = self._total(job_id)
+            if progress:
+                progress(0, total)
+            workers = min(self.settings.workers, len(units))
+            if workers <= 1:
+                for unit in units:
+                    _run_unit(job_id, unit, self.settings)
+                    self._report(job_id, progress)
+            else:
+                ctx = mp.get_context("forkserver")
+                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+                    futures = [pool.submit(_run_unit, job_id, unit, self.settings) for unit in units]
+                    for future in as_completed(futures):
+                        future.result()
+                        self._report(job_id, progress)
+            jobs.finish_if_complete(job_id, self.settings, force=True)
+        except Exception as exc:
+            jobs.fail_job(job_id, self.settings, exc)
+            raise
+
+    def _total(self, job_id: int) -> int:
+        with session_scope(self.settings.db_url) as session:
+            return jobs.get_job(session, job_id).total
+
+    def _report(self, job_id: int, progress: ProgressFn | None) -> None:
+        if progress is None:
+            return
+        with session_scope(self.settings.db_url) as session:
+            job = jobs.get_job(session, job_id)
+            done, _failed = jobs.handler_for(job.kind).progress(session, job)
+            progress(done, job.total)

@@ -1,0 +1,71 @@
+"""The one composition root: a pipeline is a list of stage names from config, assembled here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from annotate_anyone.errors import ConfigError
+from annotate_anyone.pipeline.stage import Stage
+from annotate_anyone.settings import Settings
+
+StageFactory = Callable[[Settings, dict[str, Any]], Stage]
+
+
+def _read(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.fetch import ReadStage
+
+    return ReadStage(allow_private=bool(options.get("allow_private", False)))
+
+
+def _decode(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.decode import DecodeStage
+
+    return DecodeStage(max_pixels=settings.quality.max_pixels)
+
+
+def _seen(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.seen import SeenFilter
+
+    return SeenFilter(settings.db_url)
+
+
+def _quality(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.quality import QualityFilter
+
+    return QualityFilter(settings.quality.model_copy(update=options.get("quality", {})))
+
+
+def _humans(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.humans import HumanFilter
+
+    return HumanFilter(backend=options.get("human_backend", "mediapipe"))
+
+
+def _store(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.store import StoreStage
+
+    return StoreStage(settings.store_url)
+
+
+STAGES: dict[str, StageFactory] = {
+    "read": _read,
+    "decode": _decode,
+    "seen": _seen,
+    "quality": _quality,
+    "humans": _humans,
+    "store": _store,
+}
+
+
+def build_stages(names: list[str], settings: Settings, options: dict[str, Any] | None = None) -> list[Stage]:
+    """Build the named stages in order; unknown names and missing extras fail here, not mid-run."""
+    stages = []
+    for name in names:
+        factory = STAGES.get(name)
+        if factory is None:
+            raise ConfigError(f"unknown pipeline stage {name!r}; known: {', '.join(STAGES)}")
+        stage = factory(settings, options or {})
+        stage.check_requirements()
+        stages.append(stage)
+    return stages

@@ -1,0 +1,23 @@
+"""Initialising a home: directories, database schema."""
+
+from __future__ import annotations
+
+from annotate_anyone.db import migrate
+from annotate_anyone.settings import Settings
+from annotate_anyone.storage import open_store
+
+
+def init_home(settings: Settings) -> dict[str, str]:
+    """Create the home directory (embedded), migrate the database to head, open the object store."""
+    if settings.database_url is None or settings.storage_url is None:
+        settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.db_url)
+    store = open_store(settings=settings)
+    return {"home": str(settings.resolved_home), "database": _redact(settings.db_url), "storage": store.url}
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

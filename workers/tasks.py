@@ -1,0 +1,42 @@
+"""Thin Celery tasks: each takes ids and calls a service; the services are idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from annotate_anyone.executors.celery import RESCAN, RUN_UNIT, START_JOB, CeleryExecutor
+from annotate_anyone.services import jobs
+from annotate_anyone.settings import get_settings
+from workers.celery_app import app
+
+RETRY = {"autoretry_for": (Exception,), "retry_backoff": 2, "retry_backoff_max": 300, "retry_jitter": True}
+
+
+@app.task(name=START_JOB, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
+def start_job(self: Any, job_id: int) -> int:
+    settings = get_settings()
+    units = jobs.plan_job(job_id, settings)
+    CeleryExecutor(settings).dispatch_units(job_id, units)
+    return len(units)
+
+
+@app.task(name=RUN_UNIT, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
+def run_unit(self: Any, job_id: int, unit: list[int]) -> dict[str, Any]:
+    settings = get_settings()
+    try:
+        return jobs.run_unit(job_id, unit, settings)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            jobs.fail_job(job_id, settings, exc)
+        raise
+
+
+@app.task(name=RESCAN)
+def rescan_sources() -> list[int]:
+    from annotate_anyone.services.scheduling import rescan_all
+
+    settings = get_settings()
+    job_ids = rescan_all(settings)
+    for job_id in job_ids:
+        CeleryExecutor(settings).submit(job_id)
+    return job_ids
