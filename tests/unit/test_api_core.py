@@ -1,0 +1,65 @@
+"""The HTTP API on the embedded profile: health, sources, jobs with progress, images, error bodies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from annotate_anyone.api.app import create_app
+from annotate_anyone.settings import Settings
+
+
+def _client(settings: Settings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+def test_health_and_version(embedded: Settings) -> None:
+    client = _client(embedded)
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/version").json()["version"]
+
+
+def test_errors_have_one_shape(embedded: Settings) -> None:
+    client = _client(embedded)
+    missing = client.get("/jobs/999")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "notfound", "detail": "no job 999"}
+    bad = client.post("/sources", json={"name": "", "kind": "nope", "uri": "x"})
+    assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
+    client.post("/sources", json={"name": "a", "kind": "folder", "uri": "/nonexistent"})
+    dup = client.post("/sources", json={"name": "a", "kind": "folder", "uri": "/nonexistent"})
+    assert dup.status_code == 409 and dup.json()["error"] == "conflict"
+
+
+def test_ingest_job_through_the_api(embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(make_jpeg(i))
+    client = _client(embedded)
+    source = client.post("/sources", json={"name": "s", "kind": "folder", "uri": str(folder)}).json()
+    job = client.post("/jobs", json={"kind": "ingest", "params": {"source_ids": [source["id"]],
+                                                                  "stages": ["read", "decode", "seen", "store"]}})
+    assert job.status_code == 202
+    job_id = job.json()["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = client.get(f"/jobs/{job_id}").json()
+        if body["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.1)
+    assert body["status"] == "succeeded", body
+    assert body["progress"] == 1.0 and body["done"] == 3
+    images = client.get("/images", params={"status": "kept", "limit": 2}).json()
+    assert images["total"] == 3 and len(images["items"]) == 2
+    first = images["items"][0]
+    original = client.get(f"/images/{first['id']}/original")
+    assert original.status_code == 200 and original.headers["content-type"] == "image/jpeg"
+    import hashlib
+
+    assert hashlib.sha256(original.content).hexdigest() == first["sha256"]
+    funnel = client.get(f"/sources/{source['id']}/funnel").json()
+    assert funnel["steps"]["kept"] == 3

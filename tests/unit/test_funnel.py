@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from annotate_anyone.db.models import ItemStatus
+from annotate_anyone.services.stats import funnel
+
+
+def test_funnel_counts_survivors_per_step_and_reasons() -> None:
+    rows = [
+        (ItemStatus.kept, None, 5),
+        (ItemStatus.failed, "fetch:http_404", 2),
+        (ItemStatus.dropped, "decode:truncated", 1),
+        (ItemStatus.duplicate, "dedup:exact", 3),
+        (ItemStatus.dropped, "quality:too_small", 4),
+        (ItemStatus.dropped, "humans:multiple", 6),
+        (ItemStatus.pending, None, 7),
+    ]
+    f = funnel(rows)
+    assert f["steps"] == {
+        "listed": 28, "fetched": 19, "decoded": 18, "unique": 15, "quality": 11, "one_human": 5, "kept": 5,
+    }
+    assert f["pending"] == 7
+    assert f["dropped_by_reason"]["humans:multiple"] == 6
+    assert "kept" not in f["dropped_by_reason"]

@@ -1,0 +1,92 @@
+"""The ingest job on the embedded profile: every item ends with an outcome and a reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from annotate_anyone.db.base import session_scope
+from annotate_anyone.db.models import Image, Item, ItemStatus, JobStatus
+from annotate_anyone.executors.inline import InlineExecutor
+from annotate_anyone.services import jobs
+from annotate_anyone.services.sources import create_source
+from annotate_anyone.settings import Settings
+from annotate_anyone.storage import open_store
+
+STAGES = ["read", "decode", "seen", "store"]
+
+
+def _folder(tmp_path: Path, make_jpeg: Callable[..., bytes], n: int) -> Path:
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(n):
+        (folder / ("sub" if i % 2 else "") / f"img{i}.jpg").write_bytes(make_jpeg(i))
+    (folder / "copy.jpg").write_bytes(make_jpeg(0))  # same bytes as img0
+    (folder / "broken.jpg").write_bytes(make_jpeg(1)[:300])
+    (folder / "text.jpg").write_text("not an image")
+    return folder
+
+
+def _ingest(settings: Settings, source_id: int, **params: object) -> int:
+    with session_scope(settings.db_url) as session:
+        job_id = jobs.create_job(session, kind="ingest", params={"source_ids": [source_id], "stages": STAGES,
+                                                                   **params}).id
+    InlineExecutor(settings).run(job_id)
+    return job_id
+
+
+def test_ingest_records_every_outcome(embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]) -> None:
+    folder = _folder(tmp_path, make_jpeg, 6)
+    with session_scope(embedded.db_url) as session:
+        source_id = create_source(session, name="f", kind="folder", uri=str(folder)).id
+    job_id = _ingest(embedded, source_id, batch_size=3)
+    store = open_store(settings=embedded)
+    with session_scope(embedded.db_url) as session:
+        job = jobs.get_job(session, job_id)
+        assert job.status == JobStatus.succeeded
+        assert (job.total, job.done) == (9, 9)
+        items = {Path(i.uri).name: i for i in session.scalars(select(Item))}
+        assert items["copy.jpg"].status == ItemStatus.duplicate or items["img0.jpg"].status == ItemStatus.duplicate
+        assert items["broken.jpg"].status in (ItemStatus.dropped, ItemStatus.failed)
+        assert items["broken.jpg"].reason.startswith("decode:")
+        assert items["text.jpg"].reason == "decode:not_image"
+        kept = session.scalars(select(Image).where(Image.status == "kept")).all()
+        assert len(kept) == 6
+        for image in kept:  # originals are stored content-addressed and intact
+            assert store.sha256(image.storage_key) == image.sha256
+        assert job.counters["steps"]["kept"] == 6
+        assert job.counters["dropped_by_reason"]["dedup:exact"] == 1
+
+
+def test_rescan_picks_up_only_new_files(embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]) -> None:
+    folder = _folder(tmp_path, make_jpeg, 4)
+    with session_scope(embedded.db_url) as session:
+        source_id = create_source(session, name="f", kind="folder", uri=str(folder)).id
+    _ingest(embedded, source_id)
+    (folder / "new.jpg").write_bytes(make_jpeg(100))
+    second = _ingest(embedded, source_id)
+    with session_scope(embedded.db_url) as session:
+        job = jobs.get_job(session, second)
+        assert job.total == 1 and job.status == JobStatus.succeeded
+        assert session.scalar(select(func.count(Item.id))) == 8
+        assert session.scalar(select(func.count(Image.id)).where(Image.status == "kept")) == 5
+
+
+def test_rerunning_a_unit_changes_nothing(embedded: Settings, tmp_path: Path,
+                                          make_jpeg: Callable[..., bytes]) -> None:
+    folder = _folder(tmp_path, make_jpeg, 3)
+    with session_scope(embedded.db_url) as session:
+        source_id = create_source(session, name="f", kind="folder", uri=str(folder)).id
+    job_id = _ingest(embedded, source_id)
+    with session_scope(embedded.db_url) as session:
+        before = session.scalar(select(func.count(Image.id)))
+        ids = list(session.scalars(select(Item.id)))
+        attempts = sorted(session.scalars(select(Item.attempts)))
+    with session_scope(embedded.db_url) as session:  # a redelivered unit after the job finished
+        jobs.get_job(session, job_id).status = JobStatus.running
+    jobs.run_unit(job_id, ids, embedded)
+    with session_scope(embedded.db_url) as session:
+        assert session.scalar(select(func.count(Image.id))) == before
+        assert sorted(session.scalars(select(Item.attempts))) == attempts == [1] * len(ids)
