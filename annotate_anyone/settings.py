@@ -60,6 +60,7 @@ class Settings(BaseSettings):
 
     workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     batch_size: int = 32
+    near_dup_threshold: int | None = 6  # max Hamming distance of 64-bit pHashes; None turns it off
     task_max_retries: int = 5
     visibility_timeout: int = 3600
     rescan_interval_s: int = 3600

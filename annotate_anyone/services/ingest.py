@@ -15,7 +15,7 @@ from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.seen import DUPLICATE
 from annotate_anyone.pipeline.stage import Stage, StageStats, run_stages
-from annotate_anyone.services import jobs
+from annotate_anyone.services import jobs, near_dup
 from annotate_anyone.services.sources import get_source, scan_source
 from annotate_anyone.settings import Settings
 
@@ -92,17 +92,21 @@ def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
     options = {"allow_private": allow_private, **(job.params.get("stage_options") or {})}
     records = run_stages(stages_for(settings, names, options), records)
     with session_scope(settings.db_url) as session:
-        outcome = commit_records(session, records)
+        outcome = commit_records(session, records, near_threshold=settings.near_dup_threshold)
     return {"processed": len(records), **outcome}
 
 
-def commit_records(session: Session, records: list[Record]) -> dict[str, int]:
+def commit_records(session: Session, records: list[Record], *, near_threshold: int | None = None) -> dict[str, int]:
     """Write the outcome of each record: image and person rows for kept ones, a reason for the rest.
 
     Idempotent: items already processed are left alone; the unique sha256 makes concurrent batches
     that meet the same bytes record one image and one duplicate.
     """
     counts = {"kept": 0, "duplicate": 0, "dropped": 0, "failed": 0}
+    near = None
+    if near_threshold is not None and any(r.phash and not r.dropped for r in records):
+        near_dup.lock_for_dedup(session)
+        near = near_dup.index_for(session, near_threshold)
     items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_([r.item_id for r in records])))}
     for record in records:
         item = items.get(record.item_id)
@@ -113,7 +117,7 @@ def commit_records(session: Session, records: list[Record]) -> dict[str, int]:
         if record.dropped:
             _record_drop(session, item, record)
         else:
-            _record_keep(session, item, record)
+            _record_keep(session, item, record, near)
         counts[item.status.value] += 1
         record.release_payload()
     return counts
@@ -140,13 +144,18 @@ def _record_drop(session: Session, item: Item, record: Record) -> None:
         item.image_id = image.id
 
 
-def _record_keep(session: Session, item: Item, record: Record) -> None:
+def _record_keep(session: Session, item: Item, record: Record, near: near_dup.NearIndex | None) -> None:
     image = _insert_image(session, record, status=ImageStatus.kept, reason=None)
     if image is None:
         item.status, item.reason = ItemStatus.duplicate, DUPLICATE
         item.image_id = session.scalar(select(Image.id).where(Image.sha256 == record.sha256))
         return
-    item.status, item.image_id = ItemStatus.kept, image.id
+    item.image_id = image.id
+    if near is not None and (kept := near_dup.resolve(session, image, near)) is not None:
+        item.status, item.reason = ItemStatus.duplicate, near_dup.NEAR
+        item.detail = f"near duplicate of image {kept.id}, which is larger or sharper"
+        return
+    item.status = ItemStatus.kept
     for index, person in enumerate(record.persons):
         session.add(
             Person(

@@ -90,3 +90,30 @@ def test_rerunning_a_unit_changes_nothing(embedded: Settings, tmp_path: Path,
     with session_scope(embedded.db_url) as session:
         assert session.scalar(select(func.count(Image.id))) == before
         assert sorted(session.scalars(select(Item.attempts))) == attempts == [1] * len(ids)
+
+
+def test_near_duplicates_keep_the_larger_image(embedded: Settings, tmp_path: Path,
+                                                make_jpeg: Callable[..., bytes]) -> None:
+    import io
+
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "near"
+    folder.mkdir()
+    original = PILImage.open(io.BytesIO(make_jpeg(7, size=(320, 240))))
+    for name, size in (("small.jpg", (160, 120)), ("large.jpg", (320, 240)), ("mid.jpg", (240, 180))):
+        buf = io.BytesIO()
+        original.resize(size).save(buf, format="JPEG", quality=95)
+        (folder / name).write_bytes(buf.getvalue())
+    (folder / "other.jpg").write_bytes(make_jpeg(8, size=(320, 240)))
+    with session_scope(embedded.db_url) as session:
+        source_id = create_source(session, name="n", kind="folder", uri=str(folder)).id
+    _ingest(embedded, source_id, batch_size=2)
+    with session_scope(embedded.db_url) as session:
+        kept = {Path(i.source_uri).name for i in session.scalars(select(Image).where(Image.status == "kept"))}
+        assert kept == {"large.jpg", "other.jpg"}
+        items = {Path(i.uri).name: i for i in session.scalars(select(Item))}
+        large_id = items["large.jpg"].image_id
+        for name in ("small.jpg", "mid.jpg"):
+            image = session.get(Image, items[name].image_id)
+            assert image.drop_reason == "dedup:near" and image.duplicate_of == large_id
