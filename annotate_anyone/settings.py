@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     task_max_retries: int = 5
     visibility_timeout: int = 3600
     rescan_interval_s: int = 3600
+    round_threshold: int = 1000  # new persons that trigger an annotation round automatically (0: never)
 
     quality: QualityConfig = Field(default_factory=QualityConfig)
     ingest_stages: list[str] = Field(

@@ -24,11 +24,14 @@ def start_job(self: Any, job_id: int) -> int:
 def run_unit(self: Any, job_id: int, unit: list[int]) -> dict[str, Any]:
     settings = get_settings()
     try:
-        return jobs.run_unit(job_id, unit, settings)
+        result = jobs.run_unit(job_id, unit, settings)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             jobs.fail_job(job_id, settings, exc)
         raise
+    for follow_up in result.get("follow_up", []):
+        CeleryExecutor(settings).submit(follow_up)
+    return result
 
 
 @app.task(name=RESCAN)

@@ -49,10 +49,16 @@ class InlineExecutor(Executor):
                     for future in as_completed(futures):
                         future.result()
                         self._report(job_id, progress)
-            jobs.finish_if_complete(job_id, self.settings, force=True)
+            follow_up = jobs.finish_if_complete(job_id, self.settings, force=True) + self._follow_up(job_id)
         except Exception as exc:
             jobs.fail_job(job_id, self.settings, exc)
             raise
+        for next_id in dict.fromkeys(follow_up):
+            self.run(next_id, progress)
+
+    def _follow_up(self, job_id: int) -> list[int]:
+        with session_scope(self.settings.db_url) as session:
+            return list((jobs.get_job(session, job_id).result or {}).get("follow_up", []))
 
     def _total(self, job_id: int) -> int:
         with session_scope(self.settings.db_url) as session:

@@ -68,10 +68,15 @@ def _progress(session: Session, job: Job) -> tuple[int, int]:
     return done, rows.get(ItemStatus.failed, 0)
 
 
-def _finish(session: Session, job: Job, settings: Settings) -> None:
+def _finish(session: Session, job: Job, settings: Settings) -> list[int]:
+    from annotate_anyone.services.scheduling import maybe_queue_round
     from annotate_anyone.services.stats import job_funnel
 
     job.counters = job_funnel(session, job.id)
+    if job.params.get("auto_round", True):
+        round_job = maybe_queue_round(session, settings)
+        return [round_job] if round_job else []
+    return []
 
 
 def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class JobHandler:
     plan: Callable[[Session, Job, Settings], list[Unit]]
     run_unit: Callable[[Job, Unit, Settings], dict[str, Any]]
     progress: Callable[[Session, Job], tuple[int, int]]  # (done, failed)
-    finish: Callable[[Session, Job, Settings], None] | None = None
+    finish: Callable[[Session, Job, Settings], list[int] | None] | None = None  # returns follow-up job ids
 
 
 HANDLERS: dict[str, JobHandler] = {}
@@ -117,43 +117,52 @@ def plan_job(job_id: int, settings: Settings) -> list[Unit]:
 
 
 def run_unit(job_id: int, unit: Unit, settings: Settings) -> dict[str, Any]:
-    """Step 2: run one unit (idempotent), update progress, and finish the job if it is complete."""
+    """Step 2: run one unit (idempotent), update progress, and finish the job if it is complete.
+
+    ``follow_up`` in the result lists jobs the finished job queued (e.g. an annotation round); the
+    caller hands them to its executor.
+    """
     with session_scope(settings.db_url) as session:
         job = get_job(session, job_id)
         if job.status != JobStatus.running:
-            return {"skipped": job.status.value}
+            return {"skipped": job.status.value, "follow_up": []}
         session.expunge(job)
     handler = handler_for(job.kind)
     stats = handler.run_unit(job, unit, settings)
-    finish_if_complete(job_id, settings)
-    return stats
+    return {**stats, "follow_up": finish_if_complete(job_id, settings)}
 
 
-def finish_if_complete(job_id: int, settings: Settings, *, force: bool = False) -> bool:
-    """Recompute progress from the data; the first caller that sees the job complete finishes it."""
+def finish_if_complete(job_id: int, settings: Settings, *, force: bool = False) -> list[int]:
+    """Recompute progress from the data; the first caller that sees the job complete finishes it.
+
+    Returns the ids of follow-up jobs queued by the job's ``finish`` (empty if it did not finish here).
+    """
     with session_scope(settings.db_url) as session:
         job = get_job(session, job_id)
         handler = handler_for(job.kind)
         done, failed = handler.progress(session, job)
         session.execute(update(Job).where(Job.id == job_id).values(done=done, failed=failed))
         if job.status != JobStatus.running or (done < job.total and not force):
-            return False
+            return []
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.running)
             .values(status=JobStatus.succeeded, finished_at=utcnow())
         ).rowcount
         if not claimed:
-            return False
+            return []
         session.refresh(job)
+        follow_up: list[int] = []
         if handler.finish:
             try:
-                handler.finish(session, job, settings)
+                follow_up = handler.finish(session, job, settings) or []
             except Exception as exc:
                 session.rollback()
                 _fail(settings, job_id, exc)
                 raise
-    return True
+        if follow_up:
+            job.result = {**(job.result or {}), "follow_up": follow_up}
+    return follow_up
 
 
 def _fail(settings: Settings, job_id: int, exc: BaseException) -> None:

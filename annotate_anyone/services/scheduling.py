@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Source
-from annotate_anyone.services.jobs import create_job
+from annotate_anyone.db.models import Image, ImageStatus, Job, JobStatus, Person, Source
+from annotate_anyone.services.jobs import HANDLERS, create_job, handler_for
 from annotate_anyone.settings import Settings
 
 
@@ -19,3 +20,29 @@ def rescan_all(settings: Settings) -> list[int]:
             for s in sources
         ]
     return job_ids
+
+
+def unannotated_persons(session: Session) -> int:
+    """Persons of kept images that no annotation round has parsed yet."""
+    return session.scalar(
+        select(func.count(Person.id)).join(Image).where(Image.status == ImageStatus.kept, Person.parsing_key.is_(None))
+    ) or 0
+
+
+def maybe_queue_round(session: Session, settings: Settings) -> int | None:
+    """Queue an annotation round once enough new persons passed the filters (the pool's volume threshold).
+
+    Returns the new job's id, or ``None`` (below the threshold, a round already queued or running, or no
+    annotation engine installed).
+    """
+    handler_for("ingest")  # loads the registered job kinds
+    if "annotate" not in HANDLERS or settings.round_threshold <= 0:
+        return None
+    pending = session.scalar(
+        select(func.count(Job.id)).where(Job.kind == "annotate", Job.status.in_([JobStatus.queued, JobStatus.running]))
+    )
+    new = unannotated_persons(session)
+    if pending or new < settings.round_threshold:
+        return None
+    return create_job(session, kind="annotate", params={"trigger": "volume", "new_persons": new},
+                      created_by="scheduler").id
