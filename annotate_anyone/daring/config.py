@@ -43,6 +43,7 @@ class DataConfig(_Strict):
     caption_dropout: float = 0.1
     max_tokens: int = 77
     map_factor: int = 16
+    mask_antialias: bool = True
     num_workers: int = 0
 
 

@@ -127,6 +127,7 @@ class CaptionRules:
     group_dropout: float = 0.1
     optional_keep: float = 0.5
     caption_dropout: float = 0.1
+    mask_antialias: bool = True
 
 
 def fit_to_bucket(size: tuple[int, int], bucket: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -205,7 +206,9 @@ class DaringDataset:
 
             segm = Image.fromarray(parsing).resize(resized[::-1], resample=Image.Resampling.NEAREST)
             segm_arr = np.asarray(segm)[top : top + bucket[0], left : left + bucket[1]]
-            masks, usable = group_masks(label_maps(segm_arr, map_hw), row.aa_ids, composed.kept_groups)
+            masks, usable = group_masks(
+                label_maps(segm_arr, map_hw, self.rules.mask_antialias), row.aa_ids, composed.kept_groups
+            )
             found = caption_spans(self.caption_ids(caption), composed.parts, self._phrase_ids)
             for part, (start, end) in found.items():
                 slot = SHOT_SLOT if part == SHOT else int(part)

@@ -144,7 +144,13 @@ def train_eval(
         ParquetRelease.open(Path(release), data_root),
         components.tokenizers[0],
         buckets_from(data),
-        rules=CaptionRules(max_tokens=data.max_tokens, group_dropout=0.0, optional_keep=1.0, caption_dropout=0.0),
+        rules=CaptionRules(
+            max_tokens=data.max_tokens,
+            group_dropout=0.0,
+            optional_keep=1.0,
+            caption_dropout=0.0,
+            mask_antialias=data.mask_antialias,
+        ),
         map_factor=data.map_factor,
         seed=seed,
     )

@@ -18,10 +18,12 @@ SHOT_SLOT = NUM_GROUPS  # mask slot of the shot-type phrase
 NUM_SLOTS = NUM_GROUPS + 1
 
 
-def label_maps(parsing: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+def label_maps(parsing: np.ndarray, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
     """One map per ATR label, bilinearly resized to ``size`` ``(h, w)``: float ``(19, h, w)``.
 
     Bilinear resizing is linear, so the resized union of disjoint labels is the sum of their maps.
+    ``antialias`` widens the bilinear kernel to the downscale factor; without it a 16x reduction
+    samples only a few pixels per cell and small parts (face, shoes) can vanish from the map.
     """
     import torch
     import torch.nn.functional as F
@@ -32,7 +34,7 @@ def label_maps(parsing: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         if label >= NUM_PARSING_LABELS:
             continue
         onehot = (labels == label).float()[None, None]
-        out[label] = F.interpolate(onehot, size=size, mode="bilinear", align_corners=False)[0, 0]
+        out[label] = F.interpolate(onehot, size=size, mode="bilinear", align_corners=False, antialias=antialias)[0, 0]
     return out
 
 

@@ -39,6 +39,7 @@ def build_dataset(config: TrainConfig, tokenizer: Any, *, evaluation: bool = Fal
         group_dropout=0.0 if evaluation else data.group_dropout,
         optional_keep=1.0 if evaluation else data.optional_keep,
         caption_dropout=0.0 if evaluation else data.caption_dropout,
+        mask_antialias=data.mask_antialias,
     )
     source = ParquetRelease.open(data.index, data.root)
     return DaringDataset(

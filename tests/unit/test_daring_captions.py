@@ -113,8 +113,7 @@ def test_dropout_rates():
 def test_groups_3_to_19_are_shuffled():
     aa_text = [{"color": "red", "type": "x", "gender": "male"} for _ in range(NUM_GROUPS)]
     orders = {
-        compose_caption(None, aa_text, random.Random(s), word_count, 10_000, 0.0, 1.0).kept_groups
-        for s in range(20)
+        compose_caption(None, aa_text, random.Random(s), word_count, 10_000, 0.0, 1.0).kept_groups for s in range(20)
     }
     assert len(orders) > 1 and all(o[:3] == (0, 1, 2) for o in orders)
 
