@@ -37,6 +37,7 @@ class S3Store(ObjectStore):
         prefix: str = "",
         *,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
         region: str = "us-east-1",
@@ -50,6 +51,7 @@ class S3Store(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.public_endpoint_url = public_endpoint_url
         self._client_args = {
             "endpoint_url": endpoint_url,
             "aws_access_key_id": access_key,
@@ -68,7 +70,7 @@ class S3Store(ObjectStore):
             multipart_chunksize=multipart_chunksize,
             max_concurrency=max_concurrency,
         )
-        self._client = None
+        self._clients: dict[str | None, Any] = {}
         self._client_pid = 0
         if create_bucket:
             self.ensure_bucket()
@@ -84,6 +86,8 @@ class S3Store(ObjectStore):
             parts.netloc,
             parts.path,
             endpoint_url=settings.s3_endpoint_url,
+            # optional setting: the S3 address as browsers outside the servers' network reach it
+            public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
             region=settings.s3_region,
@@ -93,10 +97,16 @@ class S3Store(ObjectStore):
     @property
     def client(self) -> Any:  # botocore builds the client class at run time
         """The boto3 client, re-created after a fork (connection pools must not cross processes)."""
-        if self._client is None or self._client_pid != os.getpid():
-            self._client = boto3.session.Session().client("s3", **self._client_args)
+        return self._client_for(self._client_args["endpoint_url"])
+
+    def _client_for(self, endpoint_url: str | None) -> Any:
+        if self._client_pid != os.getpid():
+            self._clients = {}
             self._client_pid = os.getpid()
-        return self._client
+        if endpoint_url not in self._clients:
+            args = {**self._client_args, "endpoint_url": endpoint_url}
+            self._clients[endpoint_url] = boto3.session.Session().client("s3", **args)
+        return self._clients[endpoint_url]
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist yet."""
@@ -174,9 +184,14 @@ class S3Store(ObjectStore):
                         yield name
 
     def url_for(self, key: str, expires: int = 3600) -> str:
-        """A presigned GET URL, valid for ``expires`` seconds (the object need not exist yet)."""
+        """A presigned GET URL, valid for ``expires`` seconds, signed for ``public_endpoint_url`` if set.
+
+        The host is part of the signature, so a URL for browsers outside the servers' network (e.g. an
+        annotator's) must be signed for the address they reach, not rewritten afterwards.
+        """
+        client = self._client_for(self.public_endpoint_url) if self.public_endpoint_url else self.client
         with self._errors(key):
-            return self.client.generate_presigned_url(
+            return client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": self.key(key)}, ExpiresIn=expires
             )
 

@@ -181,6 +181,22 @@ def test_s3_presigned_url_fetches_the_bytes(s3_store: S3Store) -> None:
     assert httpx.get(tampered).status_code == 403
 
 
+def test_s3_presigned_url_for_a_public_endpoint(s3_server, s3_store: S3Store) -> None:
+    public = s3_server.endpoint_url.replace("127.0.0.1", "localhost")
+    store = S3Store(
+        s3_store.bucket,
+        s3_store.prefix,
+        endpoint_url=s3_server.endpoint_url,
+        public_endpoint_url=public,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+    store.put_bytes("seen-by-browsers.bin", b"pixels")
+    url = store.url_for("seen-by-browsers.bin")
+    assert url.startswith(public + "/")
+    assert httpx.get(url).content == b"pixels"
+
+
 def test_s3_large_put_file_is_multipart(s3_store: S3Store) -> None:
     s3_store.put_file("big.bin", io.BytesIO(payload(BIG)))
     head = s3_store.client.head_object(Bucket=s3_store.bucket, Key=s3_store.key("big.bin"))
