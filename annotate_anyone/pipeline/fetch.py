@@ -283,7 +283,7 @@ class S3Reader:
 
 
 def make_s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client from the ``s3_*`` settings (SigV4, path-style friendly for local servers)."""
+    """A boto3 S3 client from the ``s3_*`` settings (SigV4; path-style addressing for a custom endpoint)."""
     import boto3
     from botocore.config import Config
 
@@ -293,7 +293,11 @@ def make_s3_client(settings: Settings) -> Any:
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,
-        config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
+        config=Config(
+            signature_version="s3v4",
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
+        ),
     )
 
 
