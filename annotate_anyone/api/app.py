@@ -2,20 +2,92 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annotate_anyone import __version__
-from annotate_anyone.api.routes import health, images, jobs, releases, sources
+from annotate_anyone.api.routes import auth, health, images, jobs, keys, releases, sources, web
+from annotate_anyone.api.templating import WEB
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
+from annotate_anyone.services.auth import Forbidden, RateLimited, Unauthorized
 from annotate_anyone.settings import Settings, get_settings
 
-STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422}
+STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, Unauthorized: 401, Forbidden: 403, RateLimited: 429}
+ERROR_NAMES = {Unauthorized: "unauthorized", Forbidden: "forbidden", RateLimited: "rate_limited"}
+AUTH_RESPONSES = {
+    "401": ("No, wrong, expired or revoked credentials", "unauthorized", "authentication required"),
+    "403": (
+        "The caller's role may not do this (or a form's CSRF token is missing)",
+        "forbidden",
+        "role 'trainer' may not pool:read",
+    ),
+    "429": ("Rate limit reached; see Retry-After", "rate_limited", "too many requests; retry in 0.5 s"),
+}
 
 
-def _error(status: int, error: str, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": error, "detail": detail})
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
+
+
+def _wants_page(request: Request) -> bool:
+    return request.url.path.startswith("/ui")
+
+
+def _project_error_response(request: Request, exc: AnnotateAnyoneError) -> Response:
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
+    name = next((n for cls, n in ERROR_NAMES.items() if isinstance(exc, cls)), type(exc).__name__.lower())
+    if _wants_page(request):
+        if isinstance(exc, Unauthorized):
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        from annotate_anyone.api.templating import render
+
+        return render(request, "error.html", {"status": status, "error": name, "detail": str(exc)}, status_code=status)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    return _error(status, name, str(exc), headers)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, with the error bodies of authentication on every protected operation."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            if not operation.get("security"):
+                continue
+            for code, (description, error, detail) in AUTH_RESPONSES.items():
+                operation.setdefault("responses", {}).setdefault(
+                    code,
+                    {
+                        "description": description,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorBody"},
+                                "example": {"error": error, "detail": detail},
+                            }
+                        },
+                    },
+                )
+    schema.setdefault("components", {}).setdefault("schemas", {}).setdefault(
+        "ErrorBody",
+        {
+            "type": "object",
+            "required": ["error", "detail"],
+            "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+        },
+    )
+    app.openapi_schema = schema
+    return schema
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,20 +95,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Annotate Anyone",
         version=__version__,
-        description="Data flywheel for human-centric image datasets: ingest, annotate, review, release.",
+        description=(
+            "Data flywheel for human-centric image datasets: ingest, annotate, review, release.\n\n"
+            "Authenticate with `Authorization: Bearer <API key>` (keys: `annotate-anyone keys create`) or a "
+            'dashboard login. Errors are always `{"error": ..., "detail": ...}`.'
+        ),
     )
     app.state.settings = settings or get_settings()
 
     @app.exception_handler(AnnotateAnyoneError)
-    async def _project_error(request: Request, exc: AnnotateAnyoneError) -> JSONResponse:
-        status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
-        return _error(status, type(exc).__name__.lower(), str(exc))
+    async def _project_error(request: Request, exc: AnnotateAnyoneError) -> Response:
+        return _project_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return _error(422, "invalid_request", detail)
 
-    for module in (health, sources, images, jobs, releases):
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, names.get(exc.status_code, "http_error"), str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, "internal", "internal server error (see the server log)")
+
+    for module in (health, auth, sources, images, jobs, releases, keys, web):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

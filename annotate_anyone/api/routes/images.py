@@ -1,36 +1,41 @@
-"""Images in the pool, filterable, with their persons and attributes."""
+"""Images in the pool, filterable, with their persons and attributes; overlays; takedown (admins)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
+from annotate_anyone.api.auth import PoolReader, TakedownAdmin, client_addr
+from annotate_anyone.api.auth_schemas import TakedownIn
 from annotate_anyone.api.deps import SessionDep, StoreDep
+from annotate_anyone.api.params import IdPath, Limit, Offset, SourceIdQuery
 from annotate_anyone.api.schemas import ImageDetail, Page
 from annotate_anyone.db.models import Image
-from annotate_anyone.services import images
+from annotate_anyone.services import audit, browse, images
 
 router = APIRouter(prefix="/images", tags=["images"])
+Overlay = Annotated[str, Path(pattern="^(parsing|mask)$", description="parsing: ATR label map; mask: person mask")]
 
 
 @router.get("", response_model=Page[ImageDetail], summary="List images (paginated, filterable)")
 def list_images(
     session: SessionDep,
+    principal: PoolReader,
     status: str | None = Query(None, pattern="^(kept|dropped|taken_down)$"),
     drop_reason: str | None = Query(None, max_length=64),
-    source_id: int | None = None,
+    source_id: SourceIdQuery = None,
     shot_type: str | None = Query(None, max_length=32),
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    attribute: str | None = Query(None, max_length=200, description="key=value", examples=["hair color=black"]),
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Any:
-    rows, total = images.list_images(
+    rows, total = browse.list_images_detail(
         session,
-        status=status,
-        drop_reason=drop_reason,
-        source_id=source_id,
-        shot_type=shot_type,
+        filters=browse.ImageFilters.build(
+            status=status, drop_reason=drop_reason, source_id=source_id, shot_type=shot_type, attribute=attribute
+        ),
         limit=limit,
         offset=offset,
     )
@@ -38,12 +43,50 @@ def list_images(
 
 
 @router.get("/{image_id}", response_model=ImageDetail, summary="One image with persons and attributes")
-def get_image(image_id: int, session: SessionDep) -> Image:
+def get_image(image_id: IdPath, session: SessionDep, principal: PoolReader) -> Image:
     return images.get_image(session, image_id)
 
 
 @router.get("/{image_id}/original", summary="The original bytes", response_class=StreamingResponse)
-def get_original(image_id: int, session: SessionDep, store: StoreDep) -> StreamingResponse:
+def get_original(image_id: IdPath, session: SessionDep, store: StoreDep, principal: PoolReader) -> StreamingResponse:
     image = images.get_image(session, image_id)
     stream = images.open_original(store, image)
-    return StreamingResponse(stream, media_type=images.media_type(image))
+    return StreamingResponse(
+        stream, media_type=images.media_type(image), headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@router.get(
+    "/{image_id}/persons/{index}/{overlay}",
+    summary="A person's parsing map or mask (PNG)",
+    response_class=StreamingResponse,
+)
+def get_overlay(
+    image_id: IdPath,
+    overlay: Overlay,
+    session: SessionDep,
+    store: StoreDep,
+    principal: PoolReader,
+    index: int = Path(ge=0, le=1000),
+) -> StreamingResponse:
+    key = browse.overlay_key(session, image_id=image_id, index=index, overlay=overlay)
+    return StreamingResponse(
+        store.open(key), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@router.post("/{image_id}/takedown", response_model=ImageDetail, summary="Take an image down (admins)")
+def take_down(
+    image_id: IdPath, body: TakedownIn, session: SessionDep, principal: TakedownAdmin, request: Request
+) -> Any:
+    image = browse.take_down_image(session, image_id=image_id, reason=body.reason, requested_by=principal.actor)
+    audit.record(
+        session,
+        principal=principal,
+        action="image.takedown",
+        target_type="image",
+        target_id=image.id,
+        detail={"sha256": image.sha256, "reason": body.reason},
+        remote_addr=client_addr(request),
+    )
+    return image

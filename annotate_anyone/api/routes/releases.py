@@ -1,24 +1,55 @@
-"""Published dataset releases."""
+"""Published dataset releases: list, manifest, changes against the parent, file downloads."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from annotate_anyone.api.deps import SessionDep
+from annotate_anyone.api.auth import ReleaseReader
+from annotate_anyone.api.deps import SessionDep, StoreDep
+from annotate_anyone.api.params import Limit, Offset
 from annotate_anyone.api.schemas import ReleaseOut
 from annotate_anyone.db.models import Release
-from annotate_anyone.services import releases
+from annotate_anyone.services import release_views, releases
 
 router = APIRouter(prefix="/releases", tags=["releases"])
+Version = Path(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$", examples=["2026.11.24.1"])
 
 
 @router.get("", response_model=list[ReleaseOut], summary="List releases, newest first")
-def list_releases(session: SessionDep, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> Any:
+def list_releases(session: SessionDep, principal: ReleaseReader, limit: Limit = 50, offset: Offset = 0) -> Any:
     return releases.list_releases(session, limit=limit, offset=offset)
 
 
 @router.get("/{version}", response_model=ReleaseOut, summary="One release")
-def get_release(version: str, session: SessionDep) -> Release:
+def get_release(session: SessionDep, principal: ReleaseReader, version: str = Version) -> Release:
     return releases.get_release(session, version)
+
+
+@router.get("/{version}/manifest", summary="The release's manifest.json")
+def get_manifest(session: SessionDep, store: StoreDep, principal: ReleaseReader, version: str = Version) -> Any:
+    releases.get_release(session, version)
+    return release_views.manifest(store, version)
+
+
+@router.get("/{version}/changes", summary="What changed against the parent release (changes.json)")
+def get_changes(session: SessionDep, store: StoreDep, principal: ReleaseReader, version: str = Version) -> Any:
+    releases.get_release(session, version)
+    return release_views.changes(store, version)
+
+
+@router.get("/{version}/files/{name:path}", summary="Download one file the manifest lists", response_model=None)
+def download(
+    session: SessionDep, store: StoreDep, principal: ReleaseReader, name: str, version: str = Version
+) -> Response:
+    releases.get_release(session, version)
+    key = release_views.file_key(store, version, name)
+    if url := store.url_for(key):
+        return RedirectResponse(url, status_code=307)
+    return StreamingResponse(
+        store.open(key),
+        media_type=release_views.media_type(name),
+        headers={"Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'},
+    )

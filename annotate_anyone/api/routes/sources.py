@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 from sqlalchemy import func, select
 
+from annotate_anyone.api.auth import PoolReader, SourceWriter
 from annotate_anyone.api.deps import SessionDep
+from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import Page, SourceIn, SourceOut
 from annotate_anyone.db.models import Source
 from annotate_anyone.services import sources, stats
@@ -16,22 +18,22 @@ router = APIRouter(prefix="/sources", tags=["sources"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SourceOut, summary="Register a source")
-def create_source(body: SourceIn, session: SessionDep) -> Source:
+def create_source(body: SourceIn, session: SessionDep, principal: SourceWriter) -> Source:
     return sources.create_source(session, **body.model_dump())
 
 
 @router.get("", response_model=Page[SourceOut], summary="List sources")
-def list_sources(session: SessionDep, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> Any:
+def list_sources(session: SessionDep, principal: PoolReader, limit: Limit = 50, offset: Offset = 0) -> Any:
     rows = session.scalars(select(Source).order_by(Source.id).limit(limit).offset(offset)).all()
     return {"items": rows, "total": session.scalar(select(func.count(Source.id))), "limit": limit, "offset": offset}
 
 
 @router.get("/{source_id}", response_model=SourceOut, summary="One source")
-def get_source(source_id: int, session: SessionDep) -> Source:
+def get_source(source_id: IdPath, session: SessionDep, principal: PoolReader) -> Source:
     return sources.get_source(session, source_id)
 
 
 @router.get("/{source_id}/funnel", summary="The source's funnel: survivors per step, drops by reason")
-def source_funnel(source_id: int, session: SessionDep) -> dict[str, Any]:
+def source_funnel(source_id: IdPath, session: SessionDep, principal: PoolReader) -> dict[str, Any]:
     sources.get_source(session, source_id)
     return stats.source_funnel(session, source_id)

@@ -1,0 +1,366 @@
+"""The dashboard: server-rendered pages under ``/ui`` (thin views over the services)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from annotate_anyone.api.auth import (
+    AuditReader,
+    CurrentPrincipal,
+    JobCanceller,
+    KeyManager,
+    PoolReader,
+    ReleaseReader,
+    ReviewReader,
+    SourceWriter,
+    TakedownAdmin,
+    client_addr,
+)
+from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
+from annotate_anyone.api.params import IdPath, Offset
+from annotate_anyone.api.templating import NAV, render
+from annotate_anyone.errors import AnnotateAnyoneError, NotFound
+from annotate_anyone.services import audit, auth, browse, dashboard, images, jobs, release_views, releases
+from annotate_anyone.services.sources import get_or_create_source, guess_kind
+
+router = APIRouter(include_in_schema=False)
+PAGE = 50
+
+
+def _see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def _cache(request: Request) -> dashboard.TTLCache:
+    cache = getattr(request.app.state, "dashboard_cache", None)
+    if cache is None:
+        cache = request.app.state.dashboard_cache = dashboard.TTLCache(ttl_s=5.0)
+    return cache
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return _see_other("/ui/")
+
+
+@router.get("/ui/", response_class=HTMLResponse)
+def overview(request: Request, session: SessionDep, settings: SettingsDep, principal: CurrentPrincipal) -> Response:
+    if not principal.can(auth.Perm.pool_read):  # trainers land on what they may read
+        return _see_other(next(path for _, path, perm in NAV if principal.can(perm)))
+    data = _cache(request).get("overview", lambda: dashboard.overview(session, settings))
+    workers = _cache(request).get("workers", lambda: dashboard.worker_health(settings))
+    return render(request, "overview.html", {**data, "workers": workers})
+
+
+# -------------------------------------------------------------------------------------------- jobs
+
+
+@router.get("/ui/jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    session: SessionDep,
+    principal: PoolReader,
+    status: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
+    offset: Offset = 0,
+) -> Response:
+    rows = jobs.list_jobs(session, status=status, limit=PAGE + 1, offset=offset)
+    sources, _ = _sources(session)
+    return render(
+        request,
+        "jobs.html",
+        {"jobs": rows[:PAGE], "more": len(rows) > PAGE, "offset": offset, "status": status, "sources": sources},
+    )
+
+
+def _sources(session: Any) -> tuple[list[Any], int]:
+    from sqlalchemy import select
+
+    from annotate_anyone.db.models import Source
+
+    rows = list(session.scalars(select(Source).order_by(Source.id.desc()).limit(200)))
+    return rows, len(rows)
+
+
+@router.post("/ui/sources")
+def add_source(
+    request: Request,
+    session: SessionDep,
+    principal: SourceWriter,
+    uri: Annotated[str, Form(min_length=1, max_length=4096)],
+    name: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    source = get_or_create_source(session, name=name.strip() or uri, kind=guess_kind(uri), uri=uri.strip())
+    audit.record(
+        session,
+        principal=principal,
+        action="source.create",
+        target_type="source",
+        target_id=source.id,
+        detail={"uri": source.uri},
+        remote_addr=client_addr(request),
+    )
+    return _see_other(f"/ui/jobs?source={source.id}")
+
+
+@router.post("/ui/jobs")
+def start_job(
+    request: Request,
+    session: SessionDep,
+    executor: ExecutorDep,
+    background: BackgroundTasks,
+    principal: CurrentPrincipal,
+    kind: Annotated[str, Form(pattern="^(ingest|annotate|export)$")],
+    source_id: Annotated[int | None, Form(ge=1)] = None,
+    preset: Annotated[str, Form(max_length=64)] = "all-accepted",
+    version: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    auth.authorize(principal, auth.job_perm(kind))
+    params: dict[str, Any] = {}
+    if kind == "ingest":
+        if source_id is None:
+            raise NotFound("choose a source to ingest")
+        params["source_ids"] = [source_id]
+    elif kind == "export":
+        params["preset"] = preset
+        if version.strip():
+            params["version"] = version.strip()
+    job = jobs.create_job(session, kind=kind, params=params, created_by=principal.actor)
+    audit.record(
+        session,
+        principal=principal,
+        action="job.start",
+        target_type="job",
+        target_id=job.id,
+        detail={"kind": kind, "params": params},
+        remote_addr=client_addr(request),
+    )
+    session.commit()
+    background.add_task(executor.submit, job.id)
+    return _see_other(f"/ui/jobs/{job.id}")
+
+
+@router.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: IdPath, request: Request, session: SessionDep, principal: PoolReader) -> Response:
+    return render(request, "job.html", {"job": jobs.get_job(session, job_id)})
+
+
+@router.post("/ui/jobs/{job_id}/cancel")
+def cancel(job_id: IdPath, request: Request, session: SessionDep, principal: JobCanceller) -> Response:
+    job = jobs.cancel_job(session, job_id)
+    audit.record(
+        session,
+        principal=principal,
+        action="job.cancel",
+        target_type="job",
+        target_id=job.id,
+        detail={"kind": job.kind},
+        remote_addr=client_addr(request),
+    )
+    return _see_other(f"/ui/jobs/{job_id}")
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+@router.get("/ui/images", response_class=HTMLResponse)
+def images_page(
+    request: Request,
+    session: SessionDep,
+    principal: PoolReader,
+    status: str | None = Query(None, max_length=16),
+    drop_reason: str | None = Query(None, max_length=64),
+    shot_type: str | None = Query(None, max_length=32),
+    attribute: str | None = Query(None, max_length=200),
+    offset: Offset = 0,
+) -> Response:
+    filters = browse.ImageFilters.build(
+        status=status, drop_reason=drop_reason, shot_type=shot_type, attribute=attribute
+    )
+    rows, total = browse.list_images_brief(session, filters=filters, limit=PAGE, offset=offset)
+    facets = _cache(request).get("facets", lambda: browse.facet_values(session))
+    query = {
+        k: v
+        for k, v in (
+            ("status", status),
+            ("drop_reason", drop_reason),
+            ("shot_type", shot_type),
+            ("attribute", attribute),
+        )
+        if v
+    }
+    return render(
+        request,
+        "images.html",
+        {"rows": rows, "total": total, "offset": offset, "page": PAGE, "filters": query, "facets": facets},
+    )
+
+
+@router.get("/ui/images/{image_id}", response_class=HTMLResponse)
+def image_page(image_id: IdPath, request: Request, session: SessionDep, principal: PoolReader) -> Response:
+    image = images.get_image(session, image_id)
+    return render(
+        request,
+        "image.html",
+        {"image": image, "overlays": dashboard.person_overlays(image), "attributes": dashboard.attribute_rows(image)},
+    )
+
+
+@router.post("/ui/images/{image_id}/takedown")
+def takedown(
+    image_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    principal: TakedownAdmin,
+    reason: Annotated[str, Form(min_length=1, max_length=500)],
+) -> Response:
+    image = browse.take_down_image(session, image_id=image_id, reason=reason, requested_by=principal.actor)
+    audit.record(
+        session,
+        principal=principal,
+        action="image.takedown",
+        target_type="image",
+        target_id=image.id,
+        detail={"sha256": image.sha256, "reason": reason},
+        remote_addr=client_addr(request),
+    )
+    return _see_other(f"/ui/images/{image_id}")
+
+
+# ------------------------------------------------------------------------------- review, flywheel
+
+
+@router.get("/ui/review", response_class=HTMLResponse)
+def review_page(request: Request, session: SessionDep, settings: SettingsDep, principal: ReviewReader) -> Response:
+    return render(request, "review.html", dashboard.review_overview(session, settings))
+
+
+@router.get("/ui/flywheel", response_class=HTMLResponse)
+def flywheel_page(request: Request, session: SessionDep, principal: PoolReader) -> Response:
+    return render(request, "flywheel.html", {"report": dashboard.flywheel(session)})
+
+
+# ---------------------------------------------------------------------------------------- releases
+
+
+@router.get("/ui/releases", response_class=HTMLResponse)
+def releases_page(request: Request, session: SessionDep, principal: ReleaseReader, offset: Offset = 0) -> Response:
+    rows = releases.list_releases(session, limit=PAGE + 1, offset=offset)
+    return render(request, "releases.html", {"releases": rows[:PAGE], "more": len(rows) > PAGE, "offset": offset})
+
+
+@router.get("/ui/releases/{version}", response_class=HTMLResponse)
+def release_page(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    principal: ReleaseReader,
+    version: str,
+) -> Response:
+    release = releases.get_release(session, version)
+    context: dict[str, Any] = {"release": release, "summary": None, "files": [], "diff": None, "problem": None}
+    try:
+        manifest = release_views.manifest(store, version)
+        context.update(summary=release_views.summary(manifest), files=release_views.files(manifest))
+        context["diff"] = release_views.changes(store, version)
+    except (ImportError, AnnotateAnyoneError) as exc:
+        context["problem"] = str(exc) if not isinstance(exc, ImportError) else "release module not available yet"
+    return render(request, "release.html", context)
+
+
+# ------------------------------------------------------------------------------------ admin, audit
+
+
+def _admin(request: Request, session: Any, new_key: str | None = None) -> Response:
+    return render(
+        request,
+        "admin.html",
+        {
+            "keys": auth.list_api_keys(session),
+            "users": auth.list_users(session),
+            "new_key": new_key,
+            "roles": [r.value for r in auth.Role],
+        },
+    )
+
+
+@router.get("/ui/admin", response_class=HTMLResponse)
+def admin_page(request: Request, session: SessionDep, principal: KeyManager) -> Response:
+    return _admin(request, session)
+
+
+@router.post("/ui/admin/keys", response_class=HTMLResponse)
+def admin_create_key(
+    request: Request,
+    session: SessionDep,
+    principal: KeyManager,
+    name: Annotated[str, Form(min_length=1, max_length=128)],
+    role: Annotated[str, Form(pattern="^(admin|engineer|annotator|trainer)$")],
+    expires_in_days: Annotated[float | None, Form(gt=0, le=3650)] = None,
+) -> Response:
+    """Create a key and show it on this one response (it is never shown again)."""
+    key, raw = auth.create_api_key(session, name=name, role=role, expires_in_days=expires_in_days)
+    audit.record(
+        session,
+        principal=principal,
+        action="key.create",
+        target_type="api_key",
+        target_id=key.prefix,
+        detail={"role": role, "name": name},
+        remote_addr=client_addr(request),
+    )
+    response = _admin(request, session, new_key=raw)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/ui/admin/keys/{key_id}/revoke")
+def admin_revoke_key(key_id: IdPath, request: Request, session: SessionDep, principal: KeyManager) -> Response:
+    key = auth.revoke_api_key(session, key_id)
+    audit.record(
+        session,
+        principal=principal,
+        action="key.revoke",
+        target_type="api_key",
+        target_id=key.prefix,
+        remote_addr=client_addr(request),
+    )
+    return _see_other("/ui/admin")
+
+
+@router.post("/ui/admin/users")
+def admin_create_user(
+    request: Request,
+    session: SessionDep,
+    principal: KeyManager,
+    username: Annotated[str, Form(min_length=1, max_length=128)],
+    password: Annotated[str, Form(min_length=8, max_length=256)],
+    role: Annotated[str, Form(pattern="^(admin|engineer|annotator|trainer)$")],
+) -> Response:
+    user = auth.create_user(session, username=username, password=password, role=role)
+    audit.record(
+        session,
+        principal=principal,
+        action="user.create",
+        target_type="user",
+        target_id=user.username,
+        detail={"role": role},
+        remote_addr=client_addr(request),
+    )
+    return _see_other("/ui/admin")
+
+
+@router.get("/ui/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    session: SessionDep,
+    principal: AuditReader,
+    action: str | None = Query(None, max_length=64),
+    offset: Offset = 0,
+) -> Response:
+    rows, total = audit.list_events(session, action=action, limit=PAGE, offset=offset)
+    return render(
+        request, "audit.html", {"events": rows, "total": total, "offset": offset, "page": PAGE, "action": action}
+    )

@@ -1,0 +1,131 @@
+"""Browsing the image pool: filters (status, drop reason, source, shot type, attribute value), overlays, takedown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from annotate_anyone.db.models import Attribute, Image, ImageStatus, Person
+from annotate_anyone.errors import InvalidInput, NotFound
+from annotate_anyone.services.images import get_image
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFilters:
+    """What the image list can be narrowed by; every filter uses an index."""
+
+    status: str | None = None
+    drop_reason: str | None = None
+    source_id: int | None = None
+    shot_type: str | None = None
+    attribute_key: str | None = None
+    attribute_value: str | None = None
+
+    @classmethod
+    def build(cls, *, attribute: str | None = None, **kwargs: Any) -> ImageFilters:
+        """Filters from request values; ``attribute`` is ``key=value`` (or ``key`` for any value)."""
+        key = value = None
+        if attribute:
+            key, _, value = attribute.partition("=")
+            key, value = key.strip(), value.strip() or None
+            if not key:
+                raise InvalidInput("attribute filter must be key=value")
+        clean = {k: (v or None) if isinstance(v, str) else v for k, v in kwargs.items()}
+        if clean.get("status") and clean["status"] not in {s.value for s in ImageStatus}:
+            raise InvalidInput(f"unknown image status {clean['status']!r}")
+        return cls(attribute_key=key, attribute_value=value, **clean)
+
+    def apply(self, query: Select) -> Select:
+        if self.status:
+            query = query.where(Image.status == ImageStatus(self.status))
+        if self.drop_reason:
+            query = query.where(Image.drop_reason == self.drop_reason)
+        if self.source_id is not None:
+            query = query.where(Image.source_id == self.source_id)
+        if self.shot_type:
+            query = query.where(Image.id.in_(select(Person.image_id).where(Person.shot_type == self.shot_type)))
+        if self.attribute_key:
+            labelled = select(Person.image_id).join(Attribute, Attribute.person_id == Person.id)
+            labelled = labelled.where(Attribute.key == self.attribute_key)
+            if self.attribute_value:
+                labelled = labelled.where(Attribute.value == self.attribute_value)
+            query = query.where(Image.id.in_(labelled))
+        return query
+
+
+def _page(session: Session, query: Select, *, limit: int, offset: int) -> tuple[Select, int]:
+    total = session.scalar(select(func.count()).select_from(query.with_only_columns(Image.id).subquery())) or 0
+    return query.order_by(Image.id.desc()).limit(limit).offset(offset), total
+
+
+def list_images_detail(
+    session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0
+) -> tuple[list[Image], int]:
+    """A page of images (newest first) with persons and attributes loaded, and the total."""
+    query, total = _page(session, filters.apply(select(Image)), limit=limit, offset=offset)
+    query = query.options(selectinload(Image.persons).selectinload(Person.attributes))
+    return list(session.scalars(query)), total
+
+
+def list_images_brief(
+    session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of image rows for a table (no attributes loaded): id, size, status, persons, shot types."""
+    query, total = _page(session, filters.apply(select(Image)), limit=limit, offset=offset)
+    rows = list(session.scalars(query))
+    shots: dict[int, list[str]] = {}
+    if rows:
+        for image_id, shot in session.execute(
+            select(Person.image_id, Person.shot_type).where(Person.image_id.in_([r.id for r in rows]))
+        ):
+            shots.setdefault(image_id, []).append(shot or "?")
+    brief = [
+        {
+            "id": r.id,
+            "sha256": r.sha256,
+            "source_id": r.source_id,
+            "source_uri": r.source_uri,
+            "width": r.width,
+            "height": r.height,
+            "status": r.status.value,
+            "drop_reason": r.drop_reason,
+            "persons": len(shots.get(r.id, [])),
+            "shot_types": sorted(set(shots.get(r.id, []))),
+            "created_at": r.created_at,
+        }
+        for r in rows
+    ]
+    return brief, total
+
+
+def facet_values(session: Session) -> dict[str, list[str]]:
+    """Values offered by the browser's filter menus (drop reasons, shot types, attribute keys)."""
+    return {
+        "drop_reason": [r for r in session.scalars(select(Image.drop_reason).distinct().limit(200)) if r],
+        "shot_type": [s for s in session.scalars(select(Person.shot_type).distinct().limit(50)) if s],
+        "attribute_key": list(session.scalars(select(Attribute.key).distinct().order_by(Attribute.key).limit(200))),
+    }
+
+
+def overlay_key(session: Session, *, image_id: int, index: int, overlay: str) -> str:
+    """The store key of a person's parsing map or mask."""
+    person = session.scalar(select(Person).where(Person.image_id == image_id, Person.index == index))
+    if person is None:
+        raise NotFound(f"image {image_id} has no person {index}")
+    key = person.parsing_key if overlay == "parsing" else person.mask_key
+    if not key:
+        raise NotFound(f"person {index} of image {image_id} has no {overlay}")
+    return key
+
+
+def take_down_image(session: Session, *, image_id: int, reason: str, requested_by: str) -> Image:
+    """Take an image down by its hash: it leaves every later release (annotate_anyone.release.takedown)."""
+    from annotate_anyone.release.takedown import take_down
+
+    image = get_image(session, image_id)
+    take_down(session, sha256=image.sha256, reason=reason, requested_by=requested_by)
+    session.refresh(image)
+    return image

@@ -1,0 +1,216 @@
+"""Data for the dashboard pages. Each page reads from a service; a page whose module has not landed says so.
+
+Optional providers (called when their module exists, else the page shows "not available yet"):
+
+* review:   ``annotate_anyone.review.dashboard.review_summary(session, settings) -> dict`` with
+  ``categories`` [{category, routed, answered}], ``annotators`` [{annotator, answered, per_hour,
+  gold_accuracy}], ``projects`` [{name, url}];
+* flywheel: ``annotate_anyone.annotation.flywheel.flywheel_report(session) -> dict`` with ``rounds``
+  [{round, human_share, accuracy: {category: value}}].
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotate_anyone.db.models import (
+    Attribute,
+    AttributeState,
+    Image,
+    Job,
+    JobStatus,
+    Person,
+    Release,
+    ReviewTask,
+    Source,
+)
+from annotate_anyone.services import stats
+from annotate_anyone.settings import Settings
+
+FUNNEL_STEPS = ("fetched", "decoded", "unique", "quality", "one_human", "labelled", "released")
+LABELLED = (AttributeState.auto_accepted, AttributeState.human_verified)
+
+
+def optional_provider(module: str, name: str) -> Callable[..., Any] | None:
+    """``module.name`` if that module has landed in this install, else ``None``."""
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        return None
+    return getattr(found, name, None)
+
+
+class TTLCache:
+    """Keeps an expensive aggregate for a few seconds (the overview is read far more than it changes)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        hit = self._values.get(key)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        value = compute()
+        self._values[key] = (now, value)
+        return value
+
+
+def source_funnels(session: Session, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The funnel of each source (fetched -> ... -> labelled -> released), newest sources first."""
+    sources = session.scalars(select(Source).order_by(Source.id.desc()).limit(limit)).all()
+    labelled = dict(
+        session.execute(
+            select(Image.source_id, func.count(func.distinct(Image.id)))
+            .join(Person, Person.image_id == Image.id)
+            .join(Attribute, Attribute.person_id == Person.id)
+            .where(Attribute.state.in_(LABELLED), Image.source_id.in_([s.id for s in sources]))
+            .group_by(Image.source_id)
+        ).all()
+    )
+    released = latest_release_counts(session)
+    out = []
+    for source in sources:
+        funnel = stats.source_funnel(session, source.id)
+        steps = funnel["steps"]
+        row = {k: steps.get(k, 0) for k in FUNNEL_STEPS[:5]}
+        row["labelled"] = labelled.get(source.id, 0)
+        row["released"] = (released.get("by_source") or {}).get(str(source.id))
+        out.append(
+            {
+                "id": source.id,
+                "name": source.name,
+                "kind": source.kind.value,
+                "listed": steps.get("listed", 0),
+                "pending": funnel["pending"],
+                "steps": row,
+                "dropped_by_reason": funnel["dropped_by_reason"],
+                "taken_down": source.taken_down,
+            }
+        )
+    return out
+
+
+def latest_release_counts(session: Session) -> dict[str, Any]:
+    release = session.scalar(select(Release).order_by(Release.id.desc()).limit(1))
+    return dict(release.counts or {}) if release else {}
+
+
+def queue_depths(session: Session) -> dict[str, int]:
+    """Jobs by status and review tasks by status: what is waiting."""
+    jobs = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    review = dict(session.execute(select(ReviewTask.status, func.count()).group_by(ReviewTask.status)).all())
+    return {
+        "jobs_queued": jobs.get(JobStatus.queued, 0),
+        "jobs_running": jobs.get(JobStatus.running, 0),
+        "jobs_failed": jobs.get(JobStatus.failed, 0),
+        "review_queued": review.get("queued", 0),
+        "review_pushed": review.get("pushed", 0),
+    }
+
+
+def worker_health(settings: Settings) -> dict[str, Any]:
+    """Who runs the work: the in-process executor (embedded) or Celery workers and their broker queue."""
+    if settings.executor_name != "celery":
+        return {
+            "executor": "inline",
+            "healthy": True,
+            "workers": [f"in-process ({settings.workers} processes)"],
+            "broker_queue": None,
+        }
+    info: dict[str, Any] = {"executor": "celery", "healthy": False, "workers": [], "broker_queue": None}
+    try:
+        from annotate_anyone.executors.celery import CeleryExecutor
+
+        executor = CeleryExecutor(settings)
+        info["workers"] = sorted(name for reply in executor.ping(timeout=0.5) for name in reply)
+        info["healthy"] = bool(info["workers"])
+        if settings.broker_url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(settings.broker_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            info["broker_queue"] = int(client.llen(executor.app.conf.task_default_queue))
+    except Exception as exc:  # the page reports the broker as down rather than failing
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def overview(session: Session, settings: Settings) -> dict[str, Any]:
+    """Everything the overview page shows."""
+    pool = stats.overview(session)
+    return {
+        "sources": source_funnels(session),
+        "images": {getattr(k, "value", k): v for k, v in pool["images"].items()},
+        "persons": pool["persons"],
+        "releases": pool["releases"],
+        "queues": queue_depths(session),
+        "steps": FUNNEL_STEPS,
+    }
+
+
+def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
+    """Routed vs answered per task kind (from our table), plus the review module's summary when it exists."""
+    rows = session.execute(
+        select(ReviewTask.kind, ReviewTask.status, func.count()).group_by(ReviewTask.kind, ReviewTask.status)
+    )
+    kinds: dict[str, dict[str, int]] = {}
+    for kind, status, n in rows:
+        entry = kinds.setdefault(kind, {"routed": 0, "answered": 0})
+        entry["routed"] += n
+        if status in ("answered", "done", "accepted"):
+            entry["answered"] += n
+    provider = optional_provider("annotate_anyone.review.dashboard", "review_summary")
+    return {
+        "by_kind": kinds,
+        "summary": provider(session, settings) if provider else None,
+        "label_studio_url": settings.label_studio_url,
+    }
+
+
+def flywheel(session: Session) -> dict[str, Any] | None:
+    """The flywheel report per round, or ``None`` until the flywheel module lands."""
+    provider = optional_provider("annotate_anyone.annotation.flywheel", "flywheel_report")
+    return provider(session) if provider else None
+
+
+def attribute_rows(image: Image) -> list[dict[str, Any]]:
+    """An image's labels per person, sorted for reading: group, key, value, confidence, provenance."""
+    rows = []
+    for person in image.persons:
+        for a in sorted(person.attributes, key=lambda a: (a.group, a.key, a.origin.value)):
+            rows.append(
+                {
+                    "person": person.index,
+                    "group": a.group,
+                    "key": a.key,
+                    "value": a.value,
+                    "confidence": a.confidence,
+                    "origin": a.origin.value,
+                    "model_version": a.model_version,
+                    "annotator": a.annotator,
+                    "state": a.state.value,
+                }
+            )
+    return rows
+
+
+def person_overlays(image: Image) -> list[dict[str, Any]]:
+    """What the client draws over the image: box, keypoints, and the URLs of parsing map and mask."""
+    return [
+        {
+            "index": p.index,
+            "box": p.box,
+            "keypoints": p.keypoints or [],
+            "shot_type": p.shot_type,
+            "parsing": f"/images/{image.id}/persons/{p.index}/parsing" if p.parsing_key else None,
+            "mask": f"/images/{image.id}/persons/{p.index}/mask" if p.mask_key else None,
+        }
+        for p in sorted(image.persons, key=lambda p: p.index)
+    ]
