@@ -1,0 +1,15 @@
+"""Versioned, immutable dataset releases.
+
+A release lives under ``releases/<version>/`` in the object store::
+
+    shards/000000.tar ...   WebDataset shards: {key}.jpg|png|webp, {key}.parsing.png, {key}.json
+    index.parquet           one row per sample, CosmicMan training columns + ours
+    changes.json, CHANGES.md  the diff against the parent release
+    tombstones.json         image hashes taken down (cumulative)
+    manifest.json           written last: a version exists iff its manifest exists
+
+Entry points: :func:`annotate_anyone.release.export.export_release`,
+:func:`annotate_anyone.release.verify.verify_release`, :func:`annotate_anyone.release.materialize.materialize`,
+:mod:`annotate_anyone.release.takedown`, :mod:`annotate_anyone.release.service` (API/CLI use cases) and the
+trainers' loader :mod:`annotate_anyone.datasets`.
+"""

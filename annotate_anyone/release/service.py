@@ -1,0 +1,69 @@
+"""Release use cases for the API and the CLI (thin callers translate to and from HTTP / the terminal)."""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO
+
+from sqlalchemy.orm import Session
+
+from annotate_anyone.errors import NotFound
+from annotate_anyone.release import layout
+from annotate_anyone.release.manifest import load_manifest, manifest_files, published_versions
+from annotate_anyone.release.materialize import materialize
+from annotate_anyone.release.takedown import list_takedowns, take_down
+from annotate_anyone.release.verify import VerifyReport, verify_release
+from annotate_anyone.storage.base import ObjectStore
+
+__all__ = [
+    "file_names",
+    "file_url",
+    "get_manifest",
+    "list_published",
+    "list_takedowns",
+    "materialize",
+    "open_file",
+    "take_down",
+    "verify",
+]
+
+
+def list_published(store: ObjectStore) -> list[str]:
+    """Published versions, oldest first."""
+    return published_versions(store)
+
+
+def get_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
+    return load_manifest(store, version)
+
+
+def file_names(store: ObjectStore, version: str) -> list[str]:
+    """Every downloadable file of a version: ``manifest.json`` and the files the manifest pins."""
+    return [layout.MANIFEST, *(f["name"] for f in manifest_files(load_manifest(store, version)))]
+
+
+def _checked_key(store: ObjectStore, version: str, name: str) -> str:
+    if name not in file_names(store, version):
+        raise NotFound(f"release {version} has no file {name!r}")
+    return layout.key(version, name)
+
+
+def file_url(store: ObjectStore, version: str, name: str, *, expires: int = 3600) -> str | None:
+    """A presigned URL for one release file (S3), or ``None`` where the API must stream it (local)."""
+    return store.url_for(_checked_key(store, version, name), expires=expires)
+
+
+def open_file(store: ObjectStore, version: str, name: str) -> BinaryIO:
+    """A stream of one release file, for the API's authenticated download route."""
+    return store.open(_checked_key(store, version, name))
+
+
+def verify(store: ObjectStore, version: str, session: Session | None = None) -> VerifyReport:
+    """Verify a release; with a session, its manifest digest must also match the database's."""
+    expected = None
+    if session is not None:
+        from sqlalchemy import select
+
+        from annotate_anyone.db.models import Release
+
+        expected = session.scalar(select(Release.digest).where(Release.version == version))
+    return verify_release(store, version, expected_digest=expected)
