@@ -10,10 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from annotate_anyone.cli.auth import keys_app, users_app
 from annotate_anyone.settings import Settings, get_settings
 
 app = typer.Typer(help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True)
 console = Console()
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 
 def settings() -> Settings:
@@ -92,6 +95,9 @@ def init() -> None:
 
     for key, value in init_home(settings()).items():
         console.print(f"{key}: {value}")
+    from annotate_anyone.cli.auth import print_local_admin
+
+    print_local_admin(settings())
 
 
 @app.command()

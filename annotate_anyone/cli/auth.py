@@ -1,0 +1,152 @@
+"""``annotate-anyone keys`` and ``annotate-anyone users``: API keys and dashboard users (thin over services.auth)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from annotate_anyone.settings import Settings, get_settings
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+users_app = typer.Typer(help="Dashboard users: create, list, disable.", no_args_is_help=True)
+console = Console()
+RoleOption = Annotated[str, typer.Option(help="admin | engineer | annotator | trainer")]
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Argument(help="What the key is for, e.g. 'nightly-trainer'")],
+    role: RoleOption = "engineer",
+    expires_days: Annotated[float | None, typer.Option(help="Days until it expires (default: never)")] = None,
+) -> None:
+    """Create an API key and print it (only this once)."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import audit, auth
+
+    with session_scope(get_settings().db_url) as session:
+        key, raw = auth.create_api_key(session, name=name, role=role, expires_in_days=expires_days)
+        audit.record(
+            session,
+            principal=None,
+            actor="cli",
+            action="key.create",
+            target_type="api_key",
+            target_id=key.prefix,
+            detail={"role": role, "name": name},
+        )
+    console.print(f"key {key.prefix} ({role}) created; it is shown this once:")
+    typer.echo(raw)
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """List keys (prefix, role, expiry, last use; never the keys)."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import auth
+
+    table = Table(title="API keys")
+    for col in ("id", "name", "prefix", "role", "expires", "last used", "state"):
+        table.add_column(col)
+    with session_scope(get_settings().db_url) as session:
+        for k in auth.list_api_keys(session):
+            table.add_row(
+                str(k.id),
+                k.name,
+                k.prefix,
+                k.role.value,
+                str(k.expires_at or "never"),
+                str(k.last_used_at or "-"),
+                "revoked" if k.revoked_at else "active",
+            )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`)")]) -> None:
+    """Revoke a key; it stops working on the next request."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import audit, auth
+
+    with session_scope(get_settings().db_url) as session:
+        key = auth.revoke_api_key(session, key_id)
+        audit.record(
+            session, principal=None, actor="cli", action="key.revoke", target_type="api_key", target_id=key.prefix
+        )
+    console.print(f"key {key.prefix} revoked")
+
+
+@users_app.command("create")
+def create_user(
+    username: Annotated[str, typer.Argument()],
+    role: RoleOption = "engineer",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create a dashboard user."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import audit, auth
+
+    with session_scope(get_settings().db_url) as session:
+        user = auth.create_user(session, username=username, password=password, role=role)
+        audit.record(
+            session,
+            principal=None,
+            actor="cli",
+            action="user.create",
+            target_type="user",
+            target_id=user.username,
+            detail={"role": role},
+        )
+    console.print(f"user {username} ({role}) created")
+
+
+@users_app.command("list")
+def list_users() -> None:
+    """List dashboard users."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import auth
+
+    table = Table(title="users")
+    for col in ("id", "username", "role", "last login", "state"):
+        table.add_column(col)
+    with session_scope(get_settings().db_url) as session:
+        for u in auth.list_users(session):
+            table.add_row(
+                str(u.id),
+                u.username,
+                u.role.value,
+                str(u.last_login_at or "-"),
+                "disabled" if u.disabled_at else "active",
+            )
+    console.print(table)
+
+
+@users_app.command("disable")
+def disable_user(user_id: Annotated[int, typer.Argument()]) -> None:
+    """Disable a user and end their sessions."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import audit, auth
+
+    with session_scope(get_settings().db_url) as session:
+        user = auth.disable_user(session, user_id)
+        audit.record(
+            session, principal=None, actor="cli", action="user.disable", target_type="user", target_id=user.username
+        )
+    console.print(f"user {user.username} disabled")
+
+
+def print_local_admin(settings: Settings) -> None:
+    """Embedded profile: on a fresh home, create the local admin and print its credentials once."""
+    if settings.profile != "embedded":
+        return
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services.auth import ensure_local_admin
+
+    with session_scope(settings.db_url) as session:
+        created = ensure_local_admin(session)
+    if created:
+        console.print("[bold]local admin created[/] (shown this once; store them now)")
+        console.print(f"dashboard login: {created['username']} / {created['password']}")
+        console.print(f"admin API key:   {created['key']}")
