@@ -1,0 +1,98 @@
+"""Review: Label Studio webhook receiver, signed image links, push/sync jobs, status and annotator stats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from annotate_anyone.api.auth import ReviewReader, require
+from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
+from annotate_anyone.api.params import IdPath
+from annotate_anyone.api.schemas import JobOut
+from annotate_anyone.db.models import Job
+from annotate_anyone.review import service
+from annotate_anyone.services import jobs
+from annotate_anyone.services.auth import Perm
+
+router = APIRouter(prefix="/review", tags=["review"])
+JobStarter = Annotated[Any, require(Perm.jobs_start)]
+
+
+class PushIn(BaseModel):
+    kind: Literal["attributes", "parsing", "box"] = "attributes"
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class SyncIn(BaseModel):
+    full: bool = Field(default=False, description="also list every backend task to find deleted ones")
+
+
+@router.post("/webhook", status_code=status.HTTP_202_ACCEPTED, summary="Label Studio webhook (shared secret)")
+async def webhook(
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+    secret: Annotated[str | None, Header(alias="X-AA-Webhook-Secret")] = None,
+) -> dict[str, int]:
+    try:
+        event_id = service.accept_webhook(session, settings, secret=secret, payload=await request.json())
+    except service.WebhookForbidden as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    session.commit()
+    background.add_task(service.handle_events, settings)  # after the response: Label Studio waits 1 s at most
+    return {"event": event_id}
+
+
+@router.get(
+    "/media/{person_id}", summary="A person's image, for a signed expiring link", response_class=StreamingResponse
+)
+def media(
+    person_id: IdPath,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    exp: Annotated[int, Query(ge=0, le=2**62)],
+    sig: Annotated[str, Query(min_length=64, max_length=64)],
+) -> StreamingResponse:
+    stream, media_type = service.open_media(session, settings, store, person_id=person_id, expires=exp, sig=sig)
+    return StreamingResponse(stream, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _start(session: Any, executor: Any, background: BackgroundTasks, kind: str, params: dict, actor: str) -> Job:
+    job = jobs.create_job(session, kind=kind, params=params, created_by=actor)
+    session.commit()
+    background.add_task(executor.submit, job.id)
+    return job
+
+
+@router.post("/push", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, summary="Push queued tasks")
+def push(
+    body: PushIn, session: SessionDep, executor: ExecutorDep, background: BackgroundTasks, principal: JobStarter
+) -> Job:
+    return _start(session, executor, background, "review_push", body.model_dump(), principal.actor)
+
+
+@router.post("/sync", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, summary="Reconcile answers")
+def sync(
+    body: SyncIn, session: SessionDep, executor: ExecutorDep, background: BackgroundTasks, principal: JobStarter
+) -> Job:
+    return _start(session, executor, background, "review_sync", body.model_dump(), principal.actor)
+
+
+@router.get("/status", summary="Review queue and sync state")
+def review_status(session: SessionDep, principal: ReviewReader) -> dict[str, Any]:
+    return service.review_status(session)
+
+
+@router.get("/annotators", summary="Per-annotator throughput, gold accuracy and flags")
+def annotators(session: SessionDep, principal: ReviewReader) -> list[dict[str, Any]]:
+    return service.annotator_stats(session)
+
+
+@router.get("/agreement", summary="Per-attribute agreement on overlapped tasks")
+def agreement(session: SessionDep, principal: ReviewReader) -> dict[str, dict[str, float]]:
+    return service.agreement(session)
