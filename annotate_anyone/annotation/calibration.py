@@ -184,3 +184,10 @@ def threshold_for_target(
     if feasible.size == 0:
         return 1.0  # no cut reaches the target: everything goes to humans
     return float(c[feasible.max()])
+
+
+def release_summary(session: Any, **kwargs: Any) -> dict[str, Any]:
+    """Expected error and routing figures for a release manifest (see :func:`flywheel.release_summary`)."""
+    from annotate_anyone.annotation.flywheel import release_summary as summary
+
+    return summary(session, **kwargs)

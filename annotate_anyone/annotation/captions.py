@@ -1,0 +1,72 @@
+"""Dense captions in CosmicMan's grammar and the training columns, from a person's resolved labels.
+
+The phrase rules live in :mod:`annotate_anyone.daring.captions` (``SHOT_PHRASES``, ``group_phrase``);
+this module only decides which labels count and in which order the groups are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotate_anyone.annotation.taxonomy import NUM_GROUPS, Taxonomy
+from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState
+
+Labels = Mapping[tuple[int, str], str]
+
+
+def resolved_labels(session: Session, person_ids: Iterable[int]) -> dict[int, dict[tuple[int, str], str]]:
+    """Each person's final label per category: the latest human answer, else an accepted model label."""
+    ids = list(person_ids)
+    out: dict[int, dict[tuple[int, str], str]] = {pid: {} for pid in ids}
+    if not ids:
+        return out
+    rows = session.scalars(
+        select(Attribute)
+        .where(Attribute.person_id.in_(ids))
+        .where(Attribute.state.in_([AttributeState.auto_accepted, AttributeState.human_verified]))
+        .order_by(Attribute.updated_at, Attribute.id)
+    )
+    human: dict[tuple[int, int, str], str] = {}
+    for a in rows:
+        if a.value is None:
+            continue
+        if a.origin == AttributeOrigin.human:
+            human[(a.person_id, a.group, a.key)] = a.value
+        else:
+            out[a.person_id].setdefault((a.group, a.key), a.value)
+    for (pid, group, key), value in human.items():
+        out[pid][(group, key)] = value
+    return out
+
+
+def aa_text(labels: Labels, taxonomy: Taxonomy) -> list[dict[str, str] | None]:
+    """The 20 group dicts (``aa_text``): absent groups and n/a values left out, ``present`` dropped."""
+    groups: list[dict[str, str] | None] = [None] * NUM_GROUPS
+    for g in taxonomy.groups:
+        values = {a.key: labels.get((g.index, a.key)) for a in g.attributes}
+        if values.get("present") == "no" or values.get("type") == taxonomy.na_value:
+            continue
+        entry = {k: v for k, v in values.items() if k != "present" and v and v != taxonomy.na_value}
+        if entry or values.get("present") == "yes":
+            groups[g.index] = entry
+    return groups
+
+
+def dense_caption(shot_type: str | None, groups: list[dict[str, str] | None]) -> str:
+    """Shot phrase, then every group's phrase in group order, joined with ", " (no dropout, no shuffling)."""
+    from annotate_anyone.daring.captions import GROUP_NOUNS, SHOT_PHRASES, group_phrase
+
+    parts = [SHOT_PHRASES[shot_type]] if shot_type in SHOT_PHRASES else []
+    for index, attrs in enumerate(groups):
+        if attrs is None:
+            continue
+        phrase = group_phrase(index, attrs)
+        if not phrase and not attrs:  # a present item with no adjectives: its noun alone ("belt")
+            noun = GROUP_NOUNS.get(index)
+            phrase = noun if noun and not noun.startswith("<") else ""
+        if phrase:
+            parts.append(phrase)
+    return ", ".join(parts)

@@ -1,0 +1,187 @@
+"""Flywheel rounds and their report.
+
+A round: recalibrate every model on the human answers so far, retrain the learned heads (a new
+version), re-label the pool, route, and snapshot the report. The report says how many labels were
+auto-accepted and routed, how many human answers arrived, each category's accuracy on the gold set
+(and its change since the last round), the expected error of the auto-accepted labels, and the
+human hours saved against labelling everything by hand.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from annotate_anyone.annotation.config import annotation_config
+from annotate_anyone.annotation.models import FlywheelRound, GoldPerson
+from annotate_anyone.annotation.service import (
+    annotate_persons,
+    gold_accuracy,
+    recalibrate,
+    retrain_heads,
+)
+from annotate_anyone.annotation.taxonomy import category_id
+from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Person, ReviewTask
+from annotate_anyone.errors import NotFound
+from annotate_anyone.storage.base import ObjectStore
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_round(
+    session: Session,
+    store: ObjectStore,
+    *,
+    settings: Any = None,
+    person_ids: Iterable[int] | None = None,
+    budget: int | None = -1,
+) -> dict[str, Any]:
+    """Run one flywheel round over ``person_ids`` (default: every person) and return its report."""
+    last = session.scalar(select(func.max(FlywheelRound.number))) or 0
+    rnd = FlywheelRound(number=last + 1, started_at=_now())
+    session.add(rnd)
+    session.flush()
+    recalibrate(session, settings=settings)
+    heads = retrain_heads(session, store, settings=settings)
+    ids = list(person_ids) if person_ids is not None else list(session.scalars(select(Person.id)))
+    stats = annotate_persons(session, store, ids, settings=settings, budget=budget)
+    rnd.models = {"heads": heads, "labelers": stats.get("models", [])}
+    rnd.finished_at = _now()
+    report = flywheel_report(session, rnd.number, settings=settings, annotate_stats=stats)
+    rnd.stats = report
+    session.flush()
+    return report
+
+
+def category_accuracy(session: Session, *, min_gold: int = 1) -> dict[str, dict[str, Any]]:
+    """Per category, the best model's accuracy on the gold set: {category: {accuracy, n, model_version}}."""
+    best: dict[str, dict[str, Any]] = {}
+    for (version, cat), (acc, n) in gold_accuracy(session).items():
+        if n < min_gold:
+            continue
+        if cat not in best or (acc, n) > (best[cat]["accuracy"], best[cat]["n"]):
+            best[cat] = {"accuracy": round(acc, 4), "n": n, "model_version": version}
+    return dict(sorted(best.items()))
+
+
+def flywheel_report(
+    session: Session, round: int | None = None, *, settings: Any = None, annotate_stats: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The report of round ``round`` (default: the latest); a finished round's snapshot is returned as stored."""
+    config = annotation_config(settings)
+    q = select(FlywheelRound).order_by(FlywheelRound.number.desc())
+    rnd = session.scalars(q.where(FlywheelRound.number == round) if round is not None else q).first()
+    if rnd is None and round is not None:
+        raise NotFound(f"flywheel round {round} not found")
+    if rnd is not None and rnd.stats and annotate_stats is None:
+        return dict(rnd.stats)
+    since = rnd.started_at if rnd is not None else None
+    prev = None
+    if rnd is not None:
+        prev = session.scalars(
+            select(FlywheelRound).where(FlywheelRound.number < rnd.number).order_by(FlywheelRound.number.desc())
+        ).first()
+    states = Counter(
+        dict(
+            session.execute(
+                select(Attribute.state, func.count())
+                .where(Attribute.origin == AttributeOrigin.model)
+                .group_by(Attribute.state)
+            ).all()
+        )
+    )
+    answers_q = select(func.count()).select_from(Attribute).where(Attribute.origin == AttributeOrigin.human)
+    answers_total = session.scalar(answers_q) or 0
+    answers_round = session.scalar(answers_q.where(Attribute.updated_at >= since)) if since else answers_total
+    auto_conf = session.scalar(
+        select(func.avg(Attribute.confidence)).where(
+            Attribute.origin == AttributeOrigin.model, Attribute.state == AttributeState.auto_accepted
+        )
+    )
+    queued_tasks = session.scalar(
+        select(func.count())
+        .select_from(ReviewTask)
+        .where(ReviewTask.kind == "attributes", ReviewTask.status == "queued")
+    )
+    accuracy = category_accuracy(session)
+    before = (prev.stats or {}).get("per_category", {}) if prev is not None else {}
+    for cat, entry in accuracy.items():
+        old = before.get(cat, {}).get("accuracy")
+        entry["change"] = None if old is None else round(entry["accuracy"] - old, 4)
+    n_persons = session.scalar(select(func.count()).select_from(Person)) or 0
+    n_categories = len(_categories(settings))
+    manual_labels = n_persons * n_categories
+    human_labels = answers_total
+    hours_manual = manual_labels * config.seconds_per_label / 3600
+    hours_spent = human_labels * config.seconds_per_label / 3600
+    routing = annotate_stats or {}
+    passing = sorted(c for c, e in accuracy.items() if e["n"] >= config.min_gold and e["accuracy"] >= config.gate)
+    return {
+        "round": rnd.number if rnd is not None else None,
+        "started_at": rnd.started_at.isoformat() if rnd is not None else None,
+        "finished_at": rnd.finished_at.isoformat() if rnd is not None and rnd.finished_at else None,
+        "models": dict(rnd.models) if rnd is not None else {},
+        "labels": {
+            "auto_accepted": states.get(AttributeState.auto_accepted, 0),
+            "needs_review": states.get(AttributeState.needs_review, 0),
+            "human_verified": states.get(AttributeState.human_verified, 0),
+            "rejected": states.get(AttributeState.rejected, 0),
+        },
+        "this_round": {
+            "persons": routing.get("persons", 0),
+            "auto_accepted": routing.get("auto", 0),
+            "routed": routing.get("review", 0),
+            "deferred": routing.get("deferred", 0),
+            "reasons": {k.split(":", 1)[1]: v for k, v in routing.items() if k.startswith("reason:")},
+        },
+        "review_tasks_queued": queued_tasks or 0,
+        "human_answers": {"this_round": answers_round or 0, "total": answers_total},
+        "gold": {"persons": session.scalar(select(func.count()).select_from(GoldPerson)) or 0, "gate": config.gate},
+        "per_category": accuracy,
+        "categories_passing_gate": passing,
+        "expected_error_auto_accepted": None if auto_conf is None else round(1.0 - float(auto_conf), 4),
+        "human_hours": {
+            "manual_estimate": round(hours_manual, 3),
+            "spent": round(hours_spent, 3),
+            "saved": round(hours_manual - hours_spent, 3),
+            "human_share": round(human_labels / manual_labels, 4) if manual_labels else None,
+            "seconds_per_label": config.seconds_per_label,
+        },
+    }
+
+
+def _categories(settings: Any) -> list[str]:
+    from annotate_anyone.annotation.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
+    return [category_id(c.group, c.key) for c in taxonomy.categories()]
+
+
+def release_summary(session: Session, *, settings: Any = None) -> dict[str, Any]:
+    """What a release manifest publishes about the labels: expected error and the routing figures."""
+    report = flywheel_report(session, settings=settings)
+    by_cat: dict[str, float] = defaultdict(float)
+    rows = session.execute(
+        select(Attribute.group, Attribute.key, func.avg(Attribute.confidence))
+        .where(Attribute.origin == AttributeOrigin.model, Attribute.state == AttributeState.auto_accepted)
+        .group_by(Attribute.group, Attribute.key)
+    ).all()
+    for group, key, conf in rows:
+        by_cat[category_id(group, key)] = round(1.0 - float(conf or 0.0), 4)
+    return {
+        "expected_error_rate": report["expected_error_auto_accepted"],
+        "routing": {
+            "round": report["round"],
+            "labels": report["labels"],
+            "gate": report["gold"]["gate"],
+            "categories_passing_gate": report["categories_passing_gate"],
+            "expected_error_by_category": dict(sorted(by_cat.items())),
+        },
+    }
