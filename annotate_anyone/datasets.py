@@ -244,11 +244,16 @@ class ReleaseStream:
         self.epoch = int(epoch)
         self._start, self._consumed = {}, {}
 
-    def record(self, batch: dict[str, Any]) -> None:
-        """Note a sample or collated batch as delivered (uses its ``__consumer__``/``__index__``)."""
-        consumers, indices = batch["__consumer__"], batch["__index__"]
+    def record(self, batch: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Note samples as delivered: a sample, a list of samples, or a collated batch (dict of lists/tensors)."""
+        if isinstance(batch, list):
+            for sample in batch:
+                self.record(sample)
+            return
+        consumers, indices, total = batch["__consumer__"], batch["__index__"], batch["__consumers__"]
         if not isinstance(consumers, (list, tuple)) and getattr(consumers, "ndim", 0) == 0:
-            consumers, indices = [consumers], [indices]
+            consumers, indices, total = [consumers], [indices], [total]
+        self._consumers = _ints(total)[0]
         for c, i in zip(_ints(consumers), _ints(indices), strict=True):
             self._consumed[c] = max(self._consumed.get(c, 0), i + 1)
 
@@ -317,7 +322,9 @@ class ReleaseStream:
             for j in range(start - w * self.window if w == first_window else 0, size):
                 key, files = buffer[order[j]]
                 sample = self._decode(key, files)
-                sample.update(__consumer__=consumer, __index__=w * self.window + j, __epoch__=self.epoch)
+                sample.update(
+                    __consumer__=consumer, __consumers__=consumers, __index__=w * self.window + j, __epoch__=self.epoch
+                )
                 yield sample
         for _ in stream:  # finish the last shard, so its checksum is checked
             pass

@@ -219,7 +219,7 @@ def export_release(
             put_small(publisher, layout.TOMBSTONES, _json({"version": version, "tombstones": tomb})),
         ]
         publisher.wait()
-        engine = _engine_summary(session)
+        engine = _engine_summary(session) if expected_error_rate is None or routing is None else {}
         error = expected_error_rate if expected_error_rate is not None else engine.get("expected_error_rate")
         manifest = {
             "format": layout.FORMAT,

@@ -55,7 +55,7 @@ def take_down(
         update(Image)
         .where(Image.id.in_(images))
         .values(status=ImageStatus.taken_down, drop_reason=f"takedown:{row.kind.value}")
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     session.flush()
     return row

@@ -203,6 +203,7 @@ class IndexWriter:
         self._sink = HashingWriter(self._file)
         self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
         self._rows: list[dict[str, Any]] = []
+        self._closed = False
         self.count = 0
 
     def add(self, row: dict[str, Any]) -> None:
@@ -220,12 +221,20 @@ class IndexWriter:
         self._flush()
         self._writer.close()
         self._file.close()
+        self._closed = True
         info = FileInfo(self.name, self._sink.digest.hexdigest(), self._sink.size, self.count)
         self.publisher.publish(self._staged, self.name)
         return info
 
     def abort(self) -> None:
-        self._file.close()
+        """Drop the index being written (after a failure)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the export is failing already; the file is discarded
+                pass
+            self._file.close()
         self._staged.unlink(missing_ok=True)
 
 

@@ -20,7 +20,7 @@ from annotate_anyone.release.manifest import content_digest, load_manifest, publ
 from annotate_anyone.release.materialize import materialize
 from annotate_anyone.release.training_format import FOREGROUND
 from annotate_anyone.release.verify import verify_release
-from tests.unit.test_release_factories import World, world  # noqa: F401
+from tests.unit.test_release_factories import World, world_fixture  # noqa: F401
 
 SMALL_SHARDS = 60_000  # bytes: the pool spreads over several shards
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,9 +22,11 @@ from annotate_anyone.db.models import (
     Image,
     ImageStatus,
     Person,
+    Release,
     Source,
     SourceKind,
 )
+from annotate_anyone.release.export import export_release
 from annotate_anyone.storage.base import ObjectStore
 from annotate_anyone.storage.local import LocalStore
 
@@ -229,11 +232,18 @@ def make_world(tmp_path: Path, store: ObjectStore | None = None) -> World:
     return w
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> World:
+@pytest.fixture(name="world")
+def world_fixture(tmp_path: Path) -> World:
     w = make_world(tmp_path)
     yield w
     w.session.close()
+
+
+def export(world: World, **kwargs: Any) -> Release:
+    """``export_release`` with the calibration figures given (the tests do not depend on the engine's)."""
+    kwargs.setdefault("expected_error_rate", 0.05)
+    kwargs.setdefault("routing", {"gate": 0.85})
+    return export_release(world.session, world.store, **kwargs)
 
 
 def many(world: World, n: int, *, seed: int = 100) -> list[str]:
