@@ -12,8 +12,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from annotate_anyone.api.deps import SessionDep, SettingsDep
+from annotate_anyone.api.deps import SessionDep
 from annotate_anyone.services.auth import (
+    AuthConfig,
     Perm,
     Principal,
     RateLimited,
@@ -53,6 +54,14 @@ def get_limiter(request: Request) -> RateLimiter:
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
+def get_auth_config(request: Request) -> AuthConfig:
+    """``app.state.auth_config`` when set (tests, benchmarks), else from the settings."""
+    return getattr(request.app.state, "auth_config", None) or auth_config(request.app.state.settings)
+
+
+AuthConfigDep = Annotated[AuthConfig, Depends(get_auth_config)]
+
+
 def client_addr(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -79,14 +88,13 @@ async def supplied_csrf(request: Request) -> str | None:
 def current_principal(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
+    cfg: AuthConfigDep,
     limiter: LimiterDep,
     csrf: Annotated[str | None, Depends(supplied_csrf)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Principal:
     """Authenticate the request (API key first, then session cookie) and spend one rate-limit token."""
-    cfg = auth_config(settings)
     if bearer is not None:
         try:
             principal = authenticate_key(session, bearer.credentials, touch_every_s=cfg.last_used_every_s)

@@ -2,16 +2,16 @@
 
 Optional providers (called when their module exists, else the page shows "not available yet"):
 
-* review:   ``annotate_anyone.review.dashboard.review_summary(session, settings) -> dict`` with
-  ``categories`` [{category, routed, answered}], ``annotators`` [{annotator, answered, per_hour,
-  gold_accuracy}], ``projects`` [{name, url}];
-* flywheel: ``annotate_anyone.annotation.flywheel.flywheel_report(session) -> dict`` with ``rounds``
-  [{round, human_share, accuracy: {category: value}}].
+* review:   ``annotate_anyone.review.service.review_status(session)`` (tasks, projects) and
+  ``annotator_stats(session)`` (answers, answers_per_hour, gold_accuracy per annotator);
+* flywheel: ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, settings=)`` per
+  ``FlywheelRound`` (its ``per_category`` accuracies and ``human_hours.human_share``).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.db.models import (
     Attribute,
+    AttributeOrigin,
     AttributeState,
     Image,
     Job,
@@ -35,6 +36,8 @@ from annotate_anyone.settings import Settings
 
 FUNNEL_STEPS = ("fetched", "decoded", "unique", "quality", "one_human", "labelled", "released")
 LABELLED = (AttributeState.auto_accepted, AttributeState.human_verified)
+ROUTED = (AttributeState.needs_review, AttributeState.human_verified, AttributeState.rejected)
+logger = logging.getLogger(__name__)
 
 
 def optional_provider(module: str, name: str) -> Callable[..., Any] | None:
@@ -155,29 +158,86 @@ def overview(session: Session, settings: Settings) -> dict[str, Any]:
     }
 
 
-def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
-    """Routed vs answered per task kind (from our table), plus the review module's summary when it exists."""
+def review_categories(session: Session) -> list[dict[str, Any]]:
+    """Per category (``group.key``): model labels routed to humans vs human answers recorded."""
     rows = session.execute(
-        select(ReviewTask.kind, ReviewTask.status, func.count()).group_by(ReviewTask.kind, ReviewTask.status)
+        select(Attribute.group, Attribute.key, Attribute.origin, Attribute.state, func.count()).group_by(
+            Attribute.group, Attribute.key, Attribute.origin, Attribute.state
+        )
     )
-    kinds: dict[str, dict[str, int]] = {}
-    for kind, status, n in rows:
-        entry = kinds.setdefault(kind, {"routed": 0, "answered": 0})
-        entry["routed"] += n
-        if status in ("answered", "done", "accepted"):
+    cats: dict[str, dict[str, Any]] = {}
+    for group, key, origin, state, n in rows:
+        entry = cats.setdefault(f"{group}.{key}", {"category": f"{group}.{key}", "routed": 0, "answered": 0})
+        if origin == AttributeOrigin.human:
             entry["answered"] += n
-    provider = optional_provider("annotate_anyone.review.dashboard", "review_summary")
-    return {
-        "by_kind": kinds,
-        "summary": provider(session, settings) if provider else None,
+        elif state in ROUTED:
+            entry["routed"] += n
+    return sorted((c for c in cats.values() if c["routed"] or c["answered"]), key=lambda c: -c["routed"])
+
+
+def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
+    """Routed vs answered per category, per-annotator throughput and gold accuracy, Label Studio projects.
+
+    Task and annotator figures come from ``annotate_anyone.review.service`` when it is installed.
+    """
+    status = optional_provider("annotate_anyone.review.service", "review_status")
+    annotators = optional_provider("annotate_anyone.review.service", "annotator_stats")
+    out: dict[str, Any] = {
+        "categories": review_categories(session),
+        "tasks": None,
+        "annotators": None,
+        "projects": [],
+        "error": None,
         "label_studio_url": settings.label_studio_url,
     }
+    try:
+        if status is not None:
+            state = status(session)
+            out["tasks"] = state.get("tasks")
+            base = (settings.label_studio_url or "").rstrip("/")
+            out["projects"] = [
+                {**p, "url": f"{base}/projects/{p['external_id']}" if base and p.get("external_id") else None}
+                for p in state.get("projects", [])
+            ]
+        if annotators is not None:
+            out["annotators"] = annotators(session)
+    except Exception as exc:  # an optional module's failure is reported on its page, not as a 500
+        logger.exception("review statistics failed")
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
-def flywheel(session: Session) -> dict[str, Any] | None:
-    """The flywheel report per round, or ``None`` until the flywheel module lands."""
-    provider = optional_provider("annotate_anyone.annotation.flywheel", "flywheel_report")
-    return provider(session) if provider else None
+def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
+    """Per round: human share of labels and model accuracy per category; ``None`` until the module lands.
+
+    Reads ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, settings=...)`` per round.
+    A failing report is shown on the page as an error (and logged), not as a broken page.
+    """
+    report = optional_provider("annotate_anyone.annotation.flywheel", "flywheel_report")
+    model = optional_provider("annotate_anyone.annotation.models", "FlywheelRound")
+    if report is None or model is None:
+        return None
+    numbers = list(session.scalars(select(model.number).order_by(model.number)))
+    rounds = []
+    try:
+        for number in numbers[-20:]:
+            data = report(session, number, settings=settings)
+            hours = data.get("human_hours") or {}
+            per_category = data.get("per_category") or {}
+            rounds.append(
+                {
+                    "round": number,
+                    "human_share": hours.get("human_share"),
+                    "hours_saved": hours.get("saved"),
+                    "accuracy": {
+                        cat: (v.get("accuracy") if isinstance(v, dict) else v) for cat, v in per_category.items()
+                    },
+                }
+            )
+    except Exception as exc:  # an optional module's failure is reported on its page, not as a 500
+        logger.exception("flywheel report failed")
+        return {"rounds": rounds, "error": f"{type(exc).__name__}: {exc}"}
+    return {"rounds": rounds, "error": None}
 
 
 def attribute_rows(image: Image) -> list[dict[str, Any]]:

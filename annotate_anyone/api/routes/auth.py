@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from annotate_anyone.api.auth import (
     CSRF_FIELD,
     SESSION_COOKIE,
+    AuthConfigDep,
     CurrentPrincipal,
     LimiterDep,
     client_addr,
@@ -49,6 +50,7 @@ def login(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    cfg: AuthConfigDep,
     limiter: LimiterDep,
     username: Annotated[str, Form(max_length=128)],
     password: Annotated[str, Form(max_length=256)],
@@ -57,7 +59,6 @@ def login(
     login_csrf: Annotated[str | None, Cookie(alias=LOGIN_CSRF_COOKIE)] = None,
 ) -> Response:
     """Check the password (rate-limited per client and username), then set the session cookie."""
-    cfg = auth.auth_config(settings)
     target = safe_next(next)
     if not login_csrf or not secrets.compare_digest(login_csrf, csrf_token):
         return _login_page(request, target, "The form expired; please try again.", 403)

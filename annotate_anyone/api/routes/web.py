@@ -234,12 +234,14 @@ def takedown(
 
 @router.get("/ui/review", response_class=HTMLResponse)
 def review_page(request: Request, session: SessionDep, settings: SettingsDep, principal: ReviewReader) -> Response:
-    return render(request, "review.html", dashboard.review_overview(session, settings))
+    return render(
+        request, "review.html", _cache(request).get("review", lambda: dashboard.review_overview(session, settings))
+    )
 
 
 @router.get("/ui/flywheel", response_class=HTMLResponse)
-def flywheel_page(request: Request, session: SessionDep, principal: PoolReader) -> Response:
-    return render(request, "flywheel.html", {"report": dashboard.flywheel(session)})
+def flywheel_page(request: Request, session: SessionDep, settings: SettingsDep, principal: PoolReader) -> Response:
+    return render(request, "flywheel.html", {"report": dashboard.flywheel(session, settings)})
 
 
 # ---------------------------------------------------------------------------------------- releases
