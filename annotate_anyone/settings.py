@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     s3_region: str = "us-east-1"
+    s3_public_endpoint_url: str | None = None  # endpoint that browsers reach, for presigned URLs
 
     label_studio_url: str | None = None
     label_studio_token: str | None = None

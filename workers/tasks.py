@@ -15,7 +15,12 @@ RETRY = {"autoretry_for": (Exception,), "retry_backoff": 2, "retry_backoff_max":
 @app.task(name=START_JOB, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
 def start_job(self: Any, job_id: int) -> int:
     settings = get_settings()
-    units = jobs.plan_job(job_id, settings)
+    try:
+        units = jobs.plan_job(job_id, settings)
+    except Exception as exc:
+        if self.request.retries >= self.max_retries:
+            jobs.fail_job(job_id, settings, exc)
+        raise
     CeleryExecutor(settings).dispatch_units(job_id, units)
     return len(units)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,7 +48,9 @@ def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
         scan_source(session, source, job_id=job.id)
         # items listed earlier but never processed (a crashed or cancelled job) join this job
         session.query(Item).filter(
-            Item.source_id == source_id, Item.status == ItemStatus.pending, Item.job_id.is_not(job.id)
+            Item.source_id == source_id,
+            Item.status == ItemStatus.pending,
+            or_(Item.job_id.is_(None), Item.job_id != job.id),
         ).update({Item.job_id: job.id}, synchronize_session=False)
         if job.params.get("retry_failed"):
             session.query(Item).filter(Item.source_id == source_id, Item.status == ItemStatus.failed).update(

@@ -101,13 +101,7 @@ def plan_job(job_id: int, settings: Settings) -> list[Unit]:
         job = get_job(session, job_id)
         if job.status in (JobStatus.cancelled, JobStatus.succeeded, JobStatus.failed):
             return []
-        handler = handler_for(job.kind)
-        try:
-            units = handler.plan(session, job, settings)
-        except Exception as exc:
-            session.rollback()
-            _fail(settings, job_id, exc)
-            raise
+        units = handler_for(job.kind).plan(session, job, settings)  # errors propagate: the caller retries or fails
         job.status = JobStatus.running
         job.started_at = job.started_at or utcnow()
         job.result = {**(job.result or {}), "units": len(units)}

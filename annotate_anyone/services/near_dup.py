@@ -51,7 +51,7 @@ def index_for(session: Session, threshold: int) -> NearIndex:
     ).all()
     for image_id, phash in rows:
         cache.add(image_id, phash)
-    return cache.index
+    return cache
 
 
 def candidate(image: Image) -> DupCandidate:

@@ -12,13 +12,23 @@ from annotate_anyone.api.app import create_app
 from annotate_anyone.settings import Settings
 
 
-def _client(settings: Settings) -> TestClient:
-    return TestClient(create_app(settings))
+def _client(settings: Settings, role: str = "admin") -> TestClient:
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services.auth import create_api_key
+
+    with session_scope(settings.db_url) as session:
+        _key, raw = create_api_key(session, name=f"test-{role}", role=role)
+    return TestClient(create_app(settings), headers={"Authorization": f"Bearer {raw}"})
+
+
+def test_requests_without_a_key_are_refused(embedded: Settings) -> None:
+    response = TestClient(create_app(embedded)).get("/jobs")
+    assert response.status_code == 401 and response.json()["error"] == "unauthorized"
 
 
 def test_health_and_version(embedded: Settings) -> None:
     client = _client(embedded)
-    assert client.get("/health").json()["status"] == "ok"
+    assert TestClient(create_app(embedded)).get("/health").json()["status"] == "ok"
     assert client.get("/version").json()["version"]
 
 
