@@ -9,8 +9,10 @@ human hours saved against labelling everything by hand.
 
 from __future__ import annotations
 
+import builtins
+
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +27,7 @@ from annotate_anyone.annotation.service import (
     recalibrate,
     retrain_heads,
 )
-from annotate_anyone.annotation.taxonomy import category_id
+from annotate_anyone.annotation.taxonomy import Category, category_id
 from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Person, ReviewTask
 from annotate_anyone.errors import NotFound
 from annotate_anyone.storage.base import ObjectStore
@@ -42,6 +44,7 @@ def run_round(
     settings: Any = None,
     person_ids: Iterable[int] | None = None,
     budget: int | None = -1,
+    categories: Sequence[Category] | None = None,
 ) -> dict[str, Any]:
     """Run one flywheel round over ``person_ids`` (default: every person) and return its report."""
     last = session.scalar(select(func.max(FlywheelRound.number))) or 0
@@ -51,7 +54,7 @@ def run_round(
     recalibrate(session, settings=settings)
     heads = retrain_heads(session, store, settings=settings)
     ids = list(person_ids) if person_ids is not None else list(session.scalars(select(Person.id)))
-    stats = annotate_persons(session, store, ids, settings=settings, budget=budget)
+    stats = annotate_persons(session, store, ids, settings=settings, budget=budget, categories=categories)
     rnd.models = {"heads": heads, "labelers": stats.get("models", [])}
     rnd.finished_at = _now()
     report = flywheel_report(session, rnd.number, settings=settings, annotate_stats=stats)
@@ -114,7 +117,7 @@ def flywheel_report(
     before = (prev.stats or {}).get("per_category", {}) if prev is not None else {}
     for cat, entry in accuracy.items():
         old = before.get(cat, {}).get("accuracy")
-        entry["change"] = None if old is None else round(entry["accuracy"] - old, 4)
+        entry["change"] = None if old is None else builtins.round(entry["accuracy"] - old, 4)
     n_persons = session.scalar(select(func.count()).select_from(Person)) or 0
     n_categories = len(_categories(settings))
     manual_labels = n_persons * n_categories
@@ -146,12 +149,12 @@ def flywheel_report(
         "gold": {"persons": session.scalar(select(func.count()).select_from(GoldPerson)) or 0, "gate": config.gate},
         "per_category": accuracy,
         "categories_passing_gate": passing,
-        "expected_error_auto_accepted": None if auto_conf is None else round(1.0 - float(auto_conf), 4),
+        "expected_error_auto_accepted": None if auto_conf is None else builtins.round(1.0 - float(auto_conf), 4),
         "human_hours": {
-            "manual_estimate": round(hours_manual, 3),
-            "spent": round(hours_spent, 3),
-            "saved": round(hours_manual - hours_spent, 3),
-            "human_share": round(human_labels / manual_labels, 4) if manual_labels else None,
+            "manual_estimate": builtins.round(hours_manual, 3),
+            "spent": builtins.round(hours_spent, 3),
+            "saved": builtins.round(hours_manual - hours_spent, 3),
+            "human_share": builtins.round(human_labels / manual_labels, 4) if manual_labels else None,
             "seconds_per_label": config.seconds_per_label,
         },
     }
