@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from annotate_anyone.db.models import Base
+from annotate_anyone.db.base import Base
+from annotate_anyone.db.registry import load_all_models
+
+load_all_models()
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,9 +36,7 @@ def run_migrations_online() -> None:
     url = _url()
     connectable = config.attributes.get("connection")
     if connectable is None:
-        connectable = engine_from_config(
-            {"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool
-        )
+        connectable = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() if hasattr(connectable, "connect") else connectable as connection:
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=url.startswith("sqlite")

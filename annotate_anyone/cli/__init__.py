@@ -246,6 +246,10 @@ def demo(
         s = s.model_copy(update={"home": home})
     result = run_demo(s, console=console)
     print_funnel(result["funnel"], "demo funnel")
+    report = (result.get("annotate") or {}).get("report") or {}
+    if report:
+        labels = report.get("labels") or {}
+        console.print(f"annotation round {report.get('round')}: {json.dumps(labels, default=str)}")
     console.print(f"[bold green]release {result['version']}[/] written to {result['release_path']}")
 
 

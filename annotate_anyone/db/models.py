@@ -236,6 +236,18 @@ class Job(Base):
         return min(1.0, self.done / self.total) if self.total else 0.0
 
 
+class JobUnit(Base):
+    """A finished unit of a job: makes re-delivered units no-ops and gives progress for unit-based kinds."""
+
+    __tablename__ = "job_units"
+    __table_args__ = (UniqueConstraint("job_id", "unit_key", name="uq_job_units_job_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    unit_key: Mapped[str] = mapped_column(String(64))
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Release(Base):
     """A published dataset version; the manifest in the object store is the source of truth."""
 

@@ -24,9 +24,14 @@ def rescan_all(settings: Settings) -> list[int]:
 
 def unannotated_persons(session: Session) -> int:
     """Persons of kept images that no annotation round has parsed yet."""
-    return session.scalar(
-        select(func.count(Person.id)).join(Image).where(Image.status == ImageStatus.kept, Person.parsing_key.is_(None))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count(Person.id))
+            .join(Image)
+            .where(Image.status == ImageStatus.kept, Person.parsing_key.is_(None))
+        )
+        or 0
+    )
 
 
 def maybe_queue_round(session: Session, settings: Settings) -> int | None:
@@ -44,5 +49,6 @@ def maybe_queue_round(session: Session, settings: Settings) -> int | None:
     new = unannotated_persons(session)
     if pending or new < settings.round_threshold:
         return None
-    return create_job(session, kind="annotate", params={"trigger": "volume", "new_persons": new},
-                      created_by="scheduler").id
+    return create_job(
+        session, kind="annotate", params={"trigger": "volume", "new_persons": new}, created_by="scheduler"
+    ).id

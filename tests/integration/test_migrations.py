@@ -9,6 +9,9 @@ from sqlalchemy import create_engine, inspect
 
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import Base
+from annotate_anyone.db.registry import load_all_models
+
+load_all_models()
 
 pytestmark = pytest.mark.services
 
