@@ -121,6 +121,7 @@ def train_eval(
     seed: int = 0,
     threshold: float = 0.5,
     use_ema: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Alignment of a trained checkpoint on a release (a parquet file or a folder of them).
 
@@ -135,8 +136,11 @@ def train_eval(
     from annotate_anyone.daring.train import buckets_from
 
     meta = read_meta(checkpoint)
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     components = load_components(meta.config.model.kind, meta.config.model.path)
-    unet = load_checkpoint_unet(checkpoint, use_ema=use_ema)
+    for frozen in (components.vae, *components.text_encoders):
+        frozen.to(target)
+    unet = load_checkpoint_unet(checkpoint, use_ema=use_ema).to(target)
     store = AttentionStore()
     install_capture(unet, CapturingAttnProcessor(store))
     data = meta.config.data
@@ -161,7 +165,7 @@ def train_eval(
         conditioner=TextConditioner(components, data.max_tokens),
         store=store,
         samples=evaluation_samples(dataset, samples),
-        device=torch.device("cpu"),
+        device=target,
         timesteps=timesteps,
         seed=seed,
         threshold=threshold,

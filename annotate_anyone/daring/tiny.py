@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from annotate_anyone.daring.captions import SHOT_PHRASES
 
@@ -89,7 +89,8 @@ def _vae(seed: int):  # noqa: ANN202
     )
 
 
-def tiny_unet(kind: ModelKind, cross_dim: int, pooled_dim: int, seed: int, channels: tuple[int, ...]):  # noqa: ANN202
+def tiny_unet(kind: ModelKind, cross_dim: int, pooled_dim: int, seed: int, channels: tuple[int, ...]) -> Any:
+    """A small random ``UNet2DConditionModel`` laid out like SD1.5 (``sd15``) or SDXL (``sdxl``)."""
     import torch
     from diffusers import UNet2DConditionModel
 

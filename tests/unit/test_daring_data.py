@@ -72,7 +72,7 @@ def test_dataset_sample(tmp_path):
     from annotate_anyone.daring.demo import build_demo_release
     from annotate_anyone.daring.tiny import train_tokenizer
 
-    index = build_demo_release(tmp_path / "rel", count=3, sizes=((120, 200),), seed=1)
+    build_demo_release(tmp_path / "rel", count=3, sizes=((120, 200),), seed=1)
     tok = AutoTokenizer.from_pretrained(train_tokenizer(tmp_path / "tok"))
     source = ParquetRelease.open(tmp_path / "rel")
     assert len(source) == 3 and source.row(0).aa_text[0]["gender"] in ("female", "male")
