@@ -1,0 +1,5 @@
+"""``python -m annotate_anyone.cli``."""
+
+from annotate_anyone.cli import app
+
+app()
