@@ -54,9 +54,10 @@ def make_pusher(
     store: ObjectStore | None = None,
     taxonomy: Taxonomy | None = None,
     webhook: bool = True,
+    options: ReviewSettings | None = None,
 ) -> Pusher:
     """A :class:`Pusher` wired from settings."""
-    options = review_settings(settings)
+    options = options or review_settings(settings)
     store = store or open_store(settings=settings)
     taxonomy = taxonomy or load_taxonomy()
 
@@ -74,25 +75,36 @@ def make_pusher(
     )
 
 
-def make_applier(settings: Settings, store: ObjectStore | None = None, taxonomy: Taxonomy | None = None) -> Applier:
-    return Applier(taxonomy or load_taxonomy(), store or open_store(settings=settings), review_settings(settings))
+def make_applier(settings: Settings, options: ReviewSettings | None = None) -> Applier:
+    options = options or review_settings(settings)
+    return Applier(load_taxonomy(), open_store(settings=settings), options)
 
 
 def push_tasks(
-    settings: Settings, *, kind: str = "attributes", limit: int | None = None, backend: ReviewBackend | None = None
+    settings: Settings,
+    *,
+    kind: str = "attributes",
+    limit: int | None = None,
+    backend: ReviewBackend | None = None,
+    options: ReviewSettings | None = None,
 ) -> PushReport:
     """Push queued review tasks of ``kind`` (batched, most uncertain first, gold mixed in)."""
     if kind not in configs.KINDS:
         raise InvalidInput(f"unknown review kind {kind!r}; known: {', '.join(configs.KINDS)}")
-    return make_pusher(settings, kind=kind, backend=backend).run(limit=limit)
+    return make_pusher(settings, kind=kind, backend=backend, options=options).run(limit=limit)
 
 
 def sync_review(
-    settings: Settings, *, full: bool = False, backend: ReviewBackend | None = None, flag: bool = True
+    settings: Settings,
+    *,
+    full: bool = False,
+    backend: ReviewBackend | None = None,
+    flag: bool = True,
+    options: ReviewSettings | None = None,
 ) -> dict[str, Any]:
     """Apply pending webhook events, reconcile every project, then flag annotators below the gold bar."""
-    backend = backend or make_backend(settings)
-    applier = make_applier(settings)
+    backend = backend or make_backend(settings, options)
+    applier = make_applier(settings, options)
     events = process_events(settings.db_url, backend, applier)
     with session_scope(settings.db_url) as session:
         project_ids = list(
