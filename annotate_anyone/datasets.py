@@ -133,11 +133,14 @@ class OpenedRelease:
         self.check_shards = True
 
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable for DataLoader workers: an S3 client is not, so workers build their own."""
+        """Picklable for DataLoader workers started with spawn: boto3 clients are not, so the copy sent to a
+        worker drops the store's cached clients and the worker builds its own (S3Store re-creates them lazily)."""
         state = self.__dict__.copy()
-        if getattr(self.store, "_client", None) is not None:
+        if any(hasattr(self.store, name) for name in ("_client", "_clients")):
             store = copy.copy(self.store)
-            store._client = None  # type: ignore[attr-defined]
+            for name, empty in (("_client", None), ("_clients", {})):
+                if hasattr(store, name):
+                    setattr(store, name, empty)
             state["store"] = store
         return state
 

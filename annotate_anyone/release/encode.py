@@ -56,6 +56,12 @@ def _png(array: Any) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    image: bytes
+    parsing: bytes | None
+
+
 class SampleEncoder:
     """Reads originals and parsing maps from the store and encodes samples (caches the last image)."""
 
@@ -65,10 +71,16 @@ class SampleEncoder:
         self.fmt = fmt
         self._cached: tuple[str, bytes, str, int, int] | None = None  # sha, bytes, ext, width, height
 
-    def _image(self, sample: Sample) -> tuple[bytes, str, int, int]:
+    def fetch(self, sample: Sample) -> Fetched:
+        """Read the sample's original and parsing map (I/O only: safe to run ahead in another thread)."""
+        parsing_key = (sample.person or {}).get("parsing_key")
+        return Fetched(
+            self.store.get_bytes(sample.storage_key), self.store.get_bytes(parsing_key) if parsing_key else None
+        )
+
+    def _image(self, sample: Sample, data: bytes) -> tuple[bytes, str, int, int]:
         if self._cached is not None and self._cached[0] == sample.sha256:
             return self._cached[1:]
-        data = self.store.get_bytes(sample.storage_key)
         fmt = (sample.format or "").upper() or _sniff(data)
         width, height = sample.width, sample.height
         if self.mode.max_side is not None and max(width, height) > self.mode.max_side:
@@ -96,11 +108,10 @@ class SampleEncoder:
             img.save(buf, format="JPEG", quality=JPEG_QUALITY)
             return buf.getvalue(), img.width, img.height
 
-    def _parsing(self, key: str, size: tuple[int, int] | None) -> bytes:
+    def _parsing(self, data: bytes, size: tuple[int, int] | None) -> bytes:
         """The parsing map as a uint8 PNG (resized with nearest neighbour to ``size`` when given)."""
         import numpy as np
 
-        data = self.store.get_bytes(key)
         if data[:6] == NPY_MAGIC:
             array = np.load(io.BytesIO(data), allow_pickle=False).astype(np.uint8)
         elif data[:8] == PNG_MAGIC and size is None:
@@ -116,18 +127,19 @@ class SampleEncoder:
             array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
         return _png(array)
 
-    def encode(self, sample: Sample) -> tuple[dict[str, bytes], dict[str, Any]]:
+    def encode(self, sample: Sample, fetched: Fetched | None = None) -> tuple[dict[str, bytes], dict[str, Any]]:
         """``(members, row)``: shard members by extension and the index row (without ``shard``)."""
-        data, ext, width, height = self._image(sample)
+        fetched = fetched or self.fetch(sample)
+        data, ext, width, height = self._image(sample, fetched.image)
         scale = width / sample.width if sample.width else 1.0
         members: dict[str, bytes] = {ext: data}
         person = dict(sample.person) if sample.person is not None else None
         segm_path = None
         if person is not None:
-            parsing_key = person.pop("parsing_key", None)
-            if parsing_key:
+            person.pop("parsing_key", None)
+            if fetched.parsing is not None:
                 resize = (width, height) if scale != 1.0 else None
-                members["parsing.png"] = self._parsing(parsing_key, resize)
+                members["parsing.png"] = self._parsing(fetched.parsing, resize)
                 segm_path = layout.parsing_path(sample.key)
             if scale != 1.0:
                 person["box"] = [round(v * scale, 2) for v in person.get("box") or []]
@@ -135,7 +147,9 @@ class SampleEncoder:
                     person["keypoints"] = [[p[0] * scale, p[1] * scale, *p[2:]] for p in person["keypoints"]]
         label_values = {(lb.group, lb.key): lb.value for lb in sample.labels}
         aa_text, aa_ids = self.fmt.columns(label_values)
-        labels = {lb.name: lb.as_dict() for lb in sample.labels}
+        labels_json = json.dumps(
+            {lb.name: lb.as_dict() for lb in sample.labels}, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
         provenance = sample.provenance()
         doc = {
             "key": sample.key,
@@ -146,13 +160,13 @@ class SampleEncoder:
             "image": {"ext": ext, "width": sample.width, "height": sample.height, "format": sample.format},
             "source": {"id": sample.source_id, "name": sample.source_name, "uri": sample.source_uri},
             "person": person,
-            "attributes": [lb.as_dict() for lb in sample.labels],
             "aa_text": aa_text,
             "aa_ids": aa_ids,
             "provenance": provenance,
             "taxonomy_version": self.fmt.version,
         }
-        members["json"] = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        head = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        members["json"] = f'{head[:-1]},"labels":{labels_json}}}'.encode()  # the labels are serialised once
         row = {
             "path": layout.image_path(sample.sha256, ext),
             "segm_path": segm_path,
@@ -166,7 +180,7 @@ class SampleEncoder:
             "person_index": person.get("index") if person else None,
             "caption": person.get("caption") if person else None,
             "source": sample.source_name,
-            "labels": json.dumps(labels, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+            "labels": labels_json,
             "provenance": json.dumps(provenance, sort_keys=True, separators=(",", ":")),
         }
         return members, row

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import queue
 import shutil
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,6 +39,7 @@ from annotate_anyone.storage.local import LocalStore
 DEFAULT_SHARD_BYTES = 1 << 30  # about 1 GB, WebDataset's usual shard size
 LATEST = "latest"
 ProgressFn = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,6 +92,44 @@ class ExportStats:
             "shot_types": dict(sorted(self.shot_types.items())),
             "tombstones": tombstoned,
         }
+
+
+def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Run ``items`` ahead in a thread (database pages, file reads), ``depth`` items at most.
+
+    The producer stops when the consumer does (also on an error); its own errors re-raise here.
+    """
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+            buffer.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="release-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def discard_unpublished(store: ObjectStore, version: str) -> None:
@@ -192,6 +233,7 @@ def export_release(
     parent_hashes = {sha for sha, _labels in diff.parent_rows.values()}
     reader = SampleReader(session, chosen, sample_filter)
     total = reader.count()
+    every = max(1, min(256, total // 100))  # report about every 1% of the samples
     if progress:
         progress(0, total)
     encoder = SampleEncoder(store, mode, fmt)
@@ -200,13 +242,13 @@ def export_release(
     shards = ShardWriter(publisher, shard_size_bytes)
     index = IndexWriter(publisher)
     try:
-        for sample in reader:
-            members, row = encoder.encode(sample)
+        for sample, fetched in prefetch(((s, encoder.fetch(s)) for s in reader), depth=32):
+            members, row = encoder.encode(sample, fetched)
             row["shard"] = shards.write(sample.key, members)
             index.add(row)
             diff.see(sample.key, sample.sha256, row["labels"])
             stats.add(sample, "parsing.png" in members)
-            if progress and stats.samples % 256 == 0:
+            if progress and stats.samples % every == 0:
                 progress(stats.samples, max(total, stats.samples))
         shard_files = shards.close()
         index_file = index.close()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import Select, String, and_, false, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.models import Attribute, AttributeOrigin, Image, ImageStatus, Item, Person, Source
+from annotate_anyone.db.models import Attribute, Image, ImageStatus, Item, Person, Source
 from annotate_anyone.release.layout import sample_key
 from annotate_anyone.release.models import Takedown
 from annotate_anyone.release.selection import Preset, SampleFilter
@@ -44,7 +44,12 @@ class Label:
         return f"{self.group}.{self.key}"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "group": self.group, "key": self.key, "value": self.value, "confidence": self.confidence,
+            "origin": self.origin, "model_version": self.model_version, "taxonomy_version": self.taxonomy_version,
+            "state": self.state, "annotator": self.annotator, "agreement": self.agreement,
+            "human_answers": self.human_answers,
+        }  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -204,35 +209,33 @@ class SampleReader:
         rows = self.session.execute(
             select(
                 Attribute.person_id, Attribute.group, Attribute.key, Attribute.value, Attribute.confidence,
-                Attribute.origin, Attribute.model_version, Attribute.taxonomy_version, Attribute.state,
-                Attribute.annotator, Attribute.updated_at,
+                type_coerce(Attribute.origin, String), Attribute.model_version, Attribute.taxonomy_version,
+                type_coerce(Attribute.state, String), Attribute.annotator, Attribute.updated_at,
             ).where(Attribute.person_id.in_(person_ids))
         ).all()  # fmt: skip
         humans: dict[tuple[int, int, str], list[str | None]] = defaultdict(list)
-        best: dict[tuple[int, int, str], tuple[tuple[Any, ...], Label]] = {}
-        for pid, group, key, value, conf, origin, mv, tv, state, annotator, updated in rows:
-            origin, state = _text(origin), _text(state)
+        best: dict[tuple[int, int, str], tuple[tuple[Any, ...], Any]] = {}
+        accepts = self.preset.accepts
+        for row in rows:
+            pid, group, key, value, conf, origin, _mv, _tv, state, annotator, updated = row
             ident = (pid, group, key)
-            if origin == AttributeOrigin.human and state != "rejected":
+            if origin == "human" and state != "rejected":
                 humans[ident].append(value)
-            if not self.preset.accepts(state=state, origin=origin, confidence=conf):
+            if not accepts(state=state, origin=origin, confidence=conf):
                 continue
-            rank = (state == "human_verified", origin == "human", _ts(updated), conf or 0.0, annotator, mv)
-            label = Label(group, key, value, conf, origin, mv, tv, state, annotator)
+            rank = (state == "human_verified", origin == "human", _ts(updated), conf or 0.0, annotator, _mv)
             if ident not in best or rank > best[ident][0]:
-                best[ident] = (rank, label)
+                best[ident] = (rank, row)
         out: dict[int, list[Label]] = defaultdict(list)
-        for (pid, group, key), (_rank, label) in sorted(best.items(), key=lambda kv: kv[0]):
-            answers = humans.get((pid, group, key), [])
+        for ident in sorted(best):
+            _pid, group, key, value, conf, origin, mv, tv, state, annotator, _updated = best[ident][1]
+            label = Label(group, key, value, conf, origin, mv, tv, state, annotator)
+            answers = humans.get(ident, [])
             label.human_answers = len(answers)
             if len(answers) >= 2:
-                label.agreement = round(sum(a == label.value for a in answers) / len(answers), 4)
-            out[pid].append(label)
+                label.agreement = round(sum(a == value for a in answers) / len(answers), 4)
+            out[ident[0]].append(label)
         return out
-
-
-def _text(value: Any) -> str:
-    return str(getattr(value, "value", value))
 
 
 def _ts(value: datetime | None) -> float:

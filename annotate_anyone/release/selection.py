@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from annotate_anyone.db.models import AttributeOrigin, AttributeState
+from annotate_anyone.db.models import AttributeState
 from annotate_anyone.errors import InvalidInput
 
 _CONFIDENCE = re.compile(r"^confidence\s*>=\s*([0-9]*\.?[0-9]+)$")
@@ -34,7 +34,7 @@ class Preset:
         """Whether one attribute row counts as a label under this preset."""
         if state not in self.states:
             return False
-        if self.min_confidence is None or state == AttributeState.human_verified or origin == AttributeOrigin.human:
+        if self.min_confidence is None or state == "human_verified" or origin == "human":
             return True
         return confidence is not None and confidence >= self.min_confidence
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import shutil
 import tarfile
 import tempfile
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,44 @@ class HashingWriter(io.RawIOBase):
 
     def tell(self) -> int:
         return self.size
+
+
+class BackgroundFile:
+    """Hashes and writes in a thread (both release the GIL), so encoding the next sample overlaps them."""
+
+    def __init__(self, path: Path, depth: int = 64) -> None:
+        self.path = path
+        self.size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._digest = hashlib.sha256()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="release-shard-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self.path.open("wb", buffering=4 * MB) as f:
+                while (chunk := self._queue.get()) is not None:
+                    self._digest.update(chunk)
+                    f.write(chunk)
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread in write()/close()
+            self._error = exc
+            while self._queue.get() is not None:  # unblock the producer until it closes
+                pass
+
+    def write(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self.size += len(data)
+        self._queue.put(data)
+
+    def close(self) -> str:
+        """Flush, close and return the sha256 hex digest."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
 
 
 class Publisher:
@@ -121,17 +161,28 @@ class Publisher:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
+def _tar_member(name: str, data: bytes) -> bytes:
+    """One ustar member: header, data, NUL padding to the 512-byte block."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = TAR_MTIME
+    info.mode = 0o644
+    header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    return header + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
 class ShardWriter:
-    """WebDataset tar shards of about ``target_bytes`` each: ``{key}.{ext}`` members, a sample never split."""
+    """WebDataset tar shards of about ``target_bytes`` each: ``{key}.{ext}`` members, a sample never split.
+
+    Members are serialised here (plain ustar, fixed times, the same bytes ``tarfile`` writes) and
+    handed to a :class:`BackgroundFile`, which hashes and writes while the next sample is encoded.
+    """
 
     def __init__(self, publisher: Publisher, target_bytes: int) -> None:
         self.publisher = publisher
         self.target = max(1, int(target_bytes))
         self.shards: list[FileInfo] = []
-        self._tar: tarfile.TarFile | None = None
-        self._sink: HashingWriter | None = None
-        self._file: BinaryIO | None = None
-        self._staged: Path | None = None
+        self._file: BackgroundFile | None = None
         self._count = 0
 
     @property
@@ -140,49 +191,39 @@ class ShardWriter:
 
     def write(self, key: str, members: dict[str, bytes]) -> str:
         """Add one sample (``members``: extension -> bytes); returns the shard it went to."""
-        size = sum(512 + (len(b) + 511) // 512 * 512 for b in members.values())
-        if self._tar is not None and self._sink is not None and self._sink.size + size > self.target:
+        data = b"".join(_tar_member(f"{key}.{ext}", blob) for ext, blob in members.items())
+        if self._file is not None and self._file.size + len(data) > self.target:
             self._finish()
-        if self._tar is None:
-            self._open()
-        assert self._tar is not None
-        for ext, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mtime = TAR_MTIME
-            info.mode = 0o644
-            self._tar.addfile(info, io.BytesIO(data))
+        if self._file is None:
+            self._file = BackgroundFile(self.publisher.staging_path(self.current_name))
+        self._file.write(data)
         self._count += 1
         return self.current_name
 
-    def _open(self) -> None:
-        self._staged = self.publisher.staging_path(self.current_name)
-        self._file = self._staged.open("wb", buffering=4 * MB)
-        self._sink = HashingWriter(self._file)
-        self._tar = tarfile.open(fileobj=self._sink, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
-
     def _finish(self) -> None:
-        assert self._tar is not None and self._sink is not None and self._file is not None and self._staged
-        self._tar.close()
-        self._file.close()
+        assert self._file is not None
+        end = b"\0" * (2 * tarfile.BLOCKSIZE)  # end-of-archive, then pad to a whole record like tarfile
+        self._file.write(end + b"\0" * (-(self._file.size + len(end)) % tarfile.RECORDSIZE))
+        digest = self._file.close()
         name = self.current_name
-        self.shards.append(FileInfo(name, self._sink.digest.hexdigest(), self._sink.size, self._count))
-        self.publisher.publish(self._staged, name)
-        self._tar = self._sink = self._file = self._staged = None
+        self.shards.append(FileInfo(name, digest, self._file.size, self._count))
+        self.publisher.publish(self._file.path, name)
+        self._file = None
         self._count = 0
 
     def close(self) -> list[FileInfo]:
-        if self._tar is not None:
+        if self._file is not None:
             self._finish()
         return self.shards
 
     def abort(self) -> None:
         """Drop the shard being written (after a failure)."""
         if self._file is not None:
-            self._file.close()
-        if self._staged is not None:
-            self._staged.unlink(missing_ok=True)
-        self._tar = self._sink = self._file = self._staged = None
+            try:
+                self._file.close()
+            finally:
+                self._file.path.unlink(missing_ok=True)
+                self._file = None
 
 
 class IndexWriter:
@@ -202,20 +243,25 @@ class IndexWriter:
         self._file = self._staged.open("wb", buffering=4 * MB)
         self._sink = HashingWriter(self._file)
         self._writer = pq.ParquetWriter(self._sink, self.schema, compression="zstd")
-        self._rows: list[dict[str, Any]] = []
+        self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self._pending = 0
         self._closed = False
         self.count = 0
 
     def add(self, row: dict[str, Any]) -> None:
-        self._rows.append(row)
+        for name, values in self._columns.items():
+            values.append(row[name])
+        self._pending += 1
         self.count += 1
-        if len(self._rows) >= self.ROW_GROUP:
+        if self._pending >= self.ROW_GROUP:
             self._flush()
 
     def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(self._pa.Table.from_pylist(self._rows, schema=self.schema))
-            self._rows = []
+        if self._pending:
+            arrays = [self._pa.array(self._columns[f.name], type=f.type) for f in self.schema]
+            self._writer.write_table(self._pa.Table.from_arrays(arrays, schema=self.schema))
+            self._columns = {name: [] for name in self.schema.names}
+            self._pending = 0
 
     def close(self) -> FileInfo:
         self._flush()

@@ -116,7 +116,7 @@ def test_a_crash_mid_export_leaves_no_visible_release(world: World, monkeypatch:
 
         return progress
 
-    # crash while writing shards (progress is reported every 256 samples: use many samples)
+    # crash while writing shards (after 256 of 305 samples)
     from tests.unit.test_release_factories import many
 
     many(w, 300)

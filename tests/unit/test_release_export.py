@@ -34,7 +34,9 @@ def _release_dir(w: World, version: str) -> Path:
 
 
 def _export(w: World, **kw: object) -> Release:
-    release = export_release(w.session, w.store, shard_size_bytes=SMALL_SHARDS, expected_error_rate=0.03, **kw)
+    release = export_release(
+        w.session, w.store, shard_size_bytes=SMALL_SHARDS, expected_error_rate=0.03, routing={"gate": 0.85}, **kw
+    )
     w.session.commit()
     return release
 
@@ -80,7 +82,7 @@ def test_all_accepted_release_matches_the_database(world: World) -> None:
 
     # label selection and provenance in the JSON
     doc = json.loads(samples[_key(w, "A", 0)]["json"])
-    by_name = {f"{a['group']}.{a['key']}": a for a in doc["attributes"]}
+    by_name = doc["labels"]
     assert set(by_name) == {
         "0.country", "0.age", "0.gender", "3.hair_color", "3.hair_length", "6.type", "6.color", "12.present",
         "14.overall_style",

@@ -1,0 +1,71 @@
+"""``annotate-anyone release ...`` commands (thin; mount with ``app.add_typer(release_app, name="release")``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from annotate_anyone.storage.base import ObjectStore
+
+release_app = typer.Typer(
+    help="Published dataset releases: list, verify, materialize, take down.", no_args_is_help=True
+)
+
+
+def _store() -> ObjectStore:
+    from annotate_anyone.storage import open_store
+
+    return open_store()
+
+
+@release_app.command("list")
+def list_cmd() -> None:
+    """Published versions, oldest first."""
+    from annotate_anyone.release.service import list_published
+
+    for version in list_published(_store()):
+        typer.echo(version)
+
+
+@release_app.command()
+def verify(version: Annotated[str, typer.Argument(help="Release version")]) -> None:
+    """Check every checksum of a release (and its digest against the database); exit 1 on failure."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.release.service import verify as verify_service
+
+    with session_scope() as session:
+        report = verify_service(_store(), version, session)
+    typer.echo(json.dumps(report.as_dict(), indent=1))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@release_app.command()
+def materialize(
+    version: Annotated[str, typer.Argument(help="Release version")],
+    dest: Annotated[Path, typer.Argument(help="Folder to lay the files out in")],
+    with_json: Annotated[bool, typer.Option(help="Also write each sample's label JSON")] = False,
+) -> None:
+    """Lay a release out under DEST so the index's path and segm_path resolve there."""
+    from annotate_anyone.release.materialize import materialize as run
+
+    typer.echo(str(run(_store(), version, dest, with_json=with_json)))
+
+
+@release_app.command()
+def takedown(
+    reason: Annotated[str, typer.Option(help="Why (published in the tombstones)")],
+    sha256: Annotated[str | None, typer.Option(help="Image hash")] = None,
+    url: Annotated[str | None, typer.Option(help="Source URL")] = None,
+    source: Annotated[str | None, typer.Option(help="Source id or name")] = None,
+    requested_by: Annotated[str | None, typer.Option(help="Who asked")] = None,
+) -> None:
+    """Take down an image, URL or source: excluded from every later release, listed in its tombstones."""
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.release.service import take_down
+
+    with session_scope() as session:
+        row = take_down(session, sha256=sha256, url=url, source=source, reason=reason, requested_by=requested_by)
+        typer.echo(f"takedown {row.id} ({row.kind.value}) recorded")
