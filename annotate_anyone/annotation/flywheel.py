@@ -10,7 +10,6 @@ human hours saved against labelling everything by hand.
 from __future__ import annotations
 
 import builtins
-
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime

@@ -17,7 +17,6 @@ from annotate_anyone.annotation.service import (
     annotate_persons,
     gold_accuracy,
     record_human_label,
-    retrain_heads,
 )
 from annotate_anyone.annotation.synthetic import TRUTH_CATEGORIES, make_person
 from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category

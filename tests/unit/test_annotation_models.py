@@ -48,7 +48,7 @@ def test_vlm_option_scoring_is_one_batched_pass_with_well_formed_distributions(c
     ctx = PersonContext(image, PersonView((0, 0, 64, 96)))
     preds = labeler.label(ctx, cats)
     assert [p.category for p in preds] == [c.id for c in cats]
-    for p, c in zip(preds, cats):
+    for p, c in zip(preds, cats, strict=True):
         assert set(p.distribution) == set(c.options)
         assert abs(sum(p.distribution.values()) - 1) < 1e-6 and min(p.distribution.values()) > 0
         assert p.value == max(p.distribution, key=p.distribution.get) and p.model_version.startswith("vlm:blip2:")
@@ -63,7 +63,7 @@ def test_vlm_option_scoring_is_one_batched_pass_with_well_formed_distributions(c
     scorer.max_batch = 3
     chunked = scorer.score(crop, qs)
     scorer.max_batch = 512
-    for a, b, c in zip(together, alone, chunked):
+    for a, b, c in zip(together, alone, chunked, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)
         np.testing.assert_allclose(a, c, atol=1e-4)
         assert np.all(a < 0)  # log-likelihoods
@@ -76,7 +76,7 @@ def test_learned_heads_train_predict_and_round_trip():
     x = rng.normal(size=(120, 6)).astype(np.float32)
     y = ["striped" if v > 0 else "solid color" for v in x[:, 2] + 0.1 * rng.normal(size=120)]
     head = train_head("6.pattern", x[:80], y[:80])
-    acc = np.mean([head.classes[i] == t for i, t in zip(head.predict_proba(x[80:]).argmax(1), y[80:])])
+    acc = np.mean([head.classes[i] == t for i, t in zip(head.predict_proba(x[80:]).argmax(1), y[80:], strict=True)])
     assert acc > 0.85
     oof = cross_val_proba("6.pattern", x[:80], y[:80])
     assert len(oof) == 80 and all(abs(sum(d.values()) - 1) < 1e-6 for d in oof)

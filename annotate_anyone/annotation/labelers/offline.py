@@ -106,7 +106,8 @@ class _View:
         self.ctx = ctx
         self.map = ctx.parsing
         assert self.map is not None
-        self.fg_area = max(int((self.map > 0).sum()), 1)
+        self.counts = np.bincount(self.map.ravel(), minlength=18)
+        self.fg_area = max(int(self.counts[1:].sum()), 1)
         self.min_region = min_region
         self.supported = ctx.parsing_labels or frozenset(range(18))
         self._cache: dict[str, dict[str, float] | None] = {}
@@ -115,7 +116,7 @@ class _View:
         return np.isin(self.map, [ATR[n] for n in names])
 
     def frac(self, *names: str) -> float:
-        return float(self.region(*names).sum()) / self.fg_area
+        return float(sum(self.counts[ATR[n]] for n in names)) / self.fg_area
 
     def answer(self, cat: Category) -> dict[str, float] | None:
         handler = {

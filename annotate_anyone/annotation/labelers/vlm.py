@@ -153,16 +153,15 @@ class OptionScorer:
                     pixel_values=None,
                     mm_encoder_outputs={"image": self._select(features, [r.unit for r in chunk])},
                 )
-                logprobs = torch.log_softmax(outputs.logits[:, :-1].float(), dim=-1)
-                token_lp = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)  # lp of token t+1 at position t
-                pos = torch.arange(ids.shape[1] - 1, device=ids.device)[None]
-                starts = torch.tensor([r.start - 1 for r in chunk], device=ids.device)[:, None]
-                ends = torch.tensor([r.end - 1 for r in chunk], device=ids.device)[:, None]
-                in_option = (pos >= starts) & (pos < ends)
-                total = (token_lp * in_option).sum(-1)
+                # Only the positions that predict option tokens: (row, position) pairs, one log-softmax.
+                row_idx = torch.tensor([j for j, r in enumerate(chunk) for _ in range(r.start, r.end)])
+                pos_idx = torch.tensor([t - 1 for r in chunk for t in range(r.start, r.end)])
+                picked = outputs.logits[row_idx, pos_idx].float().log_softmax(-1)
+                token_lp = picked.gather(-1, ids[row_idx, pos_idx + 1][:, None]).squeeze(-1)
+                total = torch.zeros(len(chunk), dtype=torch.float64).index_add_(0, row_idx, token_lp.double())
                 if self.reduce == "mean":
-                    total = total / in_option.sum(-1).clamp(min=1)
-                scores[lo : lo + len(chunk)] = total.double().cpu().numpy()
+                    total = total / torch.tensor([max(1, r.end - r.start) for r in chunk], dtype=torch.float64)
+                scores[lo : lo + len(chunk)] = total.cpu().numpy()
         out, i = [], 0
         for _, options in questions:
             out.append(scores[i : i + len(options)])
