@@ -11,12 +11,18 @@ from rich.console import Console
 from rich.table import Table
 
 from annotate_anyone.cli.auth import keys_app, users_app
+from annotate_anyone.cli.flywheel import flywheel_app
+from annotate_anyone.cli.release import release_app
+from annotate_anyone.cli.review import review_app
 from annotate_anyone.settings import Settings, get_settings
 
 app = typer.Typer(help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True)
 console = Console()
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(release_app, name="release")
+app.add_typer(review_app, name="review")
+app.add_typer(flywheel_app, name="flywheel")
 
 
 def settings() -> Settings:
@@ -210,6 +216,19 @@ def export(
     if version:
         params["version"] = version
     job_id = run_job_inline("export", params, "export")
+    print_job(job_id)
+
+
+@app.command()
+def annotate(
+    scope: Annotated[str, typer.Option(help="all | new (persons never parsed)")] = "all",
+    budget: Annotated[int | None, typer.Option(help="Most labels sent to humans (default: config)")] = None,
+) -> None:
+    """Run one annotation round: recalibrate, retrain heads, parse, label and route."""
+    params: dict[str, Any] = {"scope": scope}
+    if budget is not None:
+        params["budget"] = budget
+    job_id = run_job_inline("annotate", params, "annotate")
     print_job(job_id)
 
 
