@@ -12,8 +12,8 @@ from rich.table import Table
 
 from annotate_anyone.cli.auth import keys_app, users_app
 from annotate_anyone.cli.flywheel import flywheel_app
-from annotate_anyone.cli.release import release_app
 from annotate_anyone.cli.review import review_app
+from annotate_anyone.release.cli import release_app
 from annotate_anyone.settings import Settings, get_settings
 
 app = typer.Typer(help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True)
