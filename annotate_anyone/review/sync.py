@@ -72,6 +72,7 @@ class Applier:
         self.options = options
         self.controls = {configs.control_name(c.group, c.key): c for c in taxonomy.categories()}
         self._accuracy: dict[str, float] | None = None
+        self._known: set[str] = set()  # annotators known to have a row
 
     def refresh_reliability(self, session: Session) -> None:
         self._accuracy = qa.accuracies(session)
@@ -124,7 +125,9 @@ class Applier:
         asked = [c for c in truth if c in choices] if status == ACTIVE else []
         answer.gold_total = len(asked)
         answer.gold_correct = sum(1 for c in asked if choices[c] == truth[c])
-        _ensure_annotator(session, ann.annotator)
+        if ann.annotator not in self._known:
+            _ensure_annotator(session, ann.annotator)
+            self._known.add(ann.annotator)
         session.flush()
         self.settle(session, task)
         return outcome
