@@ -56,15 +56,24 @@ class ImageFilters:
         return query
 
 
+COUNT_CAP = 10_000  # totals are exact up to here; beyond, pages say "10,000+" (a full count costs a scan)
+
+
+def count_capped(session: Session, query: Select, cap: int = COUNT_CAP) -> int:
+    """How many rows ``query`` matches, counting at most ``cap + 1`` (so the cost stays bounded)."""
+    bounded = query.with_only_columns(Image.id).order_by(None).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(bounded)) or 0
+
+
 def _page(session: Session, query: Select, *, limit: int, offset: int) -> tuple[Select, int]:
-    total = session.scalar(select(func.count()).select_from(query.with_only_columns(Image.id).subquery())) or 0
+    total = count_capped(session, query)
     return query.order_by(Image.id.desc()).limit(limit).offset(offset), total
 
 
 def list_images_detail(
     session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0
 ) -> tuple[list[Image], int]:
-    """A page of images (newest first) with persons and attributes loaded, and the total."""
+    """A page of images (newest first) with persons and attributes loaded, and the total (capped, see COUNT_CAP)."""
     query, total = _page(session, filters.apply(select(Image)), limit=limit, offset=offset)
     query = query.options(selectinload(Image.persons).selectinload(Person.attributes))
     return list(session.scalars(query)), total

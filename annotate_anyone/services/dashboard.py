@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,20 +51,40 @@ def optional_provider(module: str, name: str) -> Callable[..., Any] | None:
 
 
 class TTLCache:
-    """Keeps an expensive aggregate for a few seconds (the overview is read far more than it changes)."""
+    """Keeps expensive aggregates for a few seconds; a stale value is served while one thread recomputes it.
+
+    Only the first read of a key waits for ``compute``; later reads never do (stale-while-revalidate), so
+    the overview's aggregates do not show up in page latency. ``compute`` must open its own DB session.
+    """
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._values: dict[str, tuple[float, Any]] = {}
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
-        now = time.monotonic()
         hit = self._values.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        value = compute()
-        self._values[key] = (now, value)
-        return value
+        if hit is None:
+            value = compute()
+            self._values[key] = (time.monotonic(), value)
+            return value
+        if time.monotonic() - hit[0] >= self.ttl_s:
+            with self._lock:
+                start = key not in self._refreshing
+                self._refreshing.add(key)
+            if start:
+                threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
+        return hit[1]
+
+    def _refresh(self, key: str, compute: Callable[[], Any]) -> None:
+        try:
+            self._values[key] = (time.monotonic(), compute())
+        except Exception:
+            logger.exception("refreshing %s failed; serving the previous value", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
 
 def source_funnels(session: Session, *, limit: int = 20) -> list[dict[str, Any]]:

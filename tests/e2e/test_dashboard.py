@@ -18,8 +18,8 @@ def login(page, next_path: str = "/ui/") -> None:
     page.get_by_label("Username").fill(ADMIN[0])
     page.keyboard.press("Tab")
     page.keyboard.type(ADMIN[1])
-    page.keyboard.press("Enter")  # submit by keyboard
-    page.wait_for_url(lambda url: "/login" not in url)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # submit by keyboard
     assert page.url.endswith(next_path), (page.url, page.locator("body").inner_text()[:500])
 
 

@@ -19,7 +19,12 @@ router = APIRouter(prefix="/images", tags=["images"])
 Overlay = Annotated[str, Path(pattern="^(parsing|mask)$", description="parsing: ATR label map; mask: person mask")]
 
 
-@router.get("", response_model=Page[ImageDetail], summary="List images (paginated, filterable)")
+@router.get(
+    "",
+    response_model=Page[ImageDetail],
+    summary="List images (paginated, filterable)",
+    description="Newest first. `total` is exact up to 10,000 matches; beyond that it reads 10,001.",
+)
 def list_images(
     session: SessionDep,
     principal: PoolReader,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
@@ -22,9 +23,11 @@ from annotate_anyone.api.auth import (
 from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
 from annotate_anyone.api.params import IdPath, Offset
 from annotate_anyone.api.templating import NAV, render
+from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import AnnotateAnyoneError, NotFound
 from annotate_anyone.services import audit, auth, browse, dashboard, images, jobs, release_views, releases
 from annotate_anyone.services.sources import get_or_create_source, guess_kind
+from annotate_anyone.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 PAGE = 50
@@ -41,6 +44,12 @@ def _cache(request: Request) -> dashboard.TTLCache:
     return cache
 
 
+def _fresh(settings: Settings, compute: Callable[..., Any], *args: Any) -> Any:
+    """Run a cached aggregate in its own session (it may run on the cache's refresh thread)."""
+    with session_scope(settings.db_url) as session:
+        return compute(session, *args)
+
+
 @router.get("/")
 def root() -> RedirectResponse:
     return _see_other("/ui/")
@@ -50,7 +59,7 @@ def root() -> RedirectResponse:
 def overview(request: Request, session: SessionDep, settings: SettingsDep, principal: CurrentPrincipal) -> Response:
     if not principal.can(auth.Perm.pool_read):  # trainers land on what they may read
         return _see_other(next(path for _, path, perm in NAV if principal.can(perm)))
-    data = _cache(request).get("overview", lambda: dashboard.overview(session, settings))
+    data = _cache(request).get("overview", lambda: _fresh(settings, dashboard.overview, settings))
     workers = _cache(request).get("workers", lambda: dashboard.worker_health(settings))
     return render(request, "overview.html", {**data, "workers": workers})
 
@@ -169,6 +178,7 @@ def cancel(job_id: IdPath, request: Request, session: SessionDep, principal: Job
 def images_page(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     principal: PoolReader,
     status: str | None = Query(None, max_length=16),
     drop_reason: str | None = Query(None, max_length=64),
@@ -180,7 +190,7 @@ def images_page(
         status=status, drop_reason=drop_reason, shot_type=shot_type, attribute=attribute
     )
     rows, total = browse.list_images_brief(session, filters=filters, limit=PAGE, offset=offset)
-    facets = _cache(request).get("facets", lambda: browse.facet_values(session))
+    facets = _cache(request).get("facets", lambda: _fresh(settings, browse.facet_values))
     query = {
         k: v
         for k, v in (
@@ -194,7 +204,15 @@ def images_page(
     return render(
         request,
         "images.html",
-        {"rows": rows, "total": total, "offset": offset, "page": PAGE, "filters": query, "facets": facets},
+        {
+            "rows": rows,
+            "total": total,
+            "offset": offset,
+            "page": PAGE,
+            "filters": query,
+            "facets": facets,
+            "cap": browse.COUNT_CAP,
+        },
     )
 
 
@@ -235,7 +253,9 @@ def takedown(
 @router.get("/ui/review", response_class=HTMLResponse)
 def review_page(request: Request, session: SessionDep, settings: SettingsDep, principal: ReviewReader) -> Response:
     return render(
-        request, "review.html", _cache(request).get("review", lambda: dashboard.review_overview(session, settings))
+        request,
+        "review.html",
+        _cache(request).get("review", lambda: _fresh(settings, dashboard.review_overview, settings)),
     )
 
 
