@@ -38,6 +38,11 @@ class ImageFilters:
             raise InvalidInput(f"unknown image status {clean['status']!r}")
         return cls(attribute_key=key, attribute_value=value, **clean)
 
+    @property
+    def joins_persons(self) -> bool:
+        """Whether a filter looks through persons or attributes (no cheap count exists then)."""
+        return bool(self.shot_type or self.attribute_key)
+
     def apply(self, query: Select) -> Select:
         if self.status:
             query = query.where(Image.status == ImageStatus(self.status))
@@ -56,12 +61,13 @@ class ImageFilters:
         return query
 
 
-COUNT_CAP = 10_000  # totals are exact up to here; beyond, pages say "10,000+" (a full count costs a scan)
+COUNT_CAP = 1_000  # totals are exact up to here; beyond, pages say "1,000+" (a full count costs a scan)
 
 
 def count_capped(session: Session, query: Select, cap: int = COUNT_CAP) -> int:
     """How many rows ``query`` matches, counting at most ``cap + 1`` (so the cost stays bounded)."""
-    bounded = query.with_only_columns(Image.id).order_by(None).limit(cap + 1).subquery()
+    # ordered like the page, so the planner walks the primary key and stops early instead of hashing everything
+    bounded = query.with_only_columns(Image.id).order_by(Image.id.desc()).limit(cap + 1).subquery()
     return session.scalar(select(func.count()).select_from(bounded)) or 0
 
 
@@ -81,9 +87,15 @@ def list_images_detail(
 
 def list_images_brief(
     session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0
-) -> tuple[list[dict[str, Any]], int]:
-    """A page of image rows for a table (no attributes loaded): id, size, status, persons, shot types."""
-    query, total = _page(session, filters.apply(select(Image)), limit=limit, offset=offset)
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of image rows for a table (no attributes loaded) and the total, or ``None`` when filters look
+    through persons (the page then only knows whether more follow: it holds ``limit + 1`` rows at most)."""
+    query = filters.apply(select(Image))
+    if filters.joins_persons:
+        total = None
+        query = query.order_by(Image.id.desc()).limit(limit + 1).offset(offset)
+    else:
+        query, total = _page(session, query, limit=limit, offset=offset)
     rows = list(session.scalars(query))
     shots: dict[int, list[str]] = {}
     if rows:

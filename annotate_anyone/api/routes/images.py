@@ -23,7 +23,7 @@ Overlay = Annotated[str, Path(pattern="^(parsing|mask)$", description="parsing: 
     "",
     response_model=Page[ImageDetail],
     summary="List images (paginated, filterable)",
-    description="Newest first. `total` is exact up to 10,000 matches; beyond that it reads 10,001.",
+    description="Newest first. `total` is exact up to 1,000 matches; beyond that it reads 1,001.",
 )
 def list_images(
     session: SessionDep,

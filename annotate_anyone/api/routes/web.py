@@ -40,7 +40,7 @@ def _see_other(path: str) -> RedirectResponse:
 def _cache(request: Request) -> dashboard.TTLCache:
     cache = getattr(request.app.state, "dashboard_cache", None)
     if cache is None:
-        cache = request.app.state.dashboard_cache = dashboard.TTLCache(ttl_s=5.0)
+        cache = request.app.state.dashboard_cache = dashboard.TTLCache(ttl_s=30.0)
     return cache
 
 
@@ -190,6 +190,7 @@ def images_page(
         status=status, drop_reason=drop_reason, shot_type=shot_type, attribute=attribute
     )
     rows, total = browse.list_images_brief(session, filters=filters, limit=PAGE, offset=offset)
+    more, rows = len(rows) > PAGE, rows[:PAGE]
     facets = _cache(request).get("facets", lambda: _fresh(settings, browse.facet_values))
     query = {
         k: v
@@ -212,6 +213,7 @@ def images_page(
             "filters": query,
             "facets": facets,
             "cap": browse.COUNT_CAP,
+            "more": more,
         },
     )
 
