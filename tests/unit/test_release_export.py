@@ -210,3 +210,19 @@ def test_tampered_shard_fails_verify(world: World) -> None:
     assert any("CHANGES.md" in e for e in verify_release(w.store, "t1").errors)
     with pytest.raises(InvalidInput):
         materialize(w.store, "t1", shard.parent.parent / "out")
+
+
+def test_daring_reader_consumes_a_materialized_release(world: World) -> None:
+    """The trainer's own parquet reader (annotate_anyone.daring.data) reads the materialized folder unchanged."""
+    data = pytest.importorskip("annotate_anyone.daring.data")
+    w = world
+    _export(w, version="m1")
+    out = materialize(w.store, "m1", w.store.root.parent / "m1")  # type: ignore[attr-defined]
+    release = data.ParquetRelease.open(out.parent)
+    assert len(release) == 5
+    for i in range(len(release)):
+        row = release.row(i)
+        assert row.aa_text is None or len(row.aa_text) == 20
+        assert release.image(i).size == (row.width, row.height)
+        parsing = release.parsing(i)
+        assert parsing is None or parsing.shape == (row.height, row.width)
