@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.errors import ConfigError
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "admin", "test"}
@@ -31,6 +32,17 @@ class QualityConfig(BaseModel):
     min_blur: float = 40.0  # Laplacian variance on the 512 px grey image
     max_brisque: float | None = 70.0
     max_pixels: int = 80_000_000  # Pillow decompression-bomb limit
+
+
+class AuthConfig(BaseModel):
+    """Session lifetime and rate limits (``Settings.auth`` where present, else these defaults)."""
+
+    session_hours: float = 12.0
+    login_burst: int = 5  # failed-or-not login attempts per (client, username) before waiting
+    login_per_second: float = 0.2
+    key_burst: int = 600  # requests per API key (or session) before waiting
+    key_per_second: float = 200.0
+    last_used_every_s: float = 60.0  # write ``last_used_at`` at most this often
 
 
 class Settings(BaseSettings):
@@ -68,6 +80,8 @@ class Settings(BaseSettings):
     round_threshold: int = 1000  # new persons that trigger an annotation round automatically (0: never)
 
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     ingest_stages: list[str] = Field(
         default_factory=lambda: ["read", "decode", "seen", "quality", "humans", "store"],
         description="Stage names of the ingest pipeline, in order (see annotate_anyone.pipeline.build).",

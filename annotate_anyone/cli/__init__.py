@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from annotate_anyone.cli import daring
 from annotate_anyone.cli.auth import keys_app, users_app
 from annotate_anyone.cli.flywheel import flywheel_app
 from annotate_anyone.cli.review import review_app
@@ -23,6 +24,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(release_app, name="release")
 app.add_typer(review_app, name="review")
 app.add_typer(flywheel_app, name="flywheel")
+daring.register(app)
 
 
 def settings() -> Settings:

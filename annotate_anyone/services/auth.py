@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -23,7 +22,7 @@ from annotate_anyone.auth_models import User, WebSession
 from annotate_anyone.db.base import utcnow
 from annotate_anyone.db.models import ApiKey, Role
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
-from annotate_anyone.settings import Settings
+from annotate_anyone.settings import AuthConfig, Settings
 
 
 class Unauthorized(AnnotateAnyoneError):
@@ -40,17 +39,6 @@ class RateLimited(AnnotateAnyoneError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class AuthConfig(BaseModel):
-    """Session lifetime and rate limits (``Settings.auth`` where present, else these defaults)."""
-
-    session_hours: float = 12.0
-    login_burst: int = 5  # failed-or-not login attempts per (client, username) before waiting
-    login_per_second: float = 0.2
-    key_burst: int = 600  # requests per API key (or session) before waiting
-    key_per_second: float = 200.0
-    last_used_every_s: float = 60.0  # write ``last_used_at`` at most this often
 
 
 def auth_config(settings: Settings) -> AuthConfig:
