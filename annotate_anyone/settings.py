@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     ingest_stages: list[str] = Field(
-        default_factory=lambda: ["read", "decode", "seen", "quality", "humans", "store"],
+        default_factory=lambda: ["read", "decode", "takedown", "seen", "quality", "humans", "store"],
         description="Stage names of the ingest pipeline, in order (see annotate_anyone.pipeline.build).",
     )
 

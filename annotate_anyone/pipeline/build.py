@@ -30,6 +30,12 @@ def _seen(settings: Settings, options: dict[str, Any]) -> Stage:
     return SeenFilter(settings.db_url)
 
 
+def _takedown(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.takedown import TakedownFilter
+
+    return TakedownFilter(settings.db_url)
+
+
 def _quality(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.quality import QualityFilter
 
@@ -52,6 +58,7 @@ STAGES: dict[str, StageFactory] = {
     "read": _read,
     "decode": _decode,
     "seen": _seen,
+    "takedown": _takedown,
     "quality": _quality,
     "humans": _humans,
     "store": _store,

@@ -22,6 +22,7 @@ def _stage_of(reason: str | None) -> str:
         "dedup": "unique",
         "quality": "quality",
         "humans": "one_human",
+        "takedown": "unique",
     }.get(prefix, "quality")
 
 

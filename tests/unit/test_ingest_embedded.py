@@ -117,3 +117,29 @@ def test_near_duplicates_keep_the_larger_image(embedded: Settings, tmp_path: Pat
         for name in ("small.jpg", "mid.jpg"):
             image = session.get(Image, items[name].image_id)
             assert image.drop_reason == "dedup:near" and image.duplicate_of == large_id
+
+
+def test_taken_down_content_never_reenters(embedded: Settings, tmp_path: Path,
+                                           make_jpeg: Callable[..., bytes]) -> None:
+    import hashlib
+
+    from annotate_anyone.release.takedown import take_down
+
+    folder = tmp_path / "td"
+    folder.mkdir()
+    banned = make_jpeg(41)
+    (folder / "a.jpg").write_bytes(make_jpeg(40))
+    with session_scope(embedded.db_url) as session:
+        source_id = create_source(session, name="td", kind="folder", uri=str(folder)).id
+        take_down(session, sha256=hashlib.sha256(banned).hexdigest(), reason="subject asked")
+    (folder / "b.jpg").write_bytes(banned)
+    with session_scope(embedded.db_url) as session:
+        job_id = jobs.create_job(session, kind="ingest", params={
+            "source_ids": [source_id], "stages": ["read", "decode", "takedown", "seen", "store"]}).id
+    InlineExecutor(embedded).run(job_id)
+    with session_scope(embedded.db_url) as session:
+        items = {Path(i.uri).name: i for i in session.scalars(select(Item))}
+        assert items["a.jpg"].status == ItemStatus.kept
+        assert (items["b.jpg"].status, items["b.jpg"].reason) == (ItemStatus.dropped, "takedown")
+        stored = session.scalars(select(Image).where(Image.sha256 == hashlib.sha256(banned).hexdigest())).one()
+        assert stored.storage_key == "" and stored.status == "dropped"  # the bytes were never stored
