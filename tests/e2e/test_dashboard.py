@@ -136,6 +136,9 @@ def links_parent(live_server: LiveServer, version: str) -> str:
 
 def test_keyboard_skip_link_and_focus(page, live_server: LiveServer) -> None:
     login(page, "/ui/")
+    page.wait_for_load_state("load")
+    # start keyboard navigation from the top of the document, as a fresh page load does
+    page.evaluate("() => { const b = document.body; b.tabIndex = -1; b.focus(); b.removeAttribute('tabindex'); }")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
