@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.errors import ConfigError
+from annotate_anyone.review.settings import ReviewSettings
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "admin", "test"}
 
@@ -78,10 +79,16 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600
     rescan_interval_s: int = 3600
     round_threshold: int = 1000  # new persons that trigger an annotation round automatically (0: never)
+    store_unsynced_prefixes: list[str] = Field(
+        default_factory=lambda: ["originals/"],
+        description="Local-store key prefixes written without fsync (content-addressed, re-fetchable originals).",
+    )
 
     quality: QualityConfig = Field(default_factory=QualityConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    review_sync_interval_s: int = 300  # Celery beat reconciliation with Label Studio (a full one daily)
     ingest_stages: list[str] = Field(
         default_factory=lambda: ["read", "decode", "takedown", "seen", "quality", "humans", "store"],
         description="Stage names of the ingest pipeline, in order (see annotate_anyone.pipeline.build).",

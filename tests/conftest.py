@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,6 @@ from PIL import Image
 from annotate_anyone.db.base import dispose_engines
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.settings import Settings, get_settings
-
-import importlib.util
 
 pytest_plugins = ["tests.services"] if importlib.util.find_spec("tests.services") else []
 

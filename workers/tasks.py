@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotate_anyone.executors.celery import RESCAN, RUN_UNIT, START_JOB, CeleryExecutor
+from annotate_anyone.executors.celery import RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
 from annotate_anyone.services import jobs
 from annotate_anyone.settings import get_settings
 from workers.celery_app import app
@@ -48,3 +48,11 @@ def rescan_sources() -> list[int]:
     for job_id in job_ids:
         CeleryExecutor(settings).submit(job_id)
     return job_ids
+
+
+@app.task(name=REVIEW_SYNC, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
+def review_sync(self: Any, full: bool = False) -> dict[str, Any]:
+    """Reconcile with Label Studio: pull what webhooks missed (``full`` also finds deleted tasks)."""
+    from annotate_anyone.review.service import sync_review
+
+    return sync_review(get_settings(), full=full)

@@ -12,13 +12,22 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annotate_anyone import __version__
-from annotate_anyone.api.routes import auth, health, images, jobs, keys, releases, sources, web
+from annotate_anyone.api.routes import auth, health, images, jobs, keys, releases, review, sources, web
 from annotate_anyone.api.templating import WEB
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
+from annotate_anyone.review.client import BackendUnavailable
 from annotate_anyone.services.auth import Forbidden, RateLimited, Unauthorized
 from annotate_anyone.settings import Settings, get_settings
 
-STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 422, Unauthorized: 401, Forbidden: 403, RateLimited: 429}
+STATUS = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    RateLimited: 429,
+    BackendUnavailable: 503,
+}
 ERROR_NAMES = {Unauthorized: "unauthorized", Forbidden: "forbidden", RateLimited: "rate_limited"}
 AUTH_RESPONSES = {
     "401": ("No, wrong, expired or revoked credentials", "unauthorized", "authentication required"),
@@ -121,7 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, "internal", "internal server error (see the server log)")
 
-    for module in (health, auth, sources, images, jobs, releases, keys, web):
+    for module in (health, auth, sources, images, jobs, releases, review, keys, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

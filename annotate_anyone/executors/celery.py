@@ -16,6 +16,7 @@ from annotate_anyone.settings import Settings
 START_JOB = "aa.start_job"
 RUN_UNIT = "aa.run_unit"
 RESCAN = "aa.rescan_sources"
+REVIEW_SYNC = "aa.review_sync"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -34,6 +35,8 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
         beat_schedule={
             "rescan-sources": {"task": RESCAN, "schedule": float(settings.rescan_interval_s)},
+            "review-sync": {"task": REVIEW_SYNC, "schedule": float(settings.review_sync_interval_s)},
+            "review-sync-full": {"task": REVIEW_SYNC, "schedule": 86400.0, "kwargs": {"full": True}},
         },
     )
     return app

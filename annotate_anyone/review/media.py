@@ -34,7 +34,7 @@ def verify_media(settings: Settings, person_id: int, expires: int, sig: str, now
     """Raise :class:`InvalidInput` unless ``sig`` signs ``person_id`` and ``expires`` is in the future."""
     if expires < (now or time.time()):
         raise InvalidInput("media link expired")
-    if not hmac.compare_digest(_signature(settings.secret_key, person_id, expires), sig):
+    if not hmac.compare_digest(_signature(settings.secret_key, person_id, expires).encode(), sig.encode()):
         raise InvalidInput("bad media signature")
 
 

@@ -57,6 +57,11 @@ def _load_handlers() -> None:
         job_kinds,  # noqa: F401
     )
 
+    try:
+        from annotate_anyone.review import service  # noqa: F401  (registers review_push, review_sync)
+    except ImportError:  # the review extra (label-studio-sdk) is not installed
+        pass
+
 
 def create_job(session: Session, *, kind: str, params: dict[str, Any], created_by: str | None = None) -> Job:
     """Add a queued job row (the caller commits, then hands the id to an executor)."""

@@ -54,6 +54,11 @@ ROUTES: list[tuple[str, str, dict | None, set[str]]] = [
     ("POST", "/users/99/disable", None, ADMIN),
     ("GET", "/audit", None, ADMIN),
     ("GET", "/auth/whoami", None, EVERYONE),
+    ("GET", "/review/status", None, POOL),
+    ("GET", "/review/annotators", None, POOL),
+    ("GET", "/review/agreement", None, POOL),
+    ("POST", "/review/push", {"kind": "attributes"}, BUILD),
+    ("POST", "/review/sync", {"full": False}, BUILD),
     ("GET", "/ui/jobs", None, POOL),
     ("GET", "/ui/images", None, POOL),
     ("GET", "/ui/images/1", None, POOL),
@@ -68,7 +73,19 @@ ROUTES: list[tuple[str, str, dict | None, set[str]]] = [
     ("POST", "/ui/images/1/takedown", {"form": {"reason": "asked"}}, ADMIN),
     ("POST", "/ui/admin/keys", {"form": {"name": "k", "role": "admin"}}, ADMIN),
 ]
-PUBLIC = {"/health", "/version", "/login", "/", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# the Label Studio webhook authenticates by shared secret, media links by their signature
+PUBLIC = {
+    "/review/webhook",
+    "/review/media/{person_id}",
+    "/health",
+    "/version",
+    "/login",
+    "/",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
 
 
 class QueueOnlyExecutor(Executor):

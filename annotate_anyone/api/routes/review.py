@@ -39,7 +39,13 @@ async def webhook(
     secret: Annotated[str | None, Header(alias="X-AA-Webhook-Secret")] = None,
 ) -> dict[str, int]:
     try:
-        event_id = service.accept_webhook(session, settings, secret=secret, payload=await request.json())
+        payload = await request.json()
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body must be a JSON object")
+    try:
+        event_id = service.accept_webhook(session, settings, secret=secret, payload=payload)
     except service.WebhookForbidden as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     session.commit()
@@ -56,7 +62,7 @@ def media(
     settings: SettingsDep,
     store: StoreDep,
     exp: Annotated[int, Query(ge=0, le=2**62)],
-    sig: Annotated[str, Query(min_length=64, max_length=64)],
+    sig: Annotated[str, Query(pattern="^[0-9a-f]{64}$")],
 ) -> StreamingResponse:
     stream, media_type = service.open_media(session, settings, store, person_id=person_id, expires=exp, sig=sig)
     return StreamingResponse(stream, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
