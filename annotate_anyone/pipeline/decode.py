@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from typing import Any
 
@@ -15,6 +16,7 @@ from annotate_anyone.pipeline.stage import Stage
 from annotate_anyone.settings import get_settings
 
 BLUR_SIDE = 512  # the blur metric is measured on a grey image of about this long side
+DRAFT_FLOOR = 0.75  # a JPEG draft may come out this much smaller than the requested side
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _DCT_SIZE = 32
 
@@ -38,18 +40,28 @@ def phash64(grey: Image.Image) -> str:
 
 
 def laplacian_variance(grey: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian of a 2-D grey array (higher is sharper), interior pixels."""
-    g = grey.astype(np.float32)
-    lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
-    return float(lap.var(dtype=np.float64)) if lap.size else 0.0
+    """Variance of the 4-neighbour Laplacian of a 2-D grey array (higher is sharper), interior pixels.
+
+    For 8-bit input the Laplacian is exact in int16 (-1020..1020), summed exactly in int64, squared
+    and summed in float32 by ``einsum`` (no BLAS threads): under half the time of a float64 ``var``.
+    """
+    if grey.ndim != 2 or grey.shape[0] < 3 or grey.shape[1] < 3:
+        return 0.0
+    g = grey.astype(np.int16) if grey.dtype == np.uint8 else grey.astype(np.float32)
+    lap = g[:-2, 1:-1] + g[2:, 1:-1]
+    lap += g[1:-1, :-2]
+    lap += g[1:-1, 2:]
+    lap -= 4 * g[1:-1, 1:-1]
+    mean = float(lap.sum(dtype=np.int64 if lap.dtype == np.int16 else np.float64)) / lap.size
+    flat = lap.ravel().astype(np.float32, copy=False)
+    return max(0.0, float(np.einsum("i,i->", flat, flat)) / lap.size - mean * mean)
 
 
 def blur_grey(image: Image.Image, side: int = BLUR_SIDE) -> Image.Image:
     """Grey copy reduced by an integer box factor to a long side near ``side`` (the blur metric's input)."""
     factor = max(1, round(max(image.size) / side))
-    if factor > 1:
-        image = image.reduce(factor)
-    return image.convert("L")
+    grey = image.convert("L")  # grey first: the box reduce then touches one channel, not three
+    return grey.reduce(factor) if factor > 1 else grey
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -90,8 +102,10 @@ def decode_image(data: bytes, *, max_pixels: int, draft_side: int | None = 512) 
     """Decode ``data`` safely to an upright RGB image; returns ``(image, info)``.
 
     ``info`` holds the true ``width``/``height`` (after EXIF orientation), ``format``, ``frames`` and
-    ``mode``. With ``draft_side`` a JPEG is decoded at a reduced DCT scale whose long side stays at
-    least ``draft_side`` px. Raises :class:`DecodeFailure` (``decode:not_image`` / ``bomb`` / ...).
+    ``mode``. With ``draft_side`` a JPEG is decoded at the smallest DCT scale whose long side stays at
+    least 3/4 of ``draft_side`` (e.g. a 2000 px photo at 1/4, 500 px, for 512). The whole entropy-coded
+    stream is still decoded, so truncated and corrupt data fail as in a full decode. Raises
+    :class:`DecodeFailure` (``decode:not_image`` / ``bomb`` / ...).
     """
     try:
         with warnings.catch_warnings():  # our own max_pixels check below replaces Pillow's warning
@@ -114,8 +128,10 @@ def decode_image(data: bytes, *, max_pixels: int, draft_side: int | None = 512) 
         width, height = height, width
     info.update(width=width, height=height, orientation=orientation)
     if draft_side and im.format == "JPEG" and max(im.size) > draft_side:
-        scale = draft_side / max(im.size)
-        im.draft("RGB", (max(1, int(im.width * scale)), max(1, int(im.height * scale))))
+        # the smallest DCT scale (1/2, 1/4, 1/8) whose long side stays >= 3/4 of draft_side: about
+        # draft_side px, as the blur metric wants, with no IDCT spent on pixels a box reduce would drop
+        scale = DRAFT_FLOOR * draft_side / max(im.size)
+        im.draft("RGB", (max(1, math.ceil(im.width * scale)), max(1, math.ceil(im.height * scale))))
     try:
         im.seek(0)
         im.load()

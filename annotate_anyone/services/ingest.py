@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Image, ImageStatus, Item, ItemStatus, Job, Person, Source
+from annotate_anyone.errors import ConfigError
 from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.seen import DUPLICATE
@@ -20,6 +22,7 @@ from annotate_anyone.services.sources import get_source, scan_source
 from annotate_anyone.settings import Settings
 
 FAILED_PREFIXES = ("read:", "fetch:")
+OVERLAP_CHUNK = 16  # records per chunk when reading overlaps the other stages (see run_overlapped)
 
 # Stages are built once per process and per configuration: models load once, not per batch.
 _STAGE_CACHE: dict[str, list[Stage]] = {}
@@ -39,6 +42,28 @@ def stage_stats() -> dict[str, StageStats]:
         for stage in stages:
             merged.setdefault(stage.name, StageStats(stage.name)).merge(stage.stats)
     return merged
+
+
+def run_overlapped(stages: list[Stage], records: list[Record], chunk: int = OVERLAP_CHUNK) -> list[Record]:
+    """Run ``records`` through ``stages`` in chunks, the leading read stage one chunk ahead in a thread.
+
+    Reading waits on the network, the later stages on the CPU: while chunk ``i`` is decoded, checked
+    and stored, chunk ``i + 1`` is being fetched, so a worker process keeps its core busy. The first
+    chunk is a quarter size: it is the one read with nothing to overlap.
+    """
+    if len(records) <= chunk or not stages or stages[0].name != "read":
+        return run_stages(stages, records)
+    head, rest = stages[0], stages[1:]
+    first = max(1, chunk // 4)
+    chunks = [records[:first]] + [records[i : i + chunk] for i in range(first, len(records), chunk)]
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        ahead = pool.submit(head.process_batch, chunks[0])
+        for following in [*chunks[1:], None]:
+            ready = ahead.result()
+            if following is not None:
+                ahead = pool.submit(head.process_batch, following)
+            run_stages(rest, ready)
+    return records
 
 
 def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
@@ -97,111 +122,200 @@ def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
         return {"processed": 0}
     names = job.params.get("stages") or settings.ingest_stages
     options = {"allow_private": allow_private, **(job.params.get("stage_options") or {})}
-    records = run_stages(stages_for(settings, names, options), records)
+    records = run_overlapped(stages_for(settings, names, options), records)
     with session_scope(settings.db_url) as session:
         outcome = commit_records(session, records, near_threshold=settings.near_dup_threshold)
     return {"processed": len(records), **outcome}
 
 
+@dataclass(slots=True)
+class _Outcome:
+    """What becomes of one pending item: its new status, reason, detail and image."""
+
+    status: ItemStatus
+    reason: str | None = None
+    detail: str | None = None
+    image_id: int | None = None
+
+
 def commit_records(session: Session, records: list[Record], *, near_threshold: int | None = None) -> dict[str, int]:
     """Write the outcome of each record: image and person rows for kept ones, a reason for the rest.
 
-    Idempotent: items already processed are left alone; the unique sha256 makes concurrent batches
-    that meet the same bytes record one image and one duplicate.
+    A handful of statements per batch, whatever its size: one SELECT of the pending items, one
+    multi-row ``INSERT ... ON CONFLICT (sha256) DO NOTHING RETURNING`` for the image rows (bytes that
+    another batch recorded first come back as exact duplicates, with no savepoint per row), one
+    executemany UPDATE of the items guarded by ``status = 'pending'``, and near-duplicate resolution
+    over the whole batch. Idempotent: items already processed (a redelivered unit) are left alone.
     """
     counts = {"kept": 0, "duplicate": 0, "dropped": 0, "failed": 0}
+    pending = set(
+        session.scalars(
+            select(Item.id).where(Item.id.in_([r.item_id for r in records]), Item.status == ItemStatus.pending)
+        )
+    )
+    todo = list({r.item_id: r for r in records if r.item_id in pending}.values())
     near = None
-    if near_threshold is not None and any(r.phash and not r.dropped for r in records):
+    if near_threshold is not None and any(r.phash and not r.dropped for r in todo):
         near_dup.lock_for_dedup(session)
         near = near_dup.index_for(session, near_threshold)
-    items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_([r.item_id for r in records])))}
+    owners: dict[str, Record] = {}  # sha256 -> the record that brings a new image row
+    for record in todo:
+        if _wants_image(record) and record.sha256 not in owners:
+            owners[record.sha256] = record  # type: ignore[index]
+    inserted = _insert_images(session, list(owners.values()))
+    outcomes = {r.item_id: _outcome(r, owners, inserted) for r in todo}
+    lookup = {r.sha256 for r in todo if outcomes[r.item_id].image_id is None and r.sha256}
+    if lookup and any(o.status == ItemStatus.duplicate for o in outcomes.values()):
+        existing = dict(session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(lookup))).all())
+        for record in todo:
+            outcome = outcomes[record.item_id]
+            if outcome.status == ItemStatus.duplicate and outcome.image_id is None:
+                outcome.image_id = existing.get(record.sha256)
+    kept = [r for r in todo if outcomes[r.item_id].status == ItemStatus.kept]
+    if near is not None:
+        _resolve_near(session, kept, outcomes, near)
+    _insert_persons(session, [r for r in kept if outcomes[r.item_id].status == ItemStatus.kept], outcomes)
+    _update_items(session, outcomes)
+    for record in todo:
+        counts[outcomes[record.item_id].status.value] += 1
     for record in records:
-        item = items.get(record.item_id)
-        if item is None or item.status != ItemStatus.pending:
-            continue
-        item.attempts += 1
-        item.processed_at = utcnow()
-        if record.dropped:
-            _record_drop(session, item, record)
-        else:
-            _record_keep(session, item, record, near)
-        counts[item.status.value] += 1
         record.release_payload()
     return counts
 
 
-def _record_drop(session: Session, item: Item, record: Record) -> None:
-    reason = record.drop_reason or "unknown"
-    item.reason, item.detail = reason, record.error
+def _wants_image(record: Record) -> bool:
+    """Kept records and those a filter dropped after decode get an image row (their bytes are known)."""
+    if record.sha256 is None:
+        return False
+    reason = record.drop_reason
+    return reason is None or (reason != DUPLICATE and not reason.startswith(FAILED_PREFIXES))
+
+
+def _outcome(record: Record, owners: dict[str, Record], inserted: dict[str, int]) -> _Outcome:
+    reason = record.drop_reason
     if reason == DUPLICATE:
-        item.status = ItemStatus.duplicate
-        item.image_id = record.meta.get("duplicate_of_image")
-        if item.image_id is None and record.sha256:
-            item.image_id = session.scalar(select(Image.id).where(Image.sha256 == record.sha256))
-        return
-    if reason.startswith(FAILED_PREFIXES) or record.sha256 is None:
-        item.status = ItemStatus.failed
-        return
-    item.status = ItemStatus.dropped
-    image = _insert_image(session, record, status=ImageStatus.dropped, reason=reason)
-    if image is None:  # another batch recorded the same bytes first
-        item.status, item.reason = ItemStatus.duplicate, DUPLICATE
-        item.image_id = session.scalar(select(Image.id).where(Image.sha256 == record.sha256))
+        return _Outcome(ItemStatus.duplicate, reason, record.error, record.meta.get("duplicate_of_image"))
+    if not _wants_image(record):
+        return _Outcome(ItemStatus.failed, reason or "unknown", record.error)
+    if owners.get(record.sha256) is not record or record.sha256 not in inserted:  # type: ignore[arg-type]
+        return _Outcome(ItemStatus.duplicate, DUPLICATE, "same bytes as an image recorded by another batch")
+    image_id = inserted[record.sha256]  # type: ignore[index]
+    if reason is None:
+        return _Outcome(ItemStatus.kept, image_id=image_id)
+    return _Outcome(ItemStatus.dropped, reason, record.error, image_id)
+
+
+def _insert_images(session: Session, records: list[Record]) -> dict[str, int]:
+    """Insert one image row per record in one statement; returns ``{sha256: id}`` of the rows inserted.
+
+    Rows whose sha256 is already there (another batch won the race) are skipped by ``ON CONFLICT DO
+    NOTHING`` and missing from the result. Sorted by sha256 so concurrent batches lock in one order.
+    """
+    if not records:
+        return {}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as upsert
     else:
-        item.image_id = image.id
+        raise ConfigError(f"the ingest commit supports PostgreSQL and SQLite, not {dialect}")
+    table = Image.__table__
+    rows = [_image_row(r) for r in sorted(records, key=lambda r: r.sha256 or "")]
+    stmt = upsert(table).on_conflict_do_nothing(index_elements=["sha256"]).returning(table.c.sha256, table.c.id)
+    return dict(session.execute(stmt, rows).all())
 
 
-def _record_keep(session: Session, item: Item, record: Record, near: near_dup.NearIndex | None) -> None:
-    image = _insert_image(session, record, status=ImageStatus.kept, reason=None)
-    if image is None:
-        item.status, item.reason = ItemStatus.duplicate, DUPLICATE
-        item.image_id = session.scalar(select(Image.id).where(Image.sha256 == record.sha256))
+def _image_row(record: Record) -> dict[str, Any]:
+    return {
+        "sha256": record.sha256,
+        "phash": record.phash,
+        "source_id": record.source_id,
+        "source_uri": record.uri,
+        "storage_key": record.storage_key or "",
+        "width": record.width or 0,
+        "height": record.height or 0,
+        "format": record.format,
+        "bytes": len(record.data) if record.data is not None else 0,
+        "status": ImageStatus.kept if record.drop_reason is None else ImageStatus.dropped,
+        "drop_reason": record.drop_reason,
+        "duplicate_of": None,
+        "metrics": {k: float(v) for k, v in record.metrics.items()},
+        "meta": record.meta,
+        "created_at": utcnow(),
+    }
+
+
+def _resolve_near(
+    session: Session, kept: list[Record], outcomes: dict[int, _Outcome], near: near_dup.NearIndex
+) -> None:
+    """Near-duplicate resolution of the batch's new kept images; items of demoted images become duplicates."""
+    news = [
+        near_dup.NewImage(o.image_id, r.phash, r.width or 0, r.height or 0, float(r.metrics.get("blur", 0.0)))
+        for r in kept
+        if r.phash and (o := outcomes[r.item_id]).image_id is not None
+    ]
+    demoted = near_dup.resolve_batch(session, sorted(news, key=lambda n: n.id), near)
+    for record in kept:
+        outcome = outcomes[record.item_id]
+        if outcome.image_id in demoted:
+            better = demoted[outcome.image_id]
+            outcome.status, outcome.reason = ItemStatus.duplicate, near_dup.NEAR
+            outcome.detail = f"near duplicate of image {better}, which is larger or sharper"
+
+
+def _insert_persons(session: Session, records: list[Record], outcomes: dict[int, _Outcome]) -> None:
+    rows = [
+        {
+            "image_id": outcomes[record.item_id].image_id,
+            "index": index,
+            "box": [float(v) for v in person.get("box", [])],
+            "score": float(person.get("score", 0.0)),
+            "keypoints": person.get("keypoints"),
+            "face_boxes": person.get("face_boxes"),
+            "shot_type": person.get("shot_type"),
+            "mask_key": person.get("mask_key"),
+            "created_at": utcnow(),
+        }
+        for record in records
+        for index, person in enumerate(record.persons)
+    ]
+    if rows:
+        session.execute(insert(Person.__table__), rows)
+
+
+def _update_items(session: Session, outcomes: dict[int, _Outcome]) -> None:
+    """One executemany UPDATE; ``status = 'pending'`` makes a concurrent redelivery of the unit a no-op."""
+    if not outcomes:
         return
-    item.image_id = image.id
-    if near is not None and (kept := near_dup.resolve(session, image, near)) is not None:
-        item.status, item.reason = ItemStatus.duplicate, near_dup.NEAR
-        item.detail = f"near duplicate of image {kept.id}, which is larger or sharper"
-        return
-    item.status = ItemStatus.kept
-    for index, person in enumerate(record.persons):
-        session.add(
-            Person(
-                image_id=image.id,
-                index=index,
-                box=[float(v) for v in person.get("box", [])],
-                score=float(person.get("score", 0.0)),
-                keypoints=person.get("keypoints"),
-                face_boxes=person.get("face_boxes"),
-                shot_type=person.get("shot_type"),
-                mask_key=person.get("mask_key"),
-            )
+    table = Item.__table__
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == ItemStatus.pending)
+        .values(
+            status=bindparam("b_status"),
+            reason=bindparam("b_reason"),
+            detail=bindparam("b_detail"),
+            image_id=bindparam("b_image"),
+            attempts=table.c.attempts + 1,
+            processed_at=bindparam("b_at"),
         )
-    session.flush()
-
-
-def _insert_image(session: Session, record: Record, *, status: ImageStatus, reason: str | None) -> Image | None:
-    """Insert the image row in a savepoint; ``None`` if its sha256 is already there."""
-    image = Image(
-        sha256=record.sha256,
-        phash=record.phash,
-        source_id=record.source_id,
-        source_uri=record.uri,
-        storage_key=record.storage_key or "",
-        width=record.width or 0,
-        height=record.height or 0,
-        format=record.format,
-        bytes=len(record.data) if record.data is not None else 0,
-        status=status,
-        drop_reason=reason,
-        metrics={k: float(v) for k, v in record.metrics.items()},
-        meta=record.meta,
     )
-    try:
-        with session.begin_nested():
-            session.add(image)
-    except IntegrityError:
-        return None
-    return image
+    now = utcnow()
+    session.execute(
+        stmt,
+        [
+            {
+                "b_id": item_id,
+                "b_status": o.status,
+                "b_reason": o.reason,
+                "b_detail": o.detail,
+                "b_image": o.image_id,
+                "b_at": now,
+            }
+            for item_id, o in outcomes.items()
+        ],
+    )
 
 
 jobs.register("ingest", jobs.JobHandler(plan=_plan, run_unit=_run_unit, progress=_progress, finish=_finish))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone.db.models import Image, ImageStatus, Item, ItemStatus
@@ -54,36 +54,73 @@ def index_for(session: Session, threshold: int) -> NearIndex:
     return cache
 
 
-def candidate(image: Image) -> DupCandidate:
-    return DupCandidate(image.id, image.width, image.height, float((image.metrics or {}).get("blur", 0.0)))
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """A freshly inserted kept image, as near-duplicate resolution needs it."""
+
+    id: int
+    phash: str
+    width: int
+    height: int
+    blur: float = 0.0
+
+    @property
+    def candidate(self) -> DupCandidate:
+        return DupCandidate(self.id, self.width, self.height, self.blur)
 
 
-def resolve(session: Session, new: Image, near: NearIndex) -> Image | None:
-    """Compare a freshly inserted kept image with its near duplicates; keep the best of the cluster.
+def resolve_batch(session: Session, news: list[NewImage], near: NearIndex) -> dict[int, int]:
+    """Resolve a batch of freshly inserted kept images (in id order); keep the best of each cluster.
 
-    Returns the image that ``new`` duplicates (``new`` is then marked dropped), or ``None`` when ``new``
-    stays kept (the near duplicates it beat are marked dropped as duplicates of it).
+    Each new image is compared with the kept images it is near (older ones from the database, and the
+    batch's own survivors so far): if one of them is better, the new image is demoted; otherwise the
+    ones it beats are. Demoted images are marked dropped (``dedup:near``, ``duplicate_of``) in two
+    executemany UPDATEs, and the items of older demoted images become duplicates. Three statements for
+    the whole batch. Returns ``{demoted image id: better image id}``; the caller records the outcome of
+    the batch's own items. Call under :func:`lock_for_dedup` with an index from :func:`index_for`.
     """
-    if not new.phash:
-        return None
-    matches = [image_id for image_id, _dist in near.index.query(new.phash) if image_id != new.id]
-    rivals = [
-        img for img in session.scalars(select(Image).where(Image.id.in_(matches), Image.status == ImageStatus.kept))
-    ]
-    best = new
-    for rival in rivals:
-        if better(candidate(rival), candidate(best)).id == rival.id:
-            best = rival
-    if best is not new:
-        new.status, new.drop_reason, new.duplicate_of = ImageStatus.dropped, NEAR, best.id
-        return best
-    for rival in rivals:
-        rival.status, rival.drop_reason, rival.duplicate_of = ImageStatus.dropped, NEAR, new.id
-    if rivals:  # the items that brought the demoted images in now count as duplicates
+    older = {image_id for new in news for image_id, _dist in near.index.query(new.phash)}
+    known: dict[int, DupCandidate] = {}
+    if older:
+        rows = session.execute(
+            select(Image.id, Image.width, Image.height, Image.metrics).where(
+                Image.id.in_(older), Image.status == ImageStatus.kept
+            )
+        ).all()
+        known = {i: DupCandidate(i, w, h, float((m or {}).get("blur", 0.0))) for i, w, h, m in rows}
+    demoted: dict[int, int] = {}
+    for new in news:
+        rivals = [known[i] for i, _dist in near.index.query(new.phash) if i in known and i not in demoted]
+        best = new.candidate
+        for rival in rivals:
+            best = better(rival, best)
+        if best.id != new.id:
+            demoted[new.id] = best.id
+            continue
+        for rival in rivals:
+            demoted[rival.id] = new.id
+        known[new.id] = best
+        near.add(new.id, new.phash)
+    _record_demotions(session, demoted, fresh={new.id for new in news})
+    return demoted
+
+
+def _record_demotions(session: Session, demoted: dict[int, int], fresh: set[int]) -> None:
+    if not demoted:
+        return
+    images = Image.__table__
+    session.execute(
+        update(images)
+        .where(images.c.id == bindparam("b_id"))
+        .values(status=ImageStatus.dropped, drop_reason=NEAR, duplicate_of=bindparam("b_better")),
+        [{"b_id": loser, "b_better": winner} for loser, winner in demoted.items()],
+    )
+    older = [(loser, winner) for loser, winner in demoted.items() if loser not in fresh]
+    if older:  # the items that brought the demoted images in now count as duplicates
+        items = Item.__table__
         session.execute(
-            update(Item)
-            .where(Item.image_id.in_([r.id for r in rivals]), Item.status == ItemStatus.kept)
-            .values(status=ItemStatus.duplicate, reason=NEAR, detail=f"near duplicate of the better image {new.id}")
+            update(items)
+            .where(items.c.image_id == bindparam("b_id"), items.c.status == ItemStatus.kept)
+            .values(status=ItemStatus.duplicate, reason=NEAR, detail=bindparam("b_detail")),
+            [{"b_id": loser, "b_detail": f"near duplicate of the better image {winner}"} for loser, winner in older],
         )
-    near.add(new.id, new.phash)
-    return None

@@ -10,7 +10,7 @@ import pytest
 import skimage.data
 from PIL import Image, ImageFilter
 
-from annotate_anyone.pipeline.decode import DecodeStage, phash64
+from annotate_anyone.pipeline.decode import DecodeStage, laplacian_variance, phash64
 from annotate_anyone.pipeline.dedup import hamming
 from annotate_anyone.pipeline.record import Record
 
@@ -126,3 +126,27 @@ def test_blur_metric_orders_sharp_and_blurred():
     sharp = decode(encode(ASTRONAUT)).metrics["blur"]
     blurred = decode(encode(ASTRONAUT.filter(ImageFilter.GaussianBlur(4)))).metrics["blur"]
     assert blurred < sharp / 5
+
+
+def test_laplacian_variance_is_exact_on_8_bit_grey():
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (240, 320), dtype=np.uint8)
+    g = grey.astype(np.float64)
+    reference = (g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]).var()
+    assert laplacian_variance(grey) == pytest.approx(reference, rel=1e-5)
+    assert laplacian_variance(np.full((50, 50), 7, dtype=np.uint8)) == 0.0
+    assert laplacian_variance(grey[:2]) == 0.0  # no interior pixels
+
+
+@pytest.mark.parametrize(("size", "expected"), [((2000, 1500), 500), ((1400, 1000), 700), ((700, 500), 700)])
+def test_draft_takes_the_smallest_scale_near_the_blur_side(size, expected):
+    """A 2000 px photo decodes at 1/4 (500 px), not 1/2: the blur grey is about 512 px either way."""
+    r = decode(encode(ASTRONAUT.resize(size), "JPEG", quality=90), draft_side=512)
+    assert (r.width, r.height) == size and max(r.image.size) == expected
+
+
+def test_truncation_is_caught_at_draft_scale():
+    """Draft decoding still reads the whole entropy-coded stream, so a cut file fails."""
+    data = encode(ASTRONAUT.resize((2048, 2048)), "JPEG", quality=90)
+    r = decode(data[: len(data) * 2 // 3], draft_side=512)
+    assert r.drop_reason == "decode:truncated"
