@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ OVERLAP_CHUNK = 16  # records per chunk when reading overlaps the other stages (
 
 # Stages are built once per process and per configuration: models load once, not per batch.
 _STAGE_CACHE: dict[str, list[Stage]] = {}
+_COMMIT_STATS = StageStats("commit")  # the database writes of each unit, timed like a stage
 
 
 def stages_for(settings: Settings, names: list[str], options: dict[str, Any]) -> list[Stage]:
@@ -41,6 +43,9 @@ def stage_stats() -> dict[str, StageStats]:
     for stages in _STAGE_CACHE.values():
         for stage in stages:
             merged.setdefault(stage.name, StageStats(stage.name)).merge(stage.stats)
+    if _COMMIT_STATS.records_in:
+        merged["commit"] = StageStats("commit")
+        merged["commit"].merge(_COMMIT_STATS)
     return merged
 
 
@@ -123,8 +128,12 @@ def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
     names = job.params.get("stages") or settings.ingest_stages
     options = {"allow_private": allow_private, **(job.params.get("stage_options") or {})}
     records = run_overlapped(stages_for(settings, names, options), records)
+    start = time.perf_counter()
     with session_scope(settings.db_url) as session:
         outcome = commit_records(session, records, near_threshold=settings.near_dup_threshold)
+    _COMMIT_STATS.seconds += time.perf_counter() - start
+    _COMMIT_STATS.records_in += len(records)
+    _COMMIT_STATS.records_out += outcome["kept"]
     return {"processed": len(records), **outcome}
 
 
