@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.base import session_factory
+from annotate_anyone.db.base import session_scope
 from annotate_anyone.executors.base import Executor, get_executor
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import ObjectStore, open_store
@@ -22,15 +22,9 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:
-    session = session_factory(settings.db_url)()
-    try:
+    """A session per request: committed after the route returns, rolled back on error."""
+    with session_scope(settings.db_url) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
