@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,6 +24,9 @@ PRELOAD = [
     "annotate_anyone.pipeline.quality",
     "annotate_anyone.pipeline.store",
 ]
+
+
+logger = logging.getLogger(__name__)
 
 
 def _start_fork_server() -> mp.context.BaseContext:
@@ -50,7 +54,14 @@ class InlineExecutor(Executor):
     """
 
     def submit(self, job_id: int) -> None:
-        threading.Thread(target=self.run, args=(job_id,), name=f"job-{job_id}", daemon=True).start()
+        threading.Thread(target=self._run_logged, args=(job_id,), name=f"job-{job_id}", daemon=True).start()
+
+    def _run_logged(self, job_id: int) -> None:
+        """Background runs: a failure is already recorded on the job row (status, error); log it too."""
+        try:
+            self.run(job_id)
+        except Exception:
+            logger.exception("job %s failed", job_id)
 
     def run(self, job_id: int, progress: ProgressFn | None = None) -> None:
         try:
