@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
 
-from annotate_anyone.api.auth import CurrentPrincipal, JobCanceller, PoolReader, client_addr
+from annotate_anyone.api import job_actions
+from annotate_anyone.api.auth import CurrentPrincipal, JobCanceller, PoolReader
 from annotate_anyone.api.deps import ExecutorDep, SessionDep
 from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import JobIn, JobOut
 from annotate_anyone.db.models import Job
-from annotate_anyone.services import audit, auth, jobs
+from annotate_anyone.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -25,20 +26,15 @@ def create_job(
     principal: CurrentPrincipal,
     request: Request,
 ) -> Job:
-    auth.authorize(principal, auth.job_perm(body.kind))
-    job = jobs.create_job(session, kind=body.kind, params=body.params, created_by=principal.actor)
-    audit.record(
-        session,
+    return job_actions.start_job(
+        session=session,
+        executor=executor,
+        background=background,
         principal=principal,
-        action="job.start",
-        target_type="job",
-        target_id=job.id,
-        detail={"kind": body.kind, "params": body.params},
-        remote_addr=client_addr(request),
+        request=request,
+        kind=body.kind,
+        params=body.params,
     )
-    session.commit()
-    background.add_task(executor.submit, job.id)  # runs after the response, so after the commit
-    return job
 
 
 @router.get("", response_model=list[JobOut], summary="List jobs, newest first")
@@ -60,14 +56,4 @@ def get_job(job_id: IdPath, session: SessionDep, principal: PoolReader) -> Job:
 
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued or running job")
 def cancel_job(job_id: IdPath, session: SessionDep, principal: JobCanceller, request: Request) -> Job:
-    job = jobs.cancel_job(session, job_id)
-    audit.record(
-        session,
-        principal=principal,
-        action="job.cancel",
-        target_type="job",
-        target_id=job.id,
-        detail={"kind": job.kind},
-        remote_addr=client_addr(request),
-    )
-    return job
+    return job_actions.cancel_job(session=session, principal=principal, request=request, job_id=job_id)

@@ -8,13 +8,13 @@ from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Re
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from annotate_anyone.api import job_actions
 from annotate_anyone.api.auth import ReviewReader, require
 from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
 from annotate_anyone.api.params import IdPath
 from annotate_anyone.api.schemas import JobOut
 from annotate_anyone.db.models import Job
 from annotate_anyone.review import service
-from annotate_anyone.services import jobs
 from annotate_anyone.services.auth import Perm
 
 router = APIRouter(prefix="/review", tags=["review"])
@@ -68,25 +68,44 @@ def media(
     return StreamingResponse(stream, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
-def _start(session: Any, executor: Any, background: BackgroundTasks, kind: str, params: dict, actor: str) -> Job:
-    job = jobs.create_job(session, kind=kind, params=params, created_by=actor)
-    session.commit()
-    background.add_task(executor.submit, job.id)
-    return job
-
-
 @router.post("/push", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, summary="Push queued tasks")
 def push(
-    body: PushIn, session: SessionDep, executor: ExecutorDep, background: BackgroundTasks, principal: JobStarter
+    body: PushIn,
+    session: SessionDep,
+    executor: ExecutorDep,
+    background: BackgroundTasks,
+    principal: JobStarter,
+    request: Request,
 ) -> Job:
-    return _start(session, executor, background, "review_push", body.model_dump(), principal.actor)
+    return job_actions.start_job(
+        session=session,
+        executor=executor,
+        background=background,
+        principal=principal,
+        request=request,
+        kind="review_push",
+        params=body.model_dump(),
+    )
 
 
 @router.post("/sync", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, summary="Reconcile answers")
 def sync(
-    body: SyncIn, session: SessionDep, executor: ExecutorDep, background: BackgroundTasks, principal: JobStarter
+    body: SyncIn,
+    session: SessionDep,
+    executor: ExecutorDep,
+    background: BackgroundTasks,
+    principal: JobStarter,
+    request: Request,
 ) -> Job:
-    return _start(session, executor, background, "review_sync", body.model_dump(), principal.actor)
+    return job_actions.start_job(
+        session=session,
+        executor=executor,
+        background=background,
+        principal=principal,
+        request=request,
+        kind="review_sync",
+        params=body.model_dump(),
+    )
 
 
 @router.get("/status", summary="Review queue and sync state")

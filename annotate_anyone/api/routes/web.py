@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from annotate_anyone.api import job_actions
 from annotate_anyone.api.auth import (
     AuditReader,
     CurrentPrincipal,
@@ -126,7 +127,7 @@ def start_job(
     preset: Annotated[str, Form(max_length=64)] = "all-accepted",
     version: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    auth.authorize(principal, auth.job_perm(kind))
+    auth.authorize(principal, auth.job_perm(kind))  # before any other error, as a role check should be
     params: dict[str, Any] = {}
     if kind == "ingest":
         if source_id is None:
@@ -136,18 +137,15 @@ def start_job(
         params["preset"] = preset
         if version.strip():
             params["version"] = version.strip()
-    job = jobs.create_job(session, kind=kind, params=params, created_by=principal.actor)
-    audit.record(
-        session,
+    job = job_actions.start_job(
+        session=session,
+        executor=executor,
+        background=background,
         principal=principal,
-        action="job.start",
-        target_type="job",
-        target_id=job.id,
-        detail={"kind": kind, "params": params},
-        remote_addr=client_addr(request),
+        request=request,
+        kind=kind,
+        params=params,
     )
-    session.commit()
-    background.add_task(executor.submit, job.id)
     return _see_other(f"/ui/jobs/{job.id}")
 
 
@@ -158,16 +156,7 @@ def job_page(job_id: IdPath, request: Request, session: SessionDep, principal: P
 
 @router.post("/ui/jobs/{job_id}/cancel")
 def cancel(job_id: IdPath, request: Request, session: SessionDep, principal: JobCanceller) -> Response:
-    job = jobs.cancel_job(session, job_id)
-    audit.record(
-        session,
-        principal=principal,
-        action="job.cancel",
-        target_type="job",
-        target_id=job.id,
-        detail={"kind": job.kind},
-        remote_addr=client_addr(request),
-    )
+    job_actions.cancel_job(session=session, principal=principal, request=request, job_id=job_id)
     return _see_other(f"/ui/jobs/{job_id}")
 
 
