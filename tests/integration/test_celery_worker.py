@@ -62,11 +62,29 @@ def start_worker(service_env: dict[str, str]) -> Iterator[Callable[[], subproces
     procs: list[subprocess.Popen] = []
 
     def start() -> subprocess.Popen:
-        argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel=INFO",
-                "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
         log = open(REPO / "tests" / f".worker-{len(procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(argv, cwd=REPO, env={**os.environ, **service_env}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **service_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         procs.append(proc)
         return proc
 
@@ -92,16 +110,18 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 def _job(settings: Settings, job_id: int) -> tuple[JobStatus, int, int]:
     with session_scope(settings.db_url) as session:
         job = jobs.get_job(session, job_id)
-        done = session.scalar(select(func.count(Item.id)).where(Item.job_id == job_id,
-                                                               Item.status != ItemStatus.pending))
+        done = session.scalar(
+            select(func.count(Item.id)).where(Item.job_id == job_id, Item.status != ItemStatus.pending)
+        )
         return job.status, done or 0, job.total
 
 
 def _queue_ingest(settings: Settings, folder: Path, batch_size: int) -> int:
     with session_scope(settings.db_url) as session:
         source_id = create_source(session, name=f"s-{folder.name}", kind="folder", uri=str(folder)).id
-        job_id = jobs.create_job(session, kind="ingest", params={
-            "source_ids": [source_id], "stages": STAGES, "batch_size": batch_size}).id
+        job_id = jobs.create_job(
+            session, kind="ingest", params={"source_ids": [source_id], "stages": STAGES, "batch_size": batch_size}
+        ).id
     executor = get_executor(settings)
     assert isinstance(executor, CeleryExecutor)
     executor.submit(job_id)  # after the commit above
@@ -109,8 +129,11 @@ def _queue_ingest(settings: Settings, folder: Path, batch_size: int) -> int:
 
 
 def test_worker_runs_a_pipeline_into_postgres_and_s3(
-    service_env: dict[str, str], start_worker: Callable[[], subprocess.Popen], tmp_path: Path,
-    make_jpeg: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch,
+    service_env: dict[str, str],
+    start_worker: Callable[[], subprocess.Popen],
+    tmp_path: Path,
+    make_jpeg: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = _settings(service_env, monkeypatch)
     folder = tmp_path / "photos"
@@ -137,8 +160,11 @@ def test_worker_runs_a_pipeline_into_postgres_and_s3(
 
 
 def test_killing_the_worker_mid_job_loses_nothing_and_repeats_nothing(
-    service_env: dict[str, str], start_worker: Callable[[], subprocess.Popen], tmp_path: Path,
-    make_jpeg: Callable[..., bytes], monkeypatch: pytest.MonkeyPatch,
+    service_env: dict[str, str],
+    start_worker: Callable[[], subprocess.Popen],
+    tmp_path: Path,
+    make_jpeg: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = _settings(service_env, monkeypatch)
     folder = tmp_path / "many"

@@ -16,7 +16,10 @@ def test_demo_command_leaves_a_release(tmp_path: Path) -> None:
     home = tmp_path / "home"
     proc = subprocess.run(
         [sys.executable, "-m", "annotate_anyone.cli", "demo", "--home", str(home)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     releases = home / "objects" / "releases"

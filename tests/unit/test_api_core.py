@@ -51,8 +51,13 @@ def test_ingest_job_through_the_api(embedded: Settings, tmp_path: Path, make_jpe
         (folder / f"{i}.jpg").write_bytes(make_jpeg(i))
     client = _client(embedded)
     source = client.post("/sources", json={"name": "s", "kind": "folder", "uri": str(folder)}).json()
-    job = client.post("/jobs", json={"kind": "ingest", "params": {"source_ids": [source["id"]],
-                                                                  "stages": ["read", "decode", "seen", "store"]}})
+    job = client.post(
+        "/jobs",
+        json={
+            "kind": "ingest",
+            "params": {"source_ids": [source["id"]], "stages": ["read", "decode", "seen", "store"]},
+        },
+    )
     assert job.status_code == 202
     job_id = job.json()["id"]
     deadline = time.monotonic() + 60

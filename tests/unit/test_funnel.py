@@ -16,7 +16,13 @@ def test_funnel_counts_survivors_per_step_and_reasons() -> None:
     ]
     f = funnel(rows)
     assert f["steps"] == {
-        "listed": 28, "fetched": 19, "decoded": 18, "unique": 15, "quality": 11, "one_human": 5, "kept": 5,
+        "listed": 28,
+        "fetched": 19,
+        "decoded": 18,
+        "unique": 15,
+        "quality": 11,
+        "one_human": 5,
+        "kept": 5,
     }
     assert f["pending"] == 7
     assert f["dropped_by_reason"]["humans:multiple"] == 6

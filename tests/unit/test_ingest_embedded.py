@@ -31,8 +31,9 @@ def _folder(tmp_path: Path, make_jpeg: Callable[..., bytes], n: int) -> Path:
 
 def _ingest(settings: Settings, source_id: int, **params: object) -> int:
     with session_scope(settings.db_url) as session:
-        job_id = jobs.create_job(session, kind="ingest", params={"source_ids": [source_id], "stages": STAGES,
-                                                                   **params}).id
+        job_id = jobs.create_job(
+            session, kind="ingest", params={"source_ids": [source_id], "stages": STAGES, **params}
+        ).id
     InlineExecutor(settings).run(job_id)
     return job_id
 
@@ -74,8 +75,7 @@ def test_rescan_picks_up_only_new_files(embedded: Settings, tmp_path: Path, make
         assert session.scalar(select(func.count(Image.id)).where(Image.status == "kept")) == 5
 
 
-def test_rerunning_a_unit_changes_nothing(embedded: Settings, tmp_path: Path,
-                                          make_jpeg: Callable[..., bytes]) -> None:
+def test_rerunning_a_unit_changes_nothing(embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]) -> None:
     folder = _folder(tmp_path, make_jpeg, 3)
     with session_scope(embedded.db_url) as session:
         source_id = create_source(session, name="f", kind="folder", uri=str(folder)).id
@@ -92,8 +92,9 @@ def test_rerunning_a_unit_changes_nothing(embedded: Settings, tmp_path: Path,
         assert sorted(session.scalars(select(Item.attempts))) == attempts == [1] * len(ids)
 
 
-def test_near_duplicates_keep_the_larger_image(embedded: Settings, tmp_path: Path,
-                                                make_jpeg: Callable[..., bytes]) -> None:
+def test_near_duplicates_keep_the_larger_image(
+    embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]
+) -> None:
     import io
 
     from PIL import Image as PILImage
@@ -119,8 +120,7 @@ def test_near_duplicates_keep_the_larger_image(embedded: Settings, tmp_path: Pat
             assert image.drop_reason == "dedup:near" and image.duplicate_of == large_id
 
 
-def test_taken_down_content_never_reenters(embedded: Settings, tmp_path: Path,
-                                           make_jpeg: Callable[..., bytes]) -> None:
+def test_taken_down_content_never_reenters(embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]) -> None:
     import hashlib
 
     from annotate_anyone.release.takedown import take_down
@@ -134,8 +134,11 @@ def test_taken_down_content_never_reenters(embedded: Settings, tmp_path: Path,
         take_down(session, sha256=hashlib.sha256(banned).hexdigest(), reason="subject asked")
     (folder / "b.jpg").write_bytes(banned)
     with session_scope(embedded.db_url) as session:
-        job_id = jobs.create_job(session, kind="ingest", params={
-            "source_ids": [source_id], "stages": ["read", "decode", "takedown", "seen", "store"]}).id
+        job_id = jobs.create_job(
+            session,
+            kind="ingest",
+            params={"source_ids": [source_id], "stages": ["read", "decode", "takedown", "seen", "store"]},
+        ).id
     InlineExecutor(embedded).run(job_id)
     with session_scope(embedded.db_url) as session:
         items = {Path(i.uri).name: i for i in session.scalars(select(Item))}
