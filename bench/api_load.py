@@ -5,7 +5,7 @@ bounded closed-loop load generator (``--concurrency`` keep-alive clients, each w
 ``--seconds``) over the list/filter endpoints and the dashboard pages. Prints p50/p99 and requests/s per
 endpoint, then ``ratio X`` = target p99 (100 ms) / worst p99 (> 1 means the target is met).
 
-    .venv/bin/python bench/api_load.py --images 100000 --concurrency 8 --seconds 30
+    .venv/bin/python bench/api_load.py --images 100000 --concurrency 4 --seconds 30
 """
 
 from __future__ import annotations
@@ -218,6 +218,7 @@ def endpoints(n_images: int, rng: random.Random) -> dict[str, callable]:
         "api /images?status&shot_type": lambda: f"/images?status=kept&shot_type={rng.choice(SHOTS)}&limit=50",
         "api /images?attribute": lambda: f"/images?attribute=hair%20color%3D{rng.choice(ATTRS[2][2])}&limit=50",
         "api /images?drop_reason": lambda: f"/images?status=dropped&drop_reason={rng.choice(REASONS)}&limit=50",
+        "api /images?expand=persons": lambda: f"/images?expand=persons&limit=50&offset={off()}",
         "api /images/{id}": lambda: f"/images/{img()}",
         "api /jobs": lambda: "/jobs?limit=50",
         "api /sources/{id}/funnel": lambda: f"/sources/{rng.choice((1, 2, 3))}/funnel",
@@ -279,7 +280,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=100_000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=3.0)

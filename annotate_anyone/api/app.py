@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,6 +44,20 @@ AUTH_RESPONSES = {
 }
 
 
+def _snake(name: str) -> str:
+    """``NotFound`` -> ``not_found``: every error name in bodies is snake_case."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Per server process, once imports are done: move every object alive now into the permanent GC
+    generation, so full collections stop walking them (measured: 70-90 ms pauses on list pages before)."""
+    gc.collect()
+    gc.freeze()
+    yield
+
+
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
 
@@ -50,7 +68,7 @@ def _wants_page(request: Request) -> bool:
 
 def _project_error_response(request: Request, exc: AnnotateAnyoneError) -> Response:
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
-    name = next((n for cls, n in ERROR_NAMES.items() if isinstance(exc, cls)), type(exc).__name__.lower())
+    name = next((n for cls, n in ERROR_NAMES.items() if isinstance(exc, cls)), _snake(type(exc).__name__))
     if _wants_page(request):
         if isinstance(exc, Unauthorized):
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
@@ -102,6 +120,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the process settings)."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="Annotate Anyone",
         version=__version__,
         description=(

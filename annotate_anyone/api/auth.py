@@ -44,7 +44,7 @@ def make_limiter(settings: Settings) -> RateLimiter:
     return MemoryRateLimiter()
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         limiter = request.app.state.rate_limiter = make_limiter(request.app.state.settings)
@@ -54,7 +54,7 @@ def get_limiter(request: Request) -> RateLimiter:
 LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
-def get_auth_config(request: Request) -> AuthConfig:
+async def get_auth_config(request: Request) -> AuthConfig:
     """``app.state.auth_config`` when set (tests, benchmarks), else from the settings."""
     return getattr(request.app.state, "auth_config", None) or auth_config(request.app.state.settings)
 
@@ -120,7 +120,7 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 def require(*perms: Perm) -> Any:
     """A dependency that authenticates the caller and checks that its role grants every one of ``perms``."""
 
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:  # pure: runs on the loop, no thread hop
         for perm in perms:
             authorize(principal, perm)
         return principal

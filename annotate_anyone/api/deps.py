@@ -14,7 +14,8 @@ from annotate_anyone.settings import Settings
 from annotate_anyone.storage import ObjectStore, open_store
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    """The app's settings (``async``: trivial dependencies run on the event loop, not in a worker thread)."""
     return request.app.state.settings
 
 

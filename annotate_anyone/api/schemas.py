@@ -17,10 +17,15 @@ T = TypeVar("T")
 
 
 class Page(BaseModel, Generic[T]):  # noqa: UP046 (Python 3.11 has no PEP 695)
+    """A page of a list; ``offset + limit`` gives the next page while ``has_more``."""
+
     items: list[T]
-    total: int
+    total: int | None = Field(
+        description="How many match (capped where the list says so); null where counting would cost a scan"
+    )
     limit: int
     offset: int
+    has_more: bool = Field(description="Whether rows follow this page")
 
 
 class SourceIn(BaseModel):
@@ -89,6 +94,14 @@ class PersonOut(BaseModel):
 
 class ImageDetail(ImageOut):
     persons: list[PersonOut] = []
+
+
+class ImageListItem(ImageOut):
+    person_count: int = Field(examples=[1])
+    shot_types: list[str] = Field(examples=[["full_body"]])
+    persons: list[PersonOut] | None = Field(
+        None, description="Persons with keypoints and attributes; only with `expand=persons`"
+    )
 
 
 class JobIn(BaseModel):

@@ -71,55 +71,62 @@ def count_capped(session: Session, query: Select, cap: int = COUNT_CAP) -> int:
     return session.scalar(select(func.count()).select_from(bounded)) or 0
 
 
-def _page(session: Session, query: Select, *, limit: int, offset: int) -> tuple[Select, int]:
-    total = count_capped(session, query)
-    return query.order_by(Image.id.desc()).limit(limit).offset(offset), total
+@dataclass(slots=True)
+class ImagePage:
+    """One page of the image list: rows newest first, the total (``None`` where counting would cost a scan)
+    and whether more rows follow."""
+
+    rows: list[dict[str, Any]]
+    total: int | None
+    has_more: bool
 
 
-def list_images_detail(
-    session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0
-) -> tuple[list[Image], int]:
-    """A page of images (newest first) with persons and attributes loaded, and the total (capped, see COUNT_CAP)."""
-    query, total = _page(session, filters.apply(select(Image)), limit=limit, offset=offset)
-    query = query.options(selectinload(Image.persons).selectinload(Person.attributes))
-    return list(session.scalars(query)), total
+_IMAGE_FIELDS = (
+    "id", "sha256", "phash", "source_id", "source_uri", "width", "height", "format", "status", "drop_reason",
+    "duplicate_of", "metrics", "created_at",
+)  # fmt: skip
 
 
-def list_images_brief(
-    session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0
-) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of image rows for a table (no attributes loaded) and the total, or ``None`` when filters look
-    through persons (the page then only knows whether more follow: it holds ``limit + 1`` rows at most)."""
+def list_images(
+    session: Session, *, filters: ImageFilters, limit: int = 50, offset: int = 0, expand_persons: bool = False
+) -> ImagePage:
+    """A page of images (newest first) as plain rows with ``person_count`` and ``shot_types``.
+
+    ``expand_persons`` adds ``persons``: every person with keypoints and attributes (one extra query).
+    The total is exact up to :data:`COUNT_CAP`; it is ``None`` when a filter looks through persons or
+    attributes, where even a bounded count walks many index entries: ``has_more`` pages instead.
+    """
     query = filters.apply(select(Image))
-    if filters.joins_persons:
-        total = None
-        query = query.order_by(Image.id.desc()).limit(limit + 1).offset(offset)
-    else:
-        query, total = _page(session, query, limit=limit, offset=offset)
-    rows = list(session.scalars(query))
+    total = None if filters.joins_persons else count_capped(session, query)
+    images = list(session.scalars(query.order_by(Image.id.desc()).limit(limit + 1).offset(offset)))
+    has_more, images = len(images) > limit, images[:limit]
+    ids = [image.id for image in images]
+    persons: dict[int, list[Any]] = {}
     shots: dict[int, list[str]] = {}
-    if rows:
+    if ids and expand_persons:
+        loaded = session.scalars(
+            select(Person)
+            .where(Person.image_id.in_(ids))
+            .order_by(Person.image_id, Person.index)
+            .options(selectinload(Person.attributes))
+        )
+        for person in loaded:
+            persons.setdefault(person.image_id, []).append(person)
+            shots.setdefault(person.image_id, []).append(person.shot_type or "?")
+    elif ids:
         for image_id, shot in session.execute(
-            select(Person.image_id, Person.shot_type).where(Person.image_id.in_([r.id for r in rows]))
+            select(Person.image_id, Person.shot_type).where(Person.image_id.in_(ids))
         ):
             shots.setdefault(image_id, []).append(shot or "?")
-    brief = [
-        {
-            "id": r.id,
-            "sha256": r.sha256,
-            "source_id": r.source_id,
-            "source_uri": r.source_uri,
-            "width": r.width,
-            "height": r.height,
-            "status": r.status.value,
-            "drop_reason": r.drop_reason,
-            "persons": len(shots.get(r.id, [])),
-            "shot_types": sorted(set(shots.get(r.id, []))),
-            "created_at": r.created_at,
-        }
-        for r in rows
-    ]
-    return brief, total
+    rows = []
+    for image in images:
+        row = {name: getattr(image, name) for name in _IMAGE_FIELDS}
+        row["status"] = image.status.value
+        row["person_count"] = len(shots.get(image.id, []))
+        row["shot_types"] = sorted(set(shots.get(image.id, [])))
+        row["persons"] = persons.get(image.id, []) if expand_persons else None
+        rows.append(row)
+    return ImagePage(rows=rows, total=total, has_more=has_more)
 
 
 def facet_values(session: Session) -> dict[str, list[str]]:

@@ -36,7 +36,7 @@ def test_errors_have_one_shape(embedded: Settings) -> None:
     client = _client(embedded)
     missing = client.get("/jobs/999")
     assert missing.status_code == 404
-    assert missing.json() == {"error": "notfound", "detail": "no job 999"}
+    assert missing.json() == {"error": "not_found", "detail": "no job 999"}
     bad = client.post("/sources", json={"name": "", "kind": "nope", "uri": "x"})
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
     client.post("/sources", json={"name": "a", "kind": "folder", "uri": "/nonexistent"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -11,7 +11,7 @@ from annotate_anyone.api.auth import PoolReader, TakedownAdmin, client_addr
 from annotate_anyone.api.auth_schemas import TakedownIn
 from annotate_anyone.api.deps import SessionDep, StoreDep
 from annotate_anyone.api.params import IdPath, Limit, Offset, SourceIdQuery
-from annotate_anyone.api.schemas import ImageDetail, Page
+from annotate_anyone.api.schemas import ImageDetail, ImageListItem, Page
 from annotate_anyone.db.models import Image
 from annotate_anyone.services import audit, browse, images
 
@@ -21,9 +21,13 @@ Overlay = Annotated[str, Path(pattern="^(parsing|mask)$", description="parsing: 
 
 @router.get(
     "",
-    response_model=Page[ImageDetail],
+    response_model=Page[ImageListItem],
     summary="List images (paginated, filterable)",
-    description="Newest first. `total` is exact up to 1,000 matches; beyond that it reads 1,001.",
+    description=(
+        "Newest first. `total` is exact up to 1,000 matches (beyond, it reads 1,001) and null when filtering by "
+        "shot type or attribute; `has_more` says whether another page follows. Rows carry person counts and shot "
+        "types; `expand=persons` adds each person with keypoints and attributes (or fetch `/images/{id}`)."
+    ),
 )
 def list_images(
     session: SessionDep,
@@ -33,18 +37,20 @@ def list_images(
     source_id: SourceIdQuery = None,
     shot_type: str | None = Query(None, max_length=32),
     attribute: str | None = Query(None, max_length=200, description="key=value", examples=["hair color=black"]),
+    expand: Literal["persons"] | None = Query(None, description="persons: inline persons and their attributes"),
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Any:
-    rows, total = browse.list_images_detail(
+    page = browse.list_images(
         session,
         filters=browse.ImageFilters.build(
             status=status, drop_reason=drop_reason, source_id=source_id, shot_type=shot_type, attribute=attribute
         ),
         limit=limit,
         offset=offset,
+        expand_persons=expand == "persons",
     )
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return {"items": page.rows, "total": page.total, "limit": limit, "offset": offset, "has_more": page.has_more}
 
 
 @router.get("/{image_id}", response_model=ImageDetail, summary="One image with persons and attributes")

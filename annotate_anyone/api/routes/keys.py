@@ -101,4 +101,4 @@ def list_audit(
     rows, total = audit.list_events(
         session, action=action, actor=actor, target_type=target_type, target_id=target_id, limit=limit, offset=offset
     )
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return {"items": rows, "total": total, "limit": limit, "offset": offset, "has_more": offset + len(rows) < total}

@@ -25,7 +25,8 @@ def create_source(body: SourceIn, session: SessionDep, principal: SourceWriter) 
 @router.get("", response_model=Page[SourceOut], summary="List sources")
 def list_sources(session: SessionDep, principal: PoolReader, limit: Limit = 50, offset: Offset = 0) -> Any:
     rows = session.scalars(select(Source).order_by(Source.id).limit(limit).offset(offset)).all()
-    return {"items": rows, "total": session.scalar(select(func.count(Source.id))), "limit": limit, "offset": offset}
+    total = session.scalar(select(func.count(Source.id))) or 0
+    return {"items": rows, "total": total, "limit": limit, "offset": offset, "has_more": offset + len(rows) < total}
 
 
 @router.get("/{source_id}", response_model=SourceOut, summary="One source")

@@ -178,8 +178,8 @@ def images_page(
     filters = browse.ImageFilters.build(
         status=status, drop_reason=drop_reason, shot_type=shot_type, attribute=attribute
     )
-    rows, total = browse.list_images_brief(session, filters=filters, limit=PAGE, offset=offset)
-    more, rows = len(rows) > PAGE, rows[:PAGE]
+    page = browse.list_images(session, filters=filters, limit=PAGE, offset=offset)
+    rows, total, more = page.rows, page.total, page.has_more
     facets = _cache(request).get("facets", lambda: _fresh(settings, browse.facet_values))
     query = {
         k: v

@@ -1,0 +1,56 @@
+"""``annotate-anyone serve --workers 2``: several server processes on one port, each with the same settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from annotate_anyone.db.base import dispose_engines, session_scope
+from annotate_anyone.services.auth import create_api_key
+from annotate_anyone.services.setup import init_home
+from annotate_anyone.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_with_two_workers(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    init_home(settings)
+    with session_scope(settings.db_url) as session:
+        _key, raw = create_api_key(session, name="serve", role="engineer")
+    dispose_engines()
+    port = _free_port()
+    env = {**os.environ, "AA_HOME": str(settings.home), "AA_PROFILE": "embedded"}
+    cli = [str(Path(sys.executable).with_name("annotate-anyone")), "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(cli, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "server did not answer within 60 s"
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {raw}"}) as client:
+            for _ in range(20):  # keep-alive requests land on either worker; each sees the same database
+                page = client.get("/images").json()
+                assert page["items"] == [] and page["has_more"] is False
+            assert client.get("/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
