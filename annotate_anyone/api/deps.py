@@ -28,7 +28,9 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens before the response is sent (FastAPI's default runs it afterwards,
+# so a client could act on a 201 or a login redirect before the row existed, or get a 2xx for a failed commit)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_store(request: Request) -> ObjectStore:

@@ -54,3 +54,50 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+
+
+def test_a_write_is_committed_before_its_response_is_sent(tmp_path: Path) -> None:
+    """The request's session commits before the response leaves (a client that reads right after a 201, or a
+    browser following the login redirect, sees the row). Commits are slowed down by 0.3 s to make a late
+    commit visible."""
+    import threading
+
+    import uvicorn
+    from sqlalchemy import event, select
+    from sqlalchemy.orm import Session
+
+    from annotate_anyone.api.app import create_app
+    from annotate_anyone.db.models import Source
+
+    settings = Settings(home=tmp_path / "home")
+    init_home(settings)
+    with session_scope(settings.db_url) as session:
+        _key, raw = create_api_key(session, name="writer", role="engineer")
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+
+    def slow_commit(session: Session) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.3)
+
+    event.listen(Session, "before_commit", slow_commit)
+    try:
+        headers = {"Authorization": f"Bearer {raw}"}
+        for n in range(3):
+            body = {"name": f"late-{n}", "kind": "folder", "uri": str(tmp_path)}
+            created = httpx.post(f"http://127.0.0.1:{port}/sources", json=body, headers=headers, timeout=10)
+            assert created.status_code == 201, created.text
+            with session_scope(settings.db_url) as session:  # the main thread: commits are not slowed
+                assert session.scalar(select(Source.name).where(Source.id == created.json()["id"])) == f"late-{n}"
+    finally:
+        event.remove(Session, "before_commit", slow_commit)
+        server.should_exit = True
+        thread.join(15)
