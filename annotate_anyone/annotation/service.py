@@ -539,11 +539,12 @@ def record_human_label(
     mapper: Any = None,
     answered_at: datetime | None = None,
 ) -> Attribute:
-    """Store one human answer (idempotent per person, category, annotator) and settle the model label.
+    """Store one human answer given as free text (idempotent per person, category, annotator).
 
     A value outside the allowed options is mapped onto them with the offline text-embedding model;
-    :class:`InvalidInput` if nothing is close. The model row becomes ``human_verified`` when it agrees,
-    ``rejected`` when it does not.
+    :class:`InvalidInput` if nothing is close. Storing and settling the model's label (``human_verified``
+    when it agrees, ``rejected`` when not) is :func:`annotate_anyone.review.engine.record_human_label`,
+    the one the Label Studio sync uses.
     """
     taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
     options = taxonomy.options(group, key)
@@ -556,39 +557,19 @@ def record_human_label(
         value = mapped.value
     if session.get(Person, person_id) is None:
         raise NotFound(f"person {person_id} not found")
-    row = session.scalars(
-        select(Attribute).where(
-            Attribute.person_id == person_id,
-            Attribute.group == group,
-            Attribute.key == key,
-            Attribute.origin == AttributeOrigin.human,
-            Attribute.model_version == HUMAN_MODEL_VERSION,
-            Attribute.annotator == annotator,
-        )  # fmt: skip
-    ).first()
-    if row is None:
-        row = Attribute(
-            person_id=person_id,
-            group=group,
-            key=key,
-            origin=AttributeOrigin.human,
-            model_version=HUMAN_MODEL_VERSION,
-            annotator=annotator,
-            created_at=answered_at or _now(),
-        )
-        session.add(row)
-    row.value, row.confidence, row.distribution = value, 1.0, None
-    row.taxonomy_version, row.state = taxonomy.version, AttributeState.human_verified
-    row.updated_at = answered_at or _now()
-    for model_row in session.scalars(
-        select(Attribute).where(
-            Attribute.person_id == person_id,
-            Attribute.group == group,
-            Attribute.key == key,
-            Attribute.origin == AttributeOrigin.model,
-        )  # fmt: skip
-    ):
-        model_row.state = AttributeState.human_verified if model_row.value == value else AttributeState.rejected
+    from annotate_anyone.review.engine import record_human_label as store_human_label
+
+    row = store_human_label(
+        session,
+        person_id=person_id,
+        group=group,
+        key=key,
+        value=value,
+        annotator=annotator,
+        answered_at=answered_at or _now(),
+        taxonomy_version=taxonomy.version,
+    )
+    row.taxonomy_version, row.updated_at = taxonomy.version, answered_at or _now()
     session.flush()
     return row
 
