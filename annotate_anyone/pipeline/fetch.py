@@ -104,13 +104,32 @@ class SsrfGuard:
         except OSError as exc:
             raise FetchFailure("fetch:dns", f"cannot resolve {parts.hostname}: {exc}", transient=True) from exc
         for address in addresses:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-                ip = ip.ipv4_mapped
-            if any(ip in net for net in self.allow_networks):
-                continue
-            if not ip.is_global or ip.is_multicast or ip.is_reserved:
-                raise FetchFailure("fetch:ssrf_blocked", f"{parts.hostname} resolves to non-public {ip}")
+            self.check_address(parts.hostname, address, "resolves to")
+
+    def check_address(self, host: str, address: str, how: str = "connected to") -> None:
+        """Raise ``fetch:ssrf_blocked`` unless ``address`` (an IP) is public or in ``allow_networks``."""
+        if self.allow_private:
+            return
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in self.allow_networks):
+            return
+        if not ip.is_global or ip.is_multicast or ip.is_reserved:
+            raise FetchFailure("fetch:ssrf_blocked", f"{host} {how} non-public {ip}")
+
+    def connection_trace(self, host: str) -> Callable[[str, dict], None]:
+        """An httpcore ``trace`` hook that checks the address each new connection really reached, before
+        the request is sent: the name is resolved again at connect time, so a DNS answer that changed since
+        :meth:`check` (rebinding) is caught here."""
+
+        def trace(event: str, info: dict) -> None:
+            if event == "connection.connect_tcp.complete":
+                peer = info["return_value"].get_extra_info("server_addr")
+                if peer:
+                    self.check_address(host, str(peer[0]))
+
+        return trace
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -199,8 +218,9 @@ class HttpFetcher:
         current = url
         for _ in range(self.max_redirects + 1):
             self.guard.check(current)
+            trace = {"trace": self.guard.connection_trace(urlsplit(current).hostname or "")}
             try:
-                with self._client.stream("GET", current) as response:
+                with self._client.stream("GET", current, extensions=trace) as response:
                     if response.status_code in REDIRECT_CODES and "location" in response.headers:
                         current = urljoin(current, response.headers["location"])
                         continue

@@ -203,6 +203,17 @@ def test_ssrf_guard_refuses_loopback_by_default(server):
     assert result.reason == "fetch:ssrf_blocked"
 
 
+def test_ssrf_guard_checks_the_address_actually_connected(server):
+    """DNS rebinding: the first answer (the guard's check) is public, the one used to connect is loopback.
+    The connection is refused before any request reaches the server."""
+    hits_before = Handler.hits.get("/img.jpg", 0)
+    with HttpFetcher(concurrency=1, retries=0) as strict:
+        strict.guard._resolve = lambda host, port: ["93.184.216.34"]  # what the attacker's DNS says first
+        result = strict.fetch(server.replace("127.0.0.1", "localhost") + "/img.jpg")
+    assert result.reason == "fetch:ssrf_blocked" and "connected to non-public" in result.detail
+    assert Handler.hits.get("/img.jpg", 0) == hits_before  # nothing was sent
+
+
 @pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "224.0.0.1", "0.0.0.0"])
 def test_ssrf_guard_addresses(address):
     guard = SsrfGuard(resolver=lambda host, port: [address])
