@@ -11,7 +11,7 @@ __all__ = ["SourceItem", "SourceReader", "reader_for_source"]
 
 _URL_LIST_OPTIONS = ("url_column", "caption_column", "meta_columns", "format")
 _FOLDER_OPTIONS = ("pattern", "extensions")
-_S3_OPTIONS = ("extensions", "page_size")
+_S3_OPTIONS = ("extensions", "page_size", "order")
 
 
 def reader_for_source(kind: str, uri: str, options: dict[str, Any] | None = None) -> SourceReader:
