@@ -122,28 +122,38 @@ def test_sdxl_shaped_training_step(workspace):
     assert len(steps) == 1 and steps[0]["hola_loss"] > 0 and (last / "unet").is_dir()
 
 
+_BF16_RUN = """
+import json, sys
+from annotate_anyone.daring import attention
+from annotate_anyone.daring.train import train
+seen = set()
+original = attention.AttentionStore.record
+def spy(self, probs):
+    seen.add(str(probs.dtype))
+    return original(self, probs)
+attention.AttentionStore.record = spy
+last = train(sys.argv[1])
+print(json.dumps({"checkpoint": str(last), "dtypes": sorted(seen)}))
+"""
+
+
 def test_bf16_mixed_precision_with_gradient_checkpointing(workspace):
     """The recipe's precision path on CPU: bf16 autocast (accelerate) with gradient checkpointing trains, both
-    loss terms finite, and the captured attention really ran in bf16."""
-    from annotate_anyone.daring import attention
-    from annotate_anyone.daring.train import train
+    loss terms finite, and the captured attention really ran in bf16. In a process of its own, as a real run
+    is: accelerate's state is per process and fixed by the first Accelerator."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
     config, out = _config(workspace, "bf16", steps=2, validate="null")
     config.write_text(config.read_text() + "mixed_precision: bf16\ngradient_checkpointing: true\n")
-    seen: list = []
-    original = attention.AttentionStore.record
-
-    def spy(self, probs, *args, **kwargs):
-        seen.append(probs.dtype)
-        return original(self, probs, *args, **kwargs)
-
-    attention.AttentionStore.record = spy
-    try:
-        last = train(config)
-    finally:
-        attention.AttentionStore.record = original
+    run = subprocess.run(
+        [sys.executable, "-c", _BF16_RUN, str(config)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
     steps = [r for r in _log(out) if "loss" in r]
-    assert [r["step"] for r in steps] == [1, 2] and (last / "unet").is_dir()
+    assert [r["step"] for r in steps] == [1, 2] and (Path(result["checkpoint"]) / "unet").is_dir()
     assert all(0 < r["noise_loss"] < 10 and r["hola_loss"] >= 0 for r in steps)
     assert any(r["hola_loss"] > 0 for r in steps)
-    assert seen and set(seen) == {torch.bfloat16}
+    assert result["dtypes"] == ["torch.bfloat16"]
