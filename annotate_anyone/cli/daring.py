@@ -23,7 +23,11 @@ def train(
     config: Annotated[Path, typer.Argument(help="Training config (YAML or TOML); see daring/config.py")],
     plain: Annotated[bool, typer.Option(help="Noise loss only (no HOLA), for ablations")] = False,
 ) -> None:
-    """Fine-tune a diffusion UNet on a release with the HOLA loss (``accelerate launch`` for several GPUs)."""
+    """Fine-tune a diffusion UNet on a release with the HOLA loss.
+
+    Data-parallel under a launcher: ``accelerate launch --multi_gpu --num_processes N $(which annotate-anyone)
+    train CONFIG`` (see the README for nodes and CPU).
+    """
     from annotate_anyone.daring.train import train as run
 
     console.print(f"last checkpoint: {run(config, plain=plain)}")

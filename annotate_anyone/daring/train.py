@@ -232,10 +232,34 @@ class Trainer:
             self.ema.step(self.unet.parameters())
         return grad_norm
 
+    def _across_processes(self, totals: dict[str, float]) -> dict[str, float]:
+        """The step's loss terms averaged over processes and HOLA samples summed (a collective: every
+        process logs at the same steps)."""
+        n = self.accelerator.num_processes
+        if n == 1:
+            return totals
+        import torch
+
+        local = torch.tensor(
+            [totals["loss"], totals["noise"], totals["hola"], float(totals["hola_samples"])],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        summed = self.accelerator.reduce(local, reduction="sum").tolist()
+        return {"loss": summed[0] / n, "noise": summed[1] / n, "hola": summed[2] / n, "hola_samples": int(summed[3])}
+
     def run(self) -> Path:
         """Train until ``max_steps``; returns the last checkpoint folder."""
         cfg = self.config
-        self.resume()
+        resumed = self.resume()
+        self.log.write(
+            kind="start",
+            step=self.state.step,
+            processes=self.accelerator.num_processes,
+            mixed_precision=self.accelerator.mixed_precision,
+            device=str(self.device),
+            resumed_from=str(resumed) if resumed else None,
+        )
         accum = cfg.grad_accum
         micro, totals, started = 0, {"loss": 0.0, "noise": 0.0, "hola": 0.0, "hola_samples": 0}, time.perf_counter()
         last: Path | None = None
@@ -261,6 +285,7 @@ class Trainer:
             self.state.step += 1
             self.state.epoch, self.state.position = epoch, position + 1
             if self.state.step % cfg.log_every == 0:
+                totals = self._across_processes(totals)
                 self.log.write(
                     step=self.state.step,
                     loss=totals["loss"],
