@@ -176,3 +176,44 @@ def test_audit_log_records_who_started_cancelled_and_took_down(app_and_admin, em
     assert {e["action"] for e in only_starts["items"]} == {"job.start"}
     with session_scope(embedded.db_url) as session:
         assert session.scalar(select(AuditEvent).where(AuditEvent.action == "job.start")).role == "engineer"
+
+
+def test_admin_actions_are_audited_alike_from_the_api_and_the_dashboard(app_and_admin, embedded: Settings) -> None:
+    """Key create/revoke, user create and image takedown leave the same audit row whichever door they came
+    through (JSON with an API key, or a dashboard form with the session cookie and CSRF token)."""
+    app, admin = app_and_admin
+    api, web = TestClient(app), TestClient(app)
+    headers = _bearer(admin["key"])
+    _login(web, admin["username"], admin["password"])
+    csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', web.get("/ui/jobs").text).group(1)
+    with session_scope(embedded.db_url) as session:
+        images = [Image(sha256=f"{i:064x}", source_uri="/x.jpg", storage_key="", width=9, height=9) for i in (1, 2)]
+        session.add_all(images)
+        session.flush()
+        by_api, by_form = (image.id for image in images)
+
+    api_key = api.post("/keys", json={"name": "via-api", "role": "trainer"}, headers=headers).json()
+    assert api.post(f"/keys/{api_key['id']}/revoke", headers=headers).status_code == 200
+    assert api.post("/users", json={"username": "ann", "password": "long-enough-1", "role": "annotator"},
+                    headers=headers).status_code == 201  # fmt: skip
+    assert api.post(f"/images/{by_api}/takedown", json={"reason": "asked"}, headers=headers).status_code == 200
+
+    def form(path: str, **data: str) -> None:
+        response = web.post(path, data={**data, "csrf_token": csrf}, follow_redirects=False)
+        assert response.status_code in (200, 303), (path, response.text[:300])
+
+    form("/ui/admin/keys", name="via-form", role="trainer")
+    with session_scope(embedded.db_url) as session:
+        form_key_id = session.scalar(select(ApiKey.id).where(ApiKey.name == "via-form"))
+    form(f"/ui/admin/keys/{form_key_id}/revoke")
+    form("/ui/admin/users", username="bob", password="long-enough-2", role="annotator")
+    form(f"/ui/images/{by_form}/takedown", reason="asked")
+
+    with session_scope(embedded.db_url) as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        rows = [(e.action, e.target_type, e.actor.split(" ")[0]) for e in events]
+    expected = [("key.create", "api_key"), ("key.revoke", "api_key"), ("user.create", "user"),
+                ("image.takedown", "image")]  # fmt: skip
+    via_api = [(a, t) for a, t, actor in rows if actor.startswith("key:") and a != "auth.login"]
+    via_form = [(a, t) for a, t, actor in rows if actor.startswith("user:") and a != "auth.login"]
+    assert via_api == expected and via_form == expected, rows

@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from annotate_anyone.api.auth import PoolReader, TakedownAdmin, client_addr
+from annotate_anyone.api import actions
+from annotate_anyone.api.auth import PoolReader, TakedownAdmin
 from annotate_anyone.api.auth_schemas import TakedownIn
 from annotate_anyone.api.deps import SessionDep, StoreDep
 from annotate_anyone.api.params import IdPath, Limit, Offset, SourceIdQuery
 from annotate_anyone.api.schemas import ImageDetail, ImageListItem, Page
 from annotate_anyone.db.models import Image
-from annotate_anyone.services import audit, browse, images
+from annotate_anyone.services import browse, images
 
 router = APIRouter(prefix="/images", tags=["images"])
 Overlay = Annotated[str, Path(pattern="^(parsing|mask)$", description="parsing: ATR label map; mask: person mask")]
@@ -90,14 +91,7 @@ def get_overlay(
 def take_down(
     image_id: IdPath, body: TakedownIn, session: SessionDep, principal: TakedownAdmin, request: Request
 ) -> Any:
-    image = browse.take_down_image(session, image_id=image_id, reason=body.reason, requested_by=principal.actor)
-    audit.record(
-        session,
-        principal=principal,
-        action="image.takedown",
-        target_type="image",
-        target_id=image.id,
-        detail={"sha256": image.sha256, "reason": body.reason},
-        remote_addr=client_addr(request),
+    image = actions.take_down_image(
+        session=session, principal=principal, request=request, image_id=image_id, reason=body.reason
     )
     return image

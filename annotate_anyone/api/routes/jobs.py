@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
 
-from annotate_anyone.api import job_actions
+from annotate_anyone.api import actions
 from annotate_anyone.api.auth import CurrentPrincipal, JobCanceller, PoolReader
 from annotate_anyone.api.deps import ExecutorDep, SessionDep
 from annotate_anyone.api.params import IdPath, Limit, Offset
@@ -26,7 +26,7 @@ def create_job(
     principal: CurrentPrincipal,
     request: Request,
 ) -> Job:
-    return job_actions.start_job(
+    return actions.start_job(
         session=session,
         executor=executor,
         background=background,
@@ -56,4 +56,4 @@ def get_job(job_id: IdPath, session: SessionDep, principal: PoolReader) -> Job:
 
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a queued or running job")
 def cancel_job(job_id: IdPath, session: SessionDep, principal: JobCanceller, request: Request) -> Job:
-    return job_actions.cancel_job(session=session, principal=principal, request=request, job_id=job_id)
+    return actions.cancel_job(session=session, principal=principal, request=request, job_id=job_id)

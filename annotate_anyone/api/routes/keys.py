@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, status
 
-from annotate_anyone.api.auth import AuditReader, KeyManager, client_addr
+from annotate_anyone.api import actions
+from annotate_anyone.api.auth import AuditReader, KeyManager
 from annotate_anyone.api.auth_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditOut, UserIn, UserOut
 from annotate_anyone.api.deps import SessionDep
 from annotate_anyone.api.schemas import ErrorBody, Page
@@ -26,31 +27,20 @@ def list_keys(session: SessionDep, admin: KeyManager) -> Any:
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, summary="Create an API key")
 def create_key(body: ApiKeyIn, session: SessionDep, admin: KeyManager, request: Request) -> Any:
-    key, raw = auth.create_api_key(session, name=body.name, role=body.role, expires_in_days=body.expires_in_days)
-    audit.record(
-        session,
+    key, raw = actions.create_api_key(
+        session=session,
         principal=admin,
-        action="key.create",
-        target_type="api_key",
-        target_id=key.prefix,
-        detail={"role": body.role, "name": body.name},
-        remote_addr=client_addr(request),
+        request=request,
+        name=body.name,
+        role=body.role,
+        expires_in_days=body.expires_in_days,
     )
     return {**ApiKeyOut.model_validate(key).model_dump(), "key": raw}
 
 
 @router.post("/keys/{key_id}/revoke", response_model=ApiKeyOut, summary="Revoke an API key")
 def revoke_key(key_id: int, session: SessionDep, admin: KeyManager, request: Request) -> Any:
-    key = auth.revoke_api_key(session, key_id)
-    audit.record(
-        session,
-        principal=admin,
-        action="key.revoke",
-        target_type="api_key",
-        target_id=key.prefix,
-        remote_addr=client_addr(request),
-    )
-    return key
+    return actions.revoke_api_key(session=session, principal=admin, request=request, key_id=key_id)
 
 
 @router.get("/users", response_model=list[UserOut], summary="List dashboard users")
@@ -60,31 +50,19 @@ def list_users(session: SessionDep, admin: KeyManager) -> Any:
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Create a user")
 def create_user(body: UserIn, session: SessionDep, admin: KeyManager, request: Request) -> Any:
-    user = auth.create_user(session, username=body.username, password=body.password, role=body.role)
-    audit.record(
-        session,
+    return actions.create_user(
+        session=session,
         principal=admin,
-        action="user.create",
-        target_type="user",
-        target_id=user.username,
-        detail={"role": body.role},
-        remote_addr=client_addr(request),
+        request=request,
+        username=body.username,
+        password=body.password,
+        role=body.role,
     )
-    return user
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut, summary="Disable a user and end their sessions")
 def disable_user(user_id: int, session: SessionDep, admin: KeyManager, request: Request) -> Any:
-    user = auth.disable_user(session, user_id)
-    audit.record(
-        session,
-        principal=admin,
-        action="user.disable",
-        target_type="user",
-        target_id=user.username,
-        remote_addr=client_addr(request),
-    )
-    return user
+    return actions.disable_user(session=session, principal=admin, request=request, user_id=user_id)
 
 
 @router.get("/audit", response_model=Page[AuditOut], summary="The audit log, newest first")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Re
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from annotate_anyone.api import job_actions
+from annotate_anyone.api import actions
 from annotate_anyone.api.auth import ReviewReader, require
 from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
 from annotate_anyone.api.params import IdPath
@@ -77,7 +77,7 @@ def push(
     principal: JobStarter,
     request: Request,
 ) -> Job:
-    return job_actions.start_job(
+    return actions.start_job(
         session=session,
         executor=executor,
         background=background,
@@ -97,7 +97,7 @@ def sync(
     principal: JobStarter,
     request: Request,
 ) -> Job:
-    return job_actions.start_job(
+    return actions.start_job(
         session=session,
         executor=executor,
         background=background,

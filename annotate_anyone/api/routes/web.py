@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from annotate_anyone.api import job_actions
+from annotate_anyone.api import actions
 from annotate_anyone.api.auth import (
     AuditReader,
     CurrentPrincipal,
@@ -137,7 +137,7 @@ def start_job(
         params["preset"] = preset
         if version.strip():
             params["version"] = version.strip()
-    job = job_actions.start_job(
+    job = actions.start_job(
         session=session,
         executor=executor,
         background=background,
@@ -156,7 +156,7 @@ def job_page(job_id: IdPath, request: Request, session: SessionDep, principal: P
 
 @router.post("/ui/jobs/{job_id}/cancel")
 def cancel(job_id: IdPath, request: Request, session: SessionDep, principal: JobCanceller) -> Response:
-    job_actions.cancel_job(session=session, principal=principal, request=request, job_id=job_id)
+    actions.cancel_job(session=session, principal=principal, request=request, job_id=job_id)
     return _see_other(f"/ui/jobs/{job_id}")
 
 
@@ -225,16 +225,7 @@ def takedown(
     principal: TakedownAdmin,
     reason: Annotated[str, Form(min_length=1, max_length=500)],
 ) -> Response:
-    image = browse.take_down_image(session, image_id=image_id, reason=reason, requested_by=principal.actor)
-    audit.record(
-        session,
-        principal=principal,
-        action="image.takedown",
-        target_type="image",
-        target_id=image.id,
-        detail={"sha256": image.sha256, "reason": reason},
-        remote_addr=client_addr(request),
-    )
+    actions.take_down_image(session=session, principal=principal, request=request, image_id=image_id, reason=reason)
     return _see_other(f"/ui/images/{image_id}")
 
 
@@ -314,15 +305,8 @@ def admin_create_key(
     expires_in_days: Annotated[float | None, Form(gt=0, le=3650)] = None,
 ) -> Response:
     """Create a key and show it on this one response (it is never shown again)."""
-    key, raw = auth.create_api_key(session, name=name, role=role, expires_in_days=expires_in_days)
-    audit.record(
-        session,
-        principal=principal,
-        action="key.create",
-        target_type="api_key",
-        target_id=key.prefix,
-        detail={"role": role, "name": name},
-        remote_addr=client_addr(request),
+    _key, raw = actions.create_api_key(
+        session=session, principal=principal, request=request, name=name, role=role, expires_in_days=expires_in_days
     )
     response = _admin(request, session, new_key=raw)
     response.headers["Cache-Control"] = "no-store"
@@ -331,15 +315,7 @@ def admin_create_key(
 
 @router.post("/ui/admin/keys/{key_id}/revoke")
 def admin_revoke_key(key_id: IdPath, request: Request, session: SessionDep, principal: KeyManager) -> Response:
-    key = auth.revoke_api_key(session, key_id)
-    audit.record(
-        session,
-        principal=principal,
-        action="key.revoke",
-        target_type="api_key",
-        target_id=key.prefix,
-        remote_addr=client_addr(request),
-    )
+    actions.revoke_api_key(session=session, principal=principal, request=request, key_id=key_id)
     return _see_other("/ui/admin")
 
 
@@ -352,15 +328,8 @@ def admin_create_user(
     password: Annotated[str, Form(min_length=8, max_length=256)],
     role: Annotated[str, Form(pattern="^(admin|engineer|annotator|trainer)$")],
 ) -> Response:
-    user = auth.create_user(session, username=username, password=password, role=role)
-    audit.record(
-        session,
-        principal=principal,
-        action="user.create",
-        target_type="user",
-        target_id=user.username,
-        detail={"role": role},
-        remote_addr=client_addr(request),
+    actions.create_user(
+        session=session, principal=principal, request=request, username=username, password=password, role=role
     )
     return _see_other("/ui/admin")
 
