@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -88,6 +89,29 @@ def free_port(low: int = 15000, high: int = 22000, offsets: tuple[int, ...] = (0
         if all(port_is_free(port + off) for off in offsets):
             return port
     raise RuntimeError("no free loopback port found")
+
+
+@contextmanager
+def app_in_thread(app: Any, name: str = "uvicorn-test") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a daemon thread on a free loopback port; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 @dataclass

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from annotate_anyone.settings import Settings
+from tests.services import app_in_thread
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
 CHROMIUM_FLAGS = [
@@ -33,16 +31,8 @@ class LiveServer:
     demo_folder: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    import uvicorn
-
     from annotate_anyone.api.app import create_app
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services import auth
@@ -56,22 +46,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     write_demo_images(folder)
     with session_scope(settings.db_url) as session:
         auth.create_user(session, username=ADMIN[0], password=ADMIN[1], role="admin")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-e2e", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", settings, folder)
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with app_in_thread(create_app(settings), name="uvicorn-e2e") as url:
+        yield LiveServer(url, settings, folder)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.services.auth import create_api_key
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.services import app_in_thread, free_port
 
 
 def test_serve_with_two_workers(tmp_path: Path) -> None:
@@ -30,7 +24,7 @@ def test_serve_with_two_workers(tmp_path: Path) -> None:
     with session_scope(settings.db_url) as session:
         _key, raw = create_api_key(session, name="serve", role="engineer")
     dispose_engines()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AA_HOME": str(settings.home), "AA_PROFILE": "embedded"}
     cli = [str(Path(sys.executable).with_name("annotate-anyone")), "serve", "--port", str(port), "--workers", "2"]
     server = subprocess.Popen(cli, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
@@ -62,7 +56,6 @@ def test_a_write_is_committed_before_its_response_is_sent(tmp_path: Path) -> Non
     commit visible."""
     import threading
 
-    import uvicorn
     from sqlalchemy import event, select
     from sqlalchemy.orm import Session
 
@@ -73,16 +66,6 @@ def test_a_write_is_committed_before_its_response_is_sent(tmp_path: Path) -> Non
     init_home(settings)
     with session_scope(settings.db_url) as session:
         _key, raw = create_api_key(session, name="writer", role="engineer")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
 
     def slow_commit(session: Session) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -90,14 +73,14 @@ def test_a_write_is_committed_before_its_response_is_sent(tmp_path: Path) -> Non
 
     event.listen(Session, "before_commit", slow_commit)
     try:
-        headers = {"Authorization": f"Bearer {raw}"}
-        for n in range(3):
-            body = {"name": f"late-{n}", "kind": "folder", "uri": str(tmp_path)}
-            created = httpx.post(f"http://127.0.0.1:{port}/sources", json=body, headers=headers, timeout=10)
-            assert created.status_code == 201, created.text
-            with session_scope(settings.db_url) as session:  # the main thread: commits are not slowed
-                assert session.scalar(select(Source.name).where(Source.id == created.json()["id"])) == f"late-{n}"
+        with app_in_thread(create_app(settings)) as base:
+            headers = {"Authorization": f"Bearer {raw}"}
+            for n in range(3):
+                body = {"name": f"late-{n}", "kind": "folder", "uri": str(tmp_path)}
+                created = httpx.post(f"{base}/sources", json=body, headers=headers, timeout=10)
+                assert created.status_code == 201, created.text
+                with session_scope(settings.db_url) as session:  # the main thread: commits are not slowed
+                    name = session.scalar(select(Source.name).where(Source.id == created.json()["id"]))
+                    assert name == f"late-{n}"
     finally:
         event.remove(Session, "before_commit", slow_commit)
-        server.should_exit = True
-        thread.join(15)
