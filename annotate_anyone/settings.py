@@ -53,6 +53,10 @@ class Settings(BaseSettings):
 
     profile: Literal["embedded", "service"] = "embedded"
     home: Path = Path(".annotate-anyone")
+    model_cache: Path = Field(
+        default=Path("~/.cache/annotate-anyone/models"),
+        description="Where model files are built or unpacked at first use (never committed, never downloaded).",
+    )
 
     database_url: str | None = None
     broker_url: str = "redis://127.0.0.1:6379/0"
@@ -108,6 +112,13 @@ class Settings(BaseSettings):
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """The model cache folder, created on first use."""
+        path = self.model_cache.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def db_url(self) -> str:
