@@ -35,6 +35,12 @@ class QualityConfig(BaseModel):
     max_pixels: int = 80_000_000  # Pillow decompression-bomb limit
 
 
+class SafetyConfig(BaseModel):
+    """Threshold of the safety stage (Yahoo's open_nsfw score, 0-1: below 0.2 safe, above 0.8 NSFW by its authors)."""
+
+    max_nsfw: float = Field(default=0.8, ge=0.0, le=1.0)  # drop (``safety:nsfw``) above this score
+
+
 class AuthConfig(BaseModel):
     """Session lifetime and rate limits (``Settings.auth`` where present, else these defaults)."""
 
@@ -89,13 +95,15 @@ class Settings(BaseSettings):
     )
 
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     review_sync_interval_s: int = 300  # Celery beat reconciliation with Label Studio (a full one daily)
     ingest_stages: list[str] = Field(
-        default_factory=lambda: ["read", "decode", "takedown", "seen", "quality", "humans", "store"],
-        description="Stage names of the ingest pipeline, in order (see annotate_anyone.pipeline.build).",
+        default_factory=lambda: ["read", "decode", "takedown", "seen", "quality", "humans", "safety", "store"],
+        description="Stage names of the ingest pipeline, in order, cheapest drop per cost first "
+        "(see annotate_anyone.pipeline.build).",
     )
 
     @model_validator(mode="after")

@@ -48,6 +48,12 @@ def _humans(settings: Settings, options: dict[str, Any]) -> Stage:
     return HumanFilter(backend=options.get("human_backend", "mediapipe"))
 
 
+def _safety(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.safety import SafetyFilter
+
+    return SafetyFilter(settings.safety.model_copy(update=options.get("safety", {})))
+
+
 def _store(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.store import StoreStage
 
@@ -61,6 +67,7 @@ STAGES: dict[str, StageFactory] = {
     "takedown": _takedown,
     "quality": _quality,
     "humans": _humans,
+    "safety": _safety,
     "store": _store,
 }
 

@@ -16,6 +16,7 @@ from annotate_anyone.pipeline.stage import Stage
 from annotate_anyone.settings import get_settings
 
 BLUR_SIDE = 512  # the blur metric is measured on a grey image of about this long side
+WORK_SIDE = 512  # long side of the shared working copy the model stages read (BRISQUE, NSFW, persons)
 DRAFT_FLOOR = 0.75  # a JPEG draft may come out this much smaller than the requested side
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _DCT_SIZE = 32
@@ -62,6 +63,30 @@ def blur_grey(image: Image.Image, side: int = BLUR_SIDE) -> Image.Image:
     factor = max(1, round(max(image.size) / side))
     grey = image.convert("L")  # grey first: the box reduce then touches one channel, not three
     return grey.reduce(factor) if factor > 1 else grey
+
+
+def work_image(record: Record, side: int = WORK_SIDE) -> Image.Image:
+    """``record.image`` reduced to a long side of at most ``side``, made once per record and shared.
+
+    The model stages each need a small copy (BRISQUE scores at 512 px, the NSFW model reads 256 px,
+    the pose models 512 px): the first stage that asks makes it (Pillow's antialiased bicubic, with a
+    box reduce first for large factors) and the later ones reuse it from ``record.views``.
+    """
+    view = record.views.get(side)
+    if view is None:
+        if record.image is None:
+            raise ValueError("the record has no decoded image")
+        view = record.views[side] = downscale(record.image, side)
+    return view
+
+
+def downscale(image: Image.Image, side: int) -> Image.Image:
+    """``image`` itself when its long side is at most ``side``, else a copy reduced to that long side."""
+    scale = side / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from annotate_anyone.errors import MissingExtra
 from annotate_anyone.perception.types import PersonBackend, PersonDetection, SceneDetection
+from annotate_anyone.pipeline.decode import work_image
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Stage
 
@@ -63,7 +64,7 @@ class HumanFilter(Stage):
         if record.image is None:
             return record.drop("humans:no_image", "the image was not decoded")
         assert self._backend is not None
-        scene = self._backend.detect(record.image)
+        scene = self._backend.detect(work_image(record))  # the shared 512 px copy (BRISQUE and NSFW read it too)
         verdict = self.judge(scene)
         if verdict is not None:
             return record.drop(*verdict)

@@ -25,6 +25,7 @@ class Record:
     height: int | None = None
     format: str | None = None  # decoded image format, e.g. "JPEG"
     image: Any = None  # decoded RGB PIL image (never persisted)
+    views: dict[int, Any] = field(default_factory=dict)  # downscaled copies of ``image`` by long side, shared
     storage_key: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # blur, brisque, ...
     persons: list[dict[str, Any]] = field(default_factory=list)  # filled by the human filter
@@ -46,3 +47,4 @@ class Record:
         """Free the bytes and decoded image once they are no longer needed (keeps memory flat)."""
         self.data = None
         self.image = None
+        self.views = {}

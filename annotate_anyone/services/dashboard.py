@@ -35,7 +35,8 @@ from annotate_anyone.db.models import (
 from annotate_anyone.services import stats
 from annotate_anyone.settings import Settings
 
-FUNNEL_STEPS = ("fetched", "decoded", "unique", "quality", "one_human", "labelled", "released")
+FUNNEL_STEPS = ("fetched", "decoded", "unique", "quality", "one_human", "safe", "labelled", "released")
+INGEST_STEPS = FUNNEL_STEPS.index("labelled")  # the steps the ingest funnel counts
 LABELLED = (AttributeState.auto_accepted, AttributeState.human_verified)
 ROUTED = (AttributeState.needs_review, AttributeState.human_verified, AttributeState.rejected)
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def source_funnels(session: Session, *, limit: int = 20) -> list[dict[str, Any]]
     for source in sources:
         funnel = stats.source_funnel(session, source.id)
         steps = funnel["steps"]
-        row = {k: steps.get(k, 0) for k in FUNNEL_STEPS[:5]}
+        row = {k: steps.get(k, 0) for k in FUNNEL_STEPS[:INGEST_STEPS]}
         row["labelled"] = labelled.get(source.id, 0)
         row["released"] = (released.get("by_source") or {}).get(str(source.id))
         out.append(

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.db.models import Image, Item, ItemStatus, Person, Release
 
-STEPS = ("listed", "fetched", "decoded", "unique", "quality", "one_human", "kept")
+STEPS = ("listed", "fetched", "decoded", "unique", "quality", "one_human", "safe", "kept")  # ingest order
 
 
 def _stage_of(reason: str | None) -> str:
@@ -22,6 +22,7 @@ def _stage_of(reason: str | None) -> str:
         "dedup": "unique",
         "quality": "quality",
         "humans": "one_human",
+        "safety": "safe",
         "takedown": "unique",
     }.get(prefix, "quality")
 

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import skimage.data
+from matplotlib import cbook
 from PIL import Image, ImageFilter
 
 from annotate_anyone.pipeline.decode import DecodeStage
@@ -80,3 +81,21 @@ def test_brisque_threshold_drops(scorer):
     QualityFilter(config, brisque=scorer).process_batch([drop])
     assert keep.drop_reason is None and "brisque" in keep.metrics
     assert drop.drop_reason == "quality:brisque"
+
+
+def test_brisque_features_and_score_match_the_package(scorer):
+    """Our vectorised features equal the ``brisque`` package's own (scipy) ones, and so do the scores."""
+    import cv2
+    from brisque import BRISQUE
+
+    package = BRISQUE(url=False)
+    for image in (ASTRONAUT, Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))):
+        grey = scorer.grey(image).astype(np.float64)
+        half = cv2.resize(grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
+        with np.errstate(all="ignore"):
+            theirs = np.array(
+                [float(np.ravel(f)[0]) for g in (grey, half) for f in package.calculate_brisque_features(g, 7, 7 / 6)]
+            )
+            their_score = package.calculate_image_quality_score(theirs)
+        np.testing.assert_allclose(scorer.features(grey), theirs, rtol=2e-3, atol=1e-4)
+        assert abs(scorer.score(image) - their_score) < 0.05
