@@ -1,11 +1,22 @@
 """Offline human parsing from geometry and colour: person mask + pose landmarks + face box, no weights.
 
-Regions are drawn as capsules and polygons around the skeleton, intersected with the person mask,
-and split by colour: a skin model sampled from the face separates bare arms/legs from sleeves and
-trousers, a hair colour sampled beside the face separates hair from a hat, and an open gap between
-the knees separates trousers from a skirt (a skirt the colour of the top becomes a dress). Whatever
-of the mask is left takes the label of the nearest labelled pixel. Coarse by construction: it cannot
-see bags, belts or scarves.
+The mask says where the person is; the skeleton says which part of the body a pixel can belong to;
+colour models decide between the candidates:
+
+* skin, a Gaussian in OkLab sampled from the face (from the mouth and chin when the photo cuts the
+  face off), separates bare arms, legs, neck and face from garments;
+* the hair colour, sampled beside and above the face, grows hair from the head down over the
+  shoulders, but only where a pixel is closer to the hair than to the top (black hair over a black
+  top stays top below the shoulders);
+* the top colour (chest) against the bottom colour (thighs) places the waist line: the row along
+  the torso where most garment pixels turn from one to the other; with the same colour above and
+  below, the waist sits just above the hip joints;
+* an open gap between the knees separates trousers from a skirt; a skirt the colour of the top,
+  with no waist line between them, is a dress (sleeves included).
+
+Shoes are the garment pixels around heel, ankle and toe; neck and neckline skin is face (as SCHP on
+ATR labels it). Whatever of the mask is left takes the label of the nearest labelled pixel. Coarse by
+construction: it cannot see bags, belts or scarves.
 """
 
 from __future__ import annotations
@@ -20,6 +31,23 @@ from annotate_anyone.annotation.parsing.base import Parser, PersonView
 from annotate_anyone.annotation.taxonomy import ATR
 
 Point = np.ndarray
+MOUTH_L, MOUTH_R = 9, 10  # MediaPipe pose mouth corners
+
+
+def segment_coords(shape: tuple[int, int], p0: Point, p1: Point) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel: where it projects on the segment p0-p1 (0 at p0, 1 at p1, clipped) and its
+    distance to the segment."""
+    h, w = shape
+    ys, xs = np.ogrid[:h, :w]
+    d = np.asarray(p1, np.float32) - np.asarray(p0, np.float32)
+    length2 = float(d @ d) or 1e-6
+    t = np.clip(((xs - p0[0]) * d[0] + (ys - p0[1]) * d[1]) / length2, 0.0, 1.0)
+    return t, np.sqrt((xs - p0[0] - t * d[0]) ** 2 + (ys - p0[1] - t * d[1]) ** 2)
+
+
+def segment_distance(shape: tuple[int, int], p0: Point, p1: Point) -> np.ndarray:
+    """Distance of every pixel to the segment p0-p1."""
+    return segment_coords(shape, p0, p1)[1]
 
 
 def capsule(shape: tuple[int, int], p0: Point, p1: Point, radius: float) -> np.ndarray:
@@ -68,6 +96,13 @@ def ellipse(shape: tuple[int, int], center: Point, rx: float, ry: float) -> np.n
     return ((xs - center[0]) / max(rx, 1.0)) ** 2 + ((ys - center[1]) / max(ry, 1.0)) ** 2 <= 1.0
 
 
+def _median(lab: np.ndarray, region: np.ndarray, at_least: int = 20) -> np.ndarray | None:
+    """Median colour of ``region``, or ``None`` when it has fewer than ``at_least`` pixels."""
+    if int(region.sum()) < at_least:
+        return None
+    return np.median(lab[region], 0).astype(np.float32)
+
+
 @dataclass(slots=True)
 class _Skin:
     """A diagonal Gaussian of skin colour in OkLab, sampled from the face."""
@@ -84,6 +119,10 @@ class _Skin:
         if len(samples) < 20:  # a generic skin tone when no face is visible
             return cls(np.array([0.72, 0.05, 0.05], np.float32), np.array([0.15, 0.03, 0.03], np.float32))
         mean = np.median(samples, 0)
+        # Lips, eyes and brows are part of the sample: keep the pixels near the median, then measure.
+        near = samples[delta(samples, mean) < 0.12]
+        if len(near) >= 10:
+            samples = near
         std = np.maximum(samples.std(0), np.array([0.09, 0.015, 0.015], np.float32))
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
@@ -91,7 +130,7 @@ class _Skin:
 class GeometricParser(Parser):
     """Parsing from mask + pose + face; ``min_visibility`` gates the limbs that are drawn."""
 
-    model_version = "geometric-1"
+    model_version = "geometric-2"
     labels_supported = frozenset(
         ATR[n]
         for n in (
@@ -155,16 +194,30 @@ class _Scene:
         cfg: GeometricParser,
     ) -> None:
         self.shape = rgb.shape[:2]
+        h, w = self.shape
+        self.ys, self.xs = np.ogrid[:h, :w]
         self.lab = oklab(rgb)
         self.kp = keypoints
         self.cfg = cfg
         self.labels = np.zeros(self.shape, np.uint8)
         ls, rs = self.pt(kp.L_SHOULDER), self.pt(kp.R_SHOULDER)
-        self.shoulder_w = max(float(np.linalg.norm(ls - rs)), 8.0)
         lh, rh = self.pt(kp.L_HIP), self.pt(kp.R_HIP)
-        self.torso_len = max(float(np.linalg.norm((ls + rs) / 2 - (lh + rh) / 2)), self.shoulder_w * 0.8)
+        self.shoulder_w = max(float(np.linalg.norm(ls - rs)), 8.0)
+        self.shoulder_mid, self.hip_mid = (ls + rs) / 2, (lh + rh) / 2
+        axis = self.hip_mid - self.shoulder_mid
+        self.torso_len = max(float(np.linalg.norm(axis)), self.shoulder_w * 0.8)
+        self.hip_w = max(float(np.linalg.norm(lh - rh)), 0.5 * self.shoulder_w)
+        # Torso frame: t = 0 at the shoulders, 1 at the hips (along the spine); s = pixels sideways.
+        down = axis / max(float(np.linalg.norm(axis)), 1e-6) if np.linalg.norm(axis) > 1 else np.array([0.0, 1.0])
+        dx, dy = self.xs - self.shoulder_mid[0], self.ys - self.shoulder_mid[1]
+        self.t = ((dx * down[0] + dy * down[1]) / self.torso_len).astype(np.float32)
+        self.s = (dx * -down[1] + dy * down[0]).astype(np.float32)
         self.face = self._face_box(faces)
         self.fg = mask if mask is not None else self._skeleton_mask()
+        self.hair_c: np.ndarray | None = None
+        self.top_c: np.ndarray | None = None
+        self.low_c: np.ndarray | None = None
+        self.dress = False
 
     # -- geometry helpers -------------------------------------------------------------------------
     def pt(self, i: int) -> Point:
@@ -179,14 +232,19 @@ class _Scene:
         return True
 
     def _face_box(self, faces: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
+        """The detected face nearest the nose (its bottom grown to the chin), else one from the landmarks."""
         nose = self.pt(kp.NOSE)
         for fx0, fy0, fx1, fy1 in sorted(faces, key=lambda f: (f[0] - nose[0]) ** 2 + (f[1] - nose[1]) ** 2):
-            if fx0 - 0.2 * (fx1 - fx0) <= nose[0] <= fx1 + 0.2 * (fx1 - fx0):
-                return fx0, fy0, fx1, fy1 + 0.12 * (fy1 - fy0)  # detector boxes stop short of the chin
-        ear_w = float(np.linalg.norm(self.pt(kp.L_EAR) - self.pt(kp.R_EAR)))
-        fw = max(ear_w * 1.1, self.shoulder_w * 0.35)
+            fw, fh = fx1 - fx0, fy1 - fy0
+            if fx0 - 0.2 * fw <= nose[0] <= fx1 + 0.2 * fw and fy0 - 0.5 * fh <= nose[1] <= fy1 + 0.5 * fh:
+                return fx0, fy0, fx1, fy1 + 0.12 * fh  # detector boxes stop short of the chin
+        # Detector boxes measured against the landmarks: top 0.6 eye-mouth distances above the eyes,
+        # bottom 0.76 below the mouth, 2.4 wide (here with the same chin margin as above).
         eyes_y = (self.pt(kp.L_EYE)[1] + self.pt(kp.R_EYE)[1]) / 2
-        return nose[0] - fw / 2, eyes_y - 0.45 * fw, nose[0] + fw / 2, eyes_y + 0.95 * fw
+        mouth_y = (self.pt(MOUTH_L)[1] + self.pt(MOUTH_R)[1]) / 2
+        ear_w = float(np.linalg.norm(self.pt(kp.L_EAR) - self.pt(kp.R_EAR)))
+        em = max(float(mouth_y - eyes_y), 0.5 * ear_w, 0.12 * self.shoulder_w)
+        return nose[0] - 1.2 * em, eyes_y - 0.6 * em, nose[0] + 1.2 * em, mouth_y + 1.05 * em
 
     def _skeleton_mask(self) -> np.ndarray:
         fg = np.zeros(self.shape, bool)
@@ -207,71 +265,124 @@ class _Scene:
 
     # -- the parse ----------------------------------------------------------------------------------
     def label(self) -> np.ndarray:
-        skin = self._skin_model()
-        is_skin = skin.is_skin(self.lab)
+        # Skin by majority over a small window: printed and textured fabric has skin-coloured specks.
+        self.skin = self._skin_model()
+        is_skin = self._majority(self.skin.is_skin(self.lab))
+        self._garment_colors(is_skin)
         self._head(is_skin)
+        self._neck(is_skin)
+        self._feet(is_skin)
         self._arms(is_skin)
         self._lower(is_skin)
         self._torso()
+        if self.dress:  # a dress is one garment from the neckline down, sleeves included
+            self.labels[self.labels == ATR["upper-clothes"]] = ATR["dress"]
+        self._leftovers(is_skin)
         self._fill()
         return self.labels
+
+    def _majority(self, pixels: np.ndarray) -> np.ndarray:
+        """A per-pixel decision by majority over a small window (textured cloth decides in specks)."""
+        from scipy import ndimage
+
+        size = max(3, int(0.06 * self.shoulder_w) | 1)
+        return ndimage.uniform_filter(pixels.astype(np.float32), size) > 0.5
 
     def _skin_model(self) -> _Skin:
         fx0, fy0, fx1, fy1 = self.face
         cx, cy = (fx0 + fx1) / 2, fy0 + 0.55 * (fy1 - fy0)
         inner = ellipse(self.shape, np.array([cx, cy]), 0.25 * (fx1 - fx0), 0.25 * (fy1 - fy0)) & self.fg
+        if inner.sum() < 20:  # the face is cut off by the frame: the mouth and chin below the nose
+            nose_y = max(float(self.pt(kp.NOSE)[1]), 0.0)
+            inner = (np.abs(self.xs - cx) < 0.25 * (fx1 - fx0)) & (self.ys > nose_y) & (self.ys < fy1) & self.fg
         return _Skin.fit(self.lab[inner])
 
+    def _garment_colors(self, is_skin: np.ndarray) -> None:
+        """Median colours of the chest (top) and of the upper thighs (bottom), skin excluded."""
+        chest = (self.t > 0.15) & (self.t < 0.6) & (np.abs(self.s) < 0.3 * self.shoulder_w) & self.fg & ~is_skin
+        self.top_c = _median(self.lab, chest)
+        thighs = np.zeros(self.shape, bool)
+        for hip, knee in ((kp.L_HIP, kp.L_KNEE), (kp.R_HIP, kp.R_KNEE)):
+            a, b = self.pt(hip), self.pt(knee)
+            thighs |= capsule(self.shape, a + 0.15 * (b - a), a + 0.6 * (b - a), 0.3 * self.hip_w)
+        self.low_c = _median(self.lab, thighs & self.fg & ~is_skin & (self.t > 1.0))
+
     def _head(self, is_skin: np.ndarray) -> None:
+        from scipy import ndimage
+
         fx0, fy0, fx1, fy1 = self.face
         fw, fh = fx1 - fx0, fy1 - fy0
         center = np.array([(fx0 + fx1) / 2, (fy0 + fy1) / 2], np.float32)
-        h, w = self.shape
-        ys, xs = np.ogrid[:h, :w]
-        face_ellipse = ellipse(self.shape, center, 0.5 * fw, 0.55 * fh)
-        inner = ellipse(self.shape, center, 0.36 * fw, 0.4 * fh)
-        shoulder_y = min(self.pt(kp.L_SHOULDER)[1], self.pt(kp.R_SHOULDER)[1])
-        head_zone = (xs >= fx0 - 0.45 * fw) & (xs <= fx1 + 0.45 * fw) & (ys <= fy1) & self.fg
-        # Hair colour: beside the face (temples), else above it; never skin.
+        xs, ys = self.xs, self.ys
+        # The face proper sits a little above the box's centre: forehead above it, chin at its bottom.
+        mid = center - np.array([0.0, 0.1 * fh], np.float32)
+        face_ellipse = ellipse(self.shape, mid, 0.45 * fw, 0.5 * fh)
+        inner = ellipse(self.shape, mid, 0.32 * fw, 0.36 * fh)
+        shoulder_y = float(self.shoulder_mid[1])
+        head_zone = (xs >= fx0 - 0.6 * fw) & (xs <= fx1 + 0.6 * fw) & (ys <= fy1) & self.fg
+        # Hair colour: beside the face (temples), else above it; never what is plainly skin.
+        d_skin = delta(self.lab, self.skin.mean)
+        near_skin = d_skin < 0.06
         temples = (
             (((xs >= fx0 - 0.3 * fw) & (xs < fx0 + 0.05 * fw)) | ((xs > fx1 - 0.05 * fw) & (xs <= fx1 + 0.3 * fw)))
             & (ys >= fy0 + 0.25 * fh)
             & (ys <= fy0 + 0.75 * fh)
             & self.fg
-            & ~is_skin
+            & ~near_skin
             & ~inner
         )
-        above = head_zone & (ys < fy0) & ~is_skin
-        sample = self.lab[temples] if temples.sum() >= 30 else self.lab[above]
-        face = face_ellipse & self.fg & (is_skin | inner)
-        self.paint(face, "face")
-        if len(sample) == 0:
+        temple_c = _median(self.lab, temples, 30)
+        crown_c = _median(self.lab, head_zone & (ys < fy0 - 0.05 * fh) & ~near_skin, 30)
+        self.hair_c = temple_c if temple_c is not None else crown_c
+        if self.hair_c is None or float(delta(self.hair_c, self.skin.mean)) < 0.06:  # no hair in view (or bald)
+            self.paint(face_ellipse & (is_skin | inner), "face")
+            self.paint(head_zone & (ys < fy0 + 0.35 * fh) & ~is_skin, "hair")
             return
-        hair_color = np.median(sample, 0)
-        hairlike = delta(self.lab, hair_color) < self.cfg.hair_delta
+        d_hair = delta(self.lab, self.hair_c)
+        hairlike = d_hair < self.cfg.hair_delta
+        hair = hairlike & (d_hair < d_skin)  # blond hair is skin-coloured, but closer to the hair's colour
+        self.paint(face_ellipse & ~(hair & ~inner), "face")
         rest = head_zone & (self.labels == 0)
         top = rest & (ys < fy0 + 0.1 * fh)
         not_hair_top = top & ~hairlike & ~is_skin
-        if top.sum() > 0 and not_hair_top.sum() > 0.45 * top.sum():  # the crown is not hair-coloured: a hat
-            hat = not_hair_top | (top & (ys < fy0 - 0.15 * fh))
-            self.paint(hat, "hat")
-        self.paint(rest & is_skin & (ys > fy0), "face")  # ears
+        crown_differs = crown_c is not None and float(delta(crown_c, self.hair_c)) > 2 * self.cfg.hair_delta
+        if crown_differs and top.sum() > 0.25 * fw * fh and not_hair_top.sum() > 0.6 * top.sum():  # a hat
+            self.paint(not_hair_top | (top & (ys < fy0 - 0.15 * fh)), "hat")
+        self.paint(rest & is_skin & ~hair & (ys > fy0), "face")  # ears
         # Above the eyes everything left is hair; lower down only hair-coloured pixels (not a collar).
         self.paint(rest & ((ys < fy0 + 0.35 * fh) | hairlike), "hair")
         self._sunglasses(is_skin)
-        # Long hair below the face: hair-coloured, not skin, connected to the head's hair.
-        from scipy import ndimage
-
-        hip_y = (self.pt(kp.L_HIP)[1] + self.pt(kp.R_HIP)[1]) / 2
-        lateral = (xs >= center[0] - 1.1 * fw) & (xs <= center[0] + 1.1 * fw)
-        low = self.fg & hairlike & ~is_skin & lateral & (ys > fy1 - 0.1 * fh) & (ys < hip_y) & (self.labels == 0)
+        # Long hair below the face: hair-coloured, connected to the head's hair, and below the shoulder
+        # line closer to the hair than to the top (same-coloured hair and top: the top wins there).
+        lateral = np.abs(xs - center[0]) <= 1.3 * fw
+        reach = (ys > fy1 - 0.1 * fh) & (self.t < 0.6)
+        low = self.fg & hair & lateral & reach & (self.labels == 0)
+        if self.top_c is not None:
+            closer = d_hair < delta(self.lab, self.top_c) - 0.02
+            low &= closer | (ys < shoulder_y - 0.1 * fh)
         seeds = self.labels == ATR["hair"]
         comp, n = ndimage.label(low | seeds)
         if n:
             keep = np.unique(comp[seeds & (comp > 0)])
             self.paint(np.isin(comp, keep) & low, "hair")
-        neck = (ys > fy1 - 0.1 * fh) & (ys < shoulder_y) & (np.abs(xs - center[0]) < 0.45 * fw) & is_skin
-        self.paint(neck, "face")
+
+    def _neck(self, is_skin: np.ndarray) -> None:
+        """Neck and neckline skin joined to the chin is face (SCHP on ATR labels it so)."""
+        from scipy import ndimage
+
+        fx0, fy0, fx1, fy1 = self.face
+        fw, fh = fx1 - fx0, fy1 - fy0
+        cx, sx = (fx0 + fx1) / 2, float(self.shoulder_mid[0])
+        span = max(float(self.shoulder_mid[1]) - fy1, 1.0)
+        col_x = cx + np.clip((self.ys - fy1) / span, 0.0, 1.0) * (sx - cx)
+        xs, ys = self.xs, self.ys
+        free = is_skin & self.fg & (self.labels == 0)
+        neck = free & (ys > fy1 - 0.15 * fh) & (self.t < 0.1) & (np.abs(xs - col_x) < 0.45 * fw)
+        chest = free & (ys > fy1 - 0.15 * fh) & (self.t < 0.4) & (np.abs(self.s) < 0.3 * self.shoulder_w)
+        comp, n = ndimage.label(neck | chest)
+        if n:
+            keep = np.unique(comp[neck & (comp > 0)])
+            self.paint(np.isin(comp, keep) & (neck | chest), "face")
 
     def _sunglasses(self, is_skin: np.ndarray) -> None:
         if not self.visible(kp.L_EYE, kp.R_EYE):
@@ -283,12 +394,35 @@ class _Scene:
         if band.sum() > 10 and dark.sum() > 0.55 * band.sum():
             self.labels[dark] = ATR["sunglasses"]
 
+    def _feet(self, is_skin: np.ndarray) -> None:
+        """Shoes: garment pixels around heel and toe, from the ankle down (along the shin); near the
+        ankle only those closer to the shoe's colour (the sole end) than to the bottoms'."""
+        d_low = None if self.low_c is None else delta(self.lab, self.low_c)
+        for knee, ankle, heel, toe, label in ((kp.L_KNEE, kp.L_ANKLE, kp.L_HEEL, kp.L_TOE, "left"),
+                                              (kp.R_KNEE, kp.R_ANKLE, kp.R_HEEL, kp.R_TOE, "right")):  # fmt: skip
+            if not self.visible(ankle, heel, toe):
+                continue
+            a, hl, tp = self.pt(ankle), self.pt(heel), self.pt(toe)
+            shin = a - self.pt(knee)
+            down = shin / max(float(np.linalg.norm(shin)), 1e-6)
+            foot_len = max(float(np.linalg.norm(hl - tp)), 0.3 * self.hip_w)
+            r = 0.45 * foot_len
+            foot = capsule(self.shape, hl, tp, r) | capsule(self.shape, a, (hl + tp) / 2, r)
+            along = (self.xs - a[0]) * down[0] + (self.ys - a[1]) * down[1]
+            shoe = foot & (along > -0.3 * foot_len) & ~is_skin & self.fg
+            shoe_c = _median(self.lab, shoe & (along > 0.2 * foot_len))
+            if shoe_c is not None and d_low is not None and float(delta(shoe_c, self.low_c)) > 0.05:
+                shoe &= (delta(self.lab, shoe_c) < d_low) | (along > 0.2 * foot_len)
+            self.paint(shoe, f"{label}-shoe")
+            self.paint(foot & is_skin & (along > -0.3 * foot_len), f"{label}-leg")
+
     def _arms(self, is_skin: np.ndarray) -> None:
-        for side, (sh, el, wr, hand), label in (
-            ("left", (kp.L_SHOULDER, kp.L_ELBOW, kp.L_WRIST, kp.L_HAND), "left-arm"),
-            ("right", (kp.R_SHOULDER, kp.R_ELBOW, kp.R_WRIST, kp.R_HAND), "right-arm"),
-        ):
-            del side
+        # A sleeve is what is not skin in the arm, unless it has the bottoms' colour (a hand by the hip).
+        sleeve = ~is_skin
+        if self.top_c is not None and self.low_c is not None:
+            sleeve &= delta(self.lab, self.top_c) <= delta(self.lab, self.low_c) + 0.02
+        for sh, el, wr, hand, label in ((kp.L_SHOULDER, kp.L_ELBOW, kp.L_WRIST, kp.L_HAND, "left-arm"),
+                                        (kp.R_SHOULDER, kp.R_ELBOW, kp.R_WRIST, kp.R_HAND, "right-arm")):  # fmt: skip
             hand_pt = self.kp[list(hand), :2].mean(0)
             segments = [(self.pt(sh), self.pt(el), 0.17, (sh, el)), (self.pt(el), self.pt(wr), 0.14, (el, wr)),
                         (self.pt(wr), hand_pt, 0.13, (wr,))]  # fmt: skip
@@ -297,7 +431,124 @@ class _Scene:
                     continue
                 region = capsule(self.shape, p0, p1, rel * self.shoulder_w)
                 self.paint(region & is_skin, label)
-                self.paint(region & ~is_skin, "upper-clothes")
+                self.paint(region & sleeve & (self.t < 1.2), "upper-clothes")
+
+    def _waist(self, is_skin: np.ndarray) -> float:
+        """Where the top ends, in torso units (0 shoulders, 1 hips)."""
+        default = 0.85  # trousers are worn a little above the hip joints
+        if self.top_c is None or self.low_c is None or float(delta(self.top_c, self.low_c)) < 0.05:
+            return default
+        band = (self.t > 0.4) & (self.t < 1.4) & (np.abs(self.s) < 0.6 * self.hip_w) & self.fg & ~is_skin
+        closer_low = delta(self.lab, self.low_c) < delta(self.lab, self.top_c)
+        bins = np.clip(((self.t - 0.4) / 0.05).astype(int), 0, 19)
+        total = np.bincount(bins[band], minlength=20)
+        low = np.bincount(bins[band & closer_low], minlength=20)
+        share = low / np.maximum(total, 1)
+        for i in range(20):  # the first two consecutive rows of bins that are mostly bottoms
+            if total[i] >= 5 and share[i] > 0.5 and (i == 19 or total[i + 1] < 5 or share[i + 1] > 0.5):
+                return 0.4 + 0.05 * i
+        return default
+
+    def _lower(self, is_skin: np.ndarray) -> None:
+        lh, rh = self.pt(kp.L_HIP), self.pt(kp.R_HIP)
+        h, _ = self.shape
+        if min(lh[1], rh[1]) >= h:  # hips below the frame: no lower body in view
+            return
+        hip_w = self.hip_w
+        dist = {}
+        for hip, knee, ankle, label in ((kp.L_HIP, kp.L_KNEE, kp.L_ANKLE, "left-leg"),
+                                        (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE, "right-leg")):  # fmt: skip
+            d = segment_distance(self.shape, self.pt(hip), self.pt(knee)) / 0.55
+            if self.visible(knee, ankle):
+                d = np.minimum(d, segment_distance(self.shape, self.pt(knee), self.pt(ankle)) / 0.35)
+            dist[label] = d / hip_w  # < 1 inside the leg's capsule
+        legs = (dist["left-leg"] < 1) | (dist["right-leg"] < 1)
+        waist = self._waist(is_skin)
+        below = self.t >= waist
+        hips_block = (self.t < 1.3) & (np.abs(self.s) < 0.5 * hip_w + 0.3 * self.shoulder_w)
+        zone = (legs | hips_block) & below
+        skirt_like = self._skirt_like(is_skin)
+        same_as_top = (
+            self.top_c is not None and self.low_c is not None and float(delta(self.top_c, self.low_c)) < 0.06
+        )
+        lower_label = ("dress" if same_as_top else "skirt") if skirt_like else "pants"
+        segments = []
+        for hip, knee, ankle in ((kp.L_HIP, kp.L_KNEE, kp.L_ANKLE), (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE)):
+            segments.append((self.pt(hip), self.pt(knee), 0.55 * hip_w))
+            if self.visible(knee, ankle):
+                segments.append((self.pt(knee), self.pt(ankle), 0.35 * hip_w))
+        covered = self._covered(is_skin, below, segments)
+        garment = (zone & ~is_skin) | covered
+        if skirt_like:  # the garment spans the gap between the legs
+            kl, kr = self.pt(kp.L_KNEE), self.pt(kp.R_KNEE)
+            garment |= polygon(self.shape, [lh, rh, kr, kl]) & ~is_skin & below
+        outer = self._outerwear(is_skin)
+        if outer is not None:  # a coat or long top hanging over the bottoms stays top
+            self.paint(garment & outer, "upper-clothes")
+        self.paint(garment, lower_label)
+        left = dist["left-leg"] <= dist["right-leg"]
+        bare = legs & is_skin & ~covered & (self.t > 0.9)
+        self.paint(bare & left, "left-leg")
+        self.paint(bare & ~left, "right-leg")
+        self.dress = lower_label == "dress"
+
+    def _covered(self, is_skin: np.ndarray, zone: np.ndarray, segments: list[tuple[Point, Point, float]]) -> np.ndarray:
+        """Pixels of limb segments whose cross-section is mostly garment. A garment covers a limb in one
+        piece from the body out, so its skin-coloured specks (print, sheen, beige cloth) are garment too."""
+        out = np.zeros(self.shape, bool)
+        for p0, p1, r in segments:
+            t, dist = segment_coords(self.shape, p0, p1)
+            inside = (dist < r) & zone & self.fg
+            if not inside.any():
+                continue
+            bins = np.minimum((t * 10).astype(int), 9)
+            total = np.bincount(bins[inside], minlength=10)
+            skin = np.bincount(bins[inside & is_skin], minlength=10)
+            out |= inside & ((total >= 10) & (skin < 0.5 * total))[bins]
+        return out
+
+    def _outerwear(self, is_skin: np.ndarray) -> np.ndarray | None:
+        """Pixels closer to the colour of the torso's sides (an open coat, a long top) than to the
+        bottoms', when those colours differ; ``None`` when they do not."""
+        if self.low_c is None:
+            return None
+        sides = (self.t > 0.5) & (self.t < 0.95) & (np.abs(self.s) > 0.25 * self.shoulder_w)
+        sides &= (np.abs(self.s) < 0.55 * self.shoulder_w) & self.fg & ~is_skin & (self.labels == 0)
+        side_c = _median(self.lab, sides)
+        if side_c is None or float(delta(side_c, self.low_c)) < 0.08:
+            return None
+        closer = delta(self.lab, side_c) < delta(self.lab, self.low_c) - 0.02
+        return self._majority(closer)
+
+    def _skirt_like(self, is_skin: np.ndarray) -> bool:
+        """Whether the garment fills the space between the thighs (skirt/dress) rather than leaving it
+        open (trousers). Thighs touching in trousers also fill it: covered shins with an open gap
+        between them then say trousers."""
+        if not (self.visible(kp.L_KNEE) and self.visible(kp.R_KNEE)):
+            return False
+        garment = self.fg & ~is_skin
+        lh, rh, kl, kr = (self.pt(i) for i in (kp.L_HIP, kp.R_HIP, kp.L_KNEE, kp.R_KNEE))
+        thighs = self._midline((lh + rh) / 2, (kl + kr) / 2, np.linspace(0.25, 0.55, 7), garment)
+        if thighs is None or thighs < 0.7:
+            return False
+        if not (self.visible(kp.L_ANKLE) and self.visible(kp.R_ANKLE)):
+            return True
+        la, ra = self.pt(kp.L_ANKLE), self.pt(kp.R_ANKLE)
+        shins = capsule(self.shape, (kl + la) / 2, la, 0.15 * self.hip_w)
+        shins |= capsule(self.shape, (kr + ra) / 2, ra, 0.15 * self.hip_w)
+        covered = float(garment[shins & self.fg].mean()) if (shins & self.fg).any() else 0.0
+        gap = self._midline((kl + kr) / 2, (la + ra) / 2, np.linspace(0.3, 0.8, 6), self.fg)
+        return not (covered > 0.6 and gap is not None and gap < 0.5)
+
+    def _midline(self, p0: Point, p1: Point, ts: np.ndarray, region: np.ndarray) -> float | None:
+        """Share of the points p0 + t (p1 - p0) that fall in ``region`` (None when most are off the image)."""
+        h, w = self.shape
+        hits = []
+        for t in ts:
+            x, y = (int(round(v)) for v in p0 + t * (p1 - p0))
+            if 0 <= x < w and 0 <= y < h:
+                hits.append(bool(region[y, x]))
+        return float(np.mean(hits)) if len(hits) >= len(ts) / 2 else None
 
     def _torso(self) -> None:
         ls, rs, lh, rh = (self.pt(i) for i in (kp.L_SHOULDER, kp.R_SHOULDER, kp.L_HIP, kp.R_HIP))
@@ -306,76 +557,24 @@ class _Scene:
         torso = polygon(self.shape, [ls + out_l + up, rs - out_l + up, rh - out_l * 0.8, lh + out_l * 0.8])
         self.paint(torso, "upper-clothes")
 
-    def _lower(self, is_skin: np.ndarray) -> None:
-        lh, rh = self.pt(kp.L_HIP), self.pt(kp.R_HIP)
-        h, w = self.shape
-        if min(lh[1], rh[1]) >= h:  # hips below the frame: no lower body in view
+    def _leftovers(self, is_skin: np.ndarray) -> None:
+        """Mask pixels no part claimed (the pose misplaced a limb): below the hips, skin is leg and,
+        beyond the ankles, garment is shoe, each on the side of the nearer leg."""
+        todo = self.fg & (self.labels == 0) & (self.t > 1.0)
+        if not todo.any() or not self.visible(kp.L_ANKLE, kp.R_ANKLE):
             return
-        hip_w = max(float(np.linalg.norm(lh - rh)), 0.5 * self.shoulder_w)
-        ys, xs = np.ogrid[:h, :w]
-        hip_y = (lh[1] + rh[1]) / 2
-        legs = np.zeros(self.shape, bool)
-        leg_side = {}
-        for hip, knee, ankle, label in ((kp.L_HIP, kp.L_KNEE, kp.L_ANKLE, "left-leg"),
-                                        (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE, "right-leg")):  # fmt: skip
-            region = capsule(self.shape, self.pt(hip), self.pt(knee), 0.55 * hip_w)
-            if self.visible(knee, ankle):
-                region |= capsule(self.shape, self.pt(knee), self.pt(ankle), 0.35 * hip_w)
-            leg_side[label] = region
-            legs |= region
-        # Garment colours of the top (upper torso) and the thighs decide the waist line.
-        ls, rs = self.pt(kp.L_SHOULDER), self.pt(kp.R_SHOULDER)
-        upper = polygon(self.shape, [ls, rs, (rs + rh) / 2, (ls + lh) / 2]) & self.fg & ~is_skin
-        kl, kr = self.pt(kp.L_KNEE), self.pt(kp.R_KNEE)
-        thighs = capsule(self.shape, (lh + kl) / 2, kl, 0.3 * hip_w) | capsule(
-            self.shape, (rh + kr) / 2, kr, 0.3 * hip_w
-        )
-        thighs &= self.fg & ~is_skin
-        if upper.sum() < 20 or thighs.sum() < 20:
-            below = legs & (ys > hip_y)
-            self.paint(below & is_skin, "left-leg")
-            self.paint(below & ~is_skin, "pants")
-            return
-        top_c, low_c = np.median(self.lab[upper], 0), np.median(self.lab[thighs], 0)
-        d_top, d_low = delta(self.lab, top_c), delta(self.lab, low_c)
-        band = (ys > hip_y - 0.25 * self.torso_len) & (ys < hip_y + 0.2 * self.torso_len)
-        lower_zone = legs & ((ys >= hip_y + 0.2 * self.torso_len) | (band & (d_low < d_top)))
-        garment = lower_zone & ~is_skin
-        # Feet first (shoes sit inside the shin capsules).
-        for heel, toe, ankle, label in ((kp.L_HEEL, kp.L_TOE, kp.L_ANKLE, "left-shoe"),
-                                        (kp.R_HEEL, kp.R_TOE, kp.R_ANKLE, "right-shoe")):  # fmt: skip
-            if not self.visible(heel, toe, ankle):
-                continue
-            foot_len = max(float(np.linalg.norm(self.pt(heel) - self.pt(toe))), 0.2 * hip_w)
-            foot = capsule(self.shape, self.pt(heel), self.pt(toe), 0.45 * foot_len)
-            foot |= capsule(self.shape, self.pt(ankle), self.pt(heel), 0.4 * foot_len)
-            foot &= ys > self.pt(ankle)[1] - 0.35 * foot_len
-            self.paint(foot & ~is_skin, label)
-        skirt_like = self._skirt_like(kl, kr, lh, rh)
-        same_as_top = float(delta(top_c, low_c)) < 0.06
-        lower_label = ("dress" if same_as_top else "skirt") if skirt_like else "pants"
-        if lower_label == "skirt" or lower_label == "dress":  # the garment spans the gap between the legs
-            hull = polygon(self.shape, [lh, rh, kr, kl])
-            garment |= hull & ~is_skin & (ys >= hip_y)
-        self.paint(garment, lower_label)
-        for label, region in leg_side.items():
-            self.paint(region & is_skin & (ys > hip_y), label)
-        if lower_label == "dress":
-            self.paint(upper, "dress")
-            self._dress_top = True
-
-    def _skirt_like(self, kl: Point, kr: Point, lh: Point, rh: Point) -> bool:
-        """Whether the space between the thighs is filled (skirt/dress) rather than open (trousers)."""
-        if not (self.visible(kp.L_KNEE) and self.visible(kp.R_KNEE)):
-            return False
-        h, w = self.shape
-        samples = []
-        for t in np.linspace(0.55, 1.0, 10):
-            mid = (lh + rh) / 2 * (1 - t) + (kl + kr) / 2 * t
-            x, y = int(round(mid[0])), int(round(mid[1]))
-            if 0 <= x < w and 0 <= y < h:
-                samples.append(bool(self.fg[y, x]))
-        return len(samples) >= 5 and float(np.mean(samples)) > 0.7
+        la, ra = self.pt(kp.L_ANKLE), self.pt(kp.R_ANKLE)
+        lk, rk = self.pt(kp.L_KNEE), self.pt(kp.R_KNEE)
+        left = segment_distance(self.shape, lk, la) <= segment_distance(self.shape, rk, ra)
+        beyond = np.zeros(self.shape, bool)
+        for knee, ankle in ((lk, la), (rk, ra)):
+            shin = ankle - knee
+            down = shin / max(float(np.linalg.norm(shin)), 1e-6)
+            beyond |= (self.xs - ankle[0]) * down[0] + (self.ys - ankle[1]) * down[1] > 0
+        self.paint(todo & is_skin & left, "left-leg")
+        self.paint(todo & is_skin & ~left, "right-leg")
+        self.paint(todo & ~is_skin & beyond & left, "left-shoe")
+        self.paint(todo & ~is_skin & beyond & ~left, "right-shoe")
 
     def _fill(self) -> None:
         """Give every unlabelled mask pixel the label of the nearest labelled pixel."""
