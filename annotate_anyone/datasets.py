@@ -353,6 +353,8 @@ class ReleaseStream:
     def _decode(self, key: str, files: dict[str, bytes]) -> dict[str, Any]:
         ext = next((e for e in IMAGE_EXTS if e in files), None)
         doc = json.loads(files["json"]) if "json" in files else {}
+        if "aa_text" in doc:  # either key spelling (releases before cm-1.0's release_keys used identifiers)
+            doc["aa_text"] = release_aa_text(doc["aa_text"])
         sample: dict[str, Any] = {"__key__": key, "json": doc, "image": None, "parsing": None}
         image, parsing = (files[ext] if ext else None), files.get("parsing.png")
         if self.decode == "raw":
@@ -369,6 +371,13 @@ class ReleaseStream:
             with Image.open(io.BytesIO(parsing)) as img:
                 sample["parsing"] = np.asarray(img, dtype=np.uint8)
         return sample
+
+
+def release_aa_text(aa_text: list[dict[str, Any] | None] | None) -> list[dict[str, str] | None]:
+    """A sample's ``aa_text`` as the current release format has it (key spellings, the taxonomy's rule)."""
+    from annotate_anyone.annotation.taxonomy import load_taxonomy
+
+    return load_taxonomy().release_aa_text(aa_text)
 
 
 def _ints(values: Any) -> list[int]:

@@ -1,7 +1,8 @@
 """Dense captions in CosmicMan's grammar and the training columns, from a person's resolved labels.
 
-The phrase rules live in :mod:`annotate_anyone.daring.captions` (``SHOT_PHRASES``, ``group_phrase``);
-this module only decides which labels count and in which order the groups are written.
+The phrase rules live in :mod:`annotate_anyone.daring.captions` (``SHOT_PHRASES``, ``group_phrase``),
+which groups and keys count in the taxonomy (:meth:`Taxonomy.aa_entry`); this module picks each
+person's final labels and writes the groups in order.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.annotation.taxonomy import NUM_GROUPS, Taxonomy
+from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState
 
 Labels = Mapping[tuple[int, str], str]
@@ -43,30 +44,16 @@ def resolved_labels(session: Session, person_ids: Iterable[int]) -> dict[int, di
 
 
 def aa_text(labels: Labels, taxonomy: Taxonomy) -> list[dict[str, str] | None]:
-    """The 20 group dicts (``aa_text``): absent groups and n/a values left out, ``present`` dropped."""
-    groups: list[dict[str, str] | None] = [None] * NUM_GROUPS
-    for g in taxonomy.groups:
-        values = {a.key: labels.get((g.index, a.key)) for a in g.attributes}
-        if values.get("present") == "no" or values.get("type") == taxonomy.na_value:
-            continue
-        entry = {k: v for k, v in values.items() if k != "present" and v and v != taxonomy.na_value}
-        if entry or values.get("present") == "yes":
-            groups[g.index] = entry
-    return groups
+    """The 20 ``aa_text`` entries, under the taxonomy's one rule (:meth:`Taxonomy.aa_entry`)."""
+    return taxonomy.aa_text(labels)
 
 
 def dense_caption(shot_type: str | None, groups: list[dict[str, str] | None]) -> str:
     """Shot phrase, then every group's phrase in group order, joined with ", " (no dropout, no shuffling)."""
-    from annotate_anyone.daring.captions import GROUP_NOUNS, SHOT_PHRASES, group_phrase
+    from annotate_anyone.daring.captions import SHOT_PHRASES, group_phrase
 
     parts = [SHOT_PHRASES[shot_type]] if shot_type in SHOT_PHRASES else []
-    for index, attrs in enumerate(groups):
-        if attrs is None:
-            continue
-        phrase = group_phrase(index, attrs)
-        if not phrase and not attrs:  # a present item with no adjectives: its noun alone ("belt")
-            noun = GROUP_NOUNS.get(index)
-            phrase = noun if noun and not noun.startswith("<") else ""
-        if phrase:
-            parts.append(phrase)
+    parts += [
+        phrase for index, attrs in enumerate(groups) if attrs is not None and (phrase := group_phrase(index, attrs))
+    ]
     return ", ".join(parts)

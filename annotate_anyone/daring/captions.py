@@ -2,11 +2,13 @@
 
 Pure Python (no torch). Stable API, also used by the annotation engine to write dense captions:
 
-* ``SHOT_PHRASES``: shot type (``person_type``) -> leading phrase, e.g. ``"a full-body shot"``.
-* ``GROUP_NOUNS``: group index -> the noun its phrase ends with (``None``: no noun,
-  ``TYPE_NOUN``: the group's ``"type"`` value, ``GENDER_NOUN``: the ``"gender"`` value).
-* ``group_phrase(group_index, attrs, rng=None)``: one group's dict (an ``aa_text`` entry) as a phrase;
-  with ``rng`` the adjectives are shuffled.
+* ``SHOT_PHRASES``: shot type (``person_type``) -> leading phrase, CosmicMan's own wording
+  (``"a upper body shot"``, ``"a close up portrait shot"``); ``SHOT_PHRASE_STYLES`` also holds
+  ours (``"annotate-anyone"``: ``"an upper-body shot"``, ...), a trainer option.
+* ``group_phrase(group_index, attrs, rng=None)``: one group's ``aa_text`` entry as a phrase; which
+  keys count and when a group says nothing is the taxonomy's one rule
+  (:meth:`~annotate_anyone.annotation.taxonomy.Taxonomy.aa_entry`); with ``rng`` the adjectives
+  are shuffled.
 * ``compose_caption(...)``: the per-sample training caption (brief, section 4).
 """
 
@@ -17,78 +19,65 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from annotate_anyone.annotation.taxonomy import NUM_GROUPS, load_taxonomy
 from annotate_anyone.errors import InvalidInput
 
-NUM_GROUPS = 20
 SHOT = "shot"
-TYPE_NOUN = "<type>"
-GENDER_NOUN = "<gender>"
 
-SHOT_PHRASES: dict[str, str] = {
-    "full_body": "a full-body shot",
-    "nearly_full_body": "a nearly full-body shot",
-    "upper_body": "an upper-body shot",
-    "portrait": "a portrait shot",
-    "headshot": "a headshot",
+SHOT_PHRASE_STYLES: dict[str, dict[str, str]] = {
+    "cosmicman": {  # as CosmicMan's loader writes them
+        "full_body": "a full-body shot",
+        "nearly_full_body": "a nearly full-body shot",
+        "upper_body": "a upper body shot",
+        "portrait": "a close up portrait shot",
+        "headshot": "a headshot",
+    },
+    "annotate-anyone": {
+        "full_body": "a full-body shot",
+        "nearly_full_body": "a nearly full-body shot",
+        "upper_body": "an upper-body shot",
+        "portrait": "a portrait shot",
+        "headshot": "a headshot",
+    },
 }
-
-GROUP_NOUNS: dict[int, str | None] = {
-    0: GENDER_NOUN,
-    1: None,
-    2: None,
-    3: "hair",
-    **{i: TYPE_NOUN for i in range(4, 12)},
-    12: "belt",
-    13: "scarf",
-    14: None,
-    15: "headband",
-    16: "headscarf",
-    17: "veil",
-    18: "socks",
-    19: "ties",
-}
+SHOT_PHRASES: dict[str, str] = SHOT_PHRASE_STYLES["cosmicman"]
 
 ORDERED_GROUPS = (0, 1, 2)  # always first, in this order
 SHUFFLED_GROUPS = tuple(range(3, NUM_GROUPS))  # shuffled per sample
 OPTIONAL_FROM = 14  # groups from here on are kept only half the time
 
 
-def _words(value: Any) -> list[str]:
-    """One attribute value as a list of phrase pieces (lists are flattened, blanks skipped)."""
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [w for v in value for w in _words(v)]
-    text = str(value).strip()
-    return [text] if text else []
+def shot_phrases(style: str) -> dict[str, str]:
+    """The shot phrases of ``style`` (``cosmicman`` or ``annotate-anyone``)."""
+    if style not in SHOT_PHRASE_STYLES:
+        raise InvalidInput(f"unknown shot phrase style {style!r}; expected one of {sorted(SHOT_PHRASE_STYLES)}")
+    return SHOT_PHRASE_STYLES[style]
 
 
 def group_phrase(group_index: int, attrs: Mapping[str, Any] | None, rng: random.Random | None = None) -> str:
-    """Render one attribute group as a phrase; ``""`` when the group has nothing to say.
+    """Render one attribute group as a phrase; ``""`` when the group is absent under the taxonomy's rule.
 
-    Adjectives (every value except the noun's) keep the dict's order, or are shuffled with ``rng``.
-    Group 0 starts with ``"a "`` and ends with the gender; group 3 ends with ``"hair"``; groups 4-11
-    with their ``"type"`` value; 12/13/15-19 with their fixed noun; 1, 2 and 14 have no noun.
+    Adjectives (the group's keys other than its noun key, in taxonomy order, or shuffled with
+    ``rng``) come first; then the noun: the ``gender`` value for group 0 (which starts with
+    ``"a "``), the ``type`` value for groups 4-11, a fixed word ("hair", "belt", "scarf", ...) for
+    3, 12, 13 and 15-19, none for 1, 2 and 14. Keys may be in either spelling.
     """
-    if group_index not in GROUP_NOUNS:
+    if not 0 <= group_index < NUM_GROUPS:
         raise InvalidInput(f"attribute group {group_index} is outside 0..{NUM_GROUPS - 1}")
-    if not attrs:
+    taxonomy = load_taxonomy()
+    entry = taxonomy.aa_entry(group_index, attrs)
+    if entry is None:
         return ""
-    noun_rule = GROUP_NOUNS[group_index]
-    noun_key = {TYPE_NOUN: "type", GENDER_NOUN: "gender"}.get(noun_rule or "")
-    adjectives = [w for key, value in attrs.items() if key != noun_key for w in _words(value)]
-    if noun_key is not None:
-        noun = _words(attrs.get(noun_key))
-    else:
-        noun = [noun_rule] if noun_rule else []
+    spec = taxonomy.group(group_index)
+    noun_key = taxonomy.release_key(spec.noun_key) if spec.noun_key else None
+    adjectives = [value for key, value in entry.items() if key != noun_key]
     if rng is not None:
         rng.shuffle(adjectives)
-    words = adjectives + noun
+    noun = entry[noun_key] if noun_key else spec.fixed_noun
+    words = adjectives + ([noun] if noun else [])
     if not words:
         return ""
-    if group_index == 0:
-        words = ["a", *words]
-    return " ".join(words)
+    return " ".join(["a", *words] if group_index == 0 else words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +104,7 @@ def compose_caption(
     optional_from: int = OPTIONAL_FROM,
     shuffle_groups: bool = True,
     shuffle_adjectives: bool = True,
+    shots: Mapping[str, str] = SHOT_PHRASES,
 ) -> ComposedCaption:
     """Compose one training caption (CosmicMan rules).
 
@@ -122,10 +112,11 @@ def compose_caption(
     ``optional_from`` on is kept with probability ``optional_keep``; every group is then dropped with
     probability ``group_dropout``; phrases joined with ``", "``; trailing groups removed until
     ``tokenizer_len_fn(text) <= max_tokens`` (the function counts special tokens too).
-    ``dropped`` lists present groups whose text was removed (their masks must be empty).
+    ``dropped`` lists present groups whose text was removed (their masks must be empty). ``shots``
+    maps shot types to their phrases (CosmicMan's by default).
     """
-    if person_type is not None and person_type not in SHOT_PHRASES:
-        raise InvalidInput(f"unknown shot type {person_type!r}; expected one of {sorted(SHOT_PHRASES)}")
+    if person_type is not None and person_type not in shots:
+        raise InvalidInput(f"unknown shot type {person_type!r}; expected one of {sorted(shots)}")
     groups = list(aa_text or [])
     if len(groups) not in (0, NUM_GROUPS):
         raise InvalidInput(f"aa_text has {len(groups)} entries, expected {NUM_GROUPS}")
@@ -134,11 +125,11 @@ def compose_caption(
         rng.shuffle(order)
     parts: list[tuple[int | str, str]] = []
     if person_type is not None:
-        parts.append((SHOT, SHOT_PHRASES[person_type]))
+        parts.append((SHOT, shots[person_type]))
     dropped: set[int] = set()
     for index in (*ORDERED_GROUPS, *order) if groups else ():
         attrs = groups[index]
-        if not attrs or not group_phrase(index, attrs):
+        if attrs is None or not group_phrase(index, attrs):
             continue
         if index >= optional_from and rng.random() >= optional_keep:
             dropped.add(index)

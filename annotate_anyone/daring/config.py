@@ -25,11 +25,15 @@ class ModelConfig(_Strict):
 
 
 class BucketConfig(_Strict):
+    """Aspect buckets (see :mod:`annotate_anyone.daring.buckets`): CosmicMan's scheme by default."""
+
     min_side: int = 768
     max_side: int = 1536
     step: int = 64
     max_area: int = 1024 * 1280
     max_ratio: float = 2.0
+    scheme: Literal["cosmicman", "annotate-anyone"] = "cosmicman"
+    num_buckets: int = Field(16, ge=1)
 
 
 class DataConfig(_Strict):
@@ -45,6 +49,11 @@ class DataConfig(_Strict):
     map_factor: int = 16
     mask_antialias: bool = True
     num_workers: int = 0
+    hflip: float = Field(0.5, ge=0.0, le=1.0)  # probability of flipping image and masks horizontally
+    shot_phrases: Literal["cosmicman", "annotate-anyone"] = "cosmicman"
+    # SDXL time ids: "cosmicman" = original and target size are the bucket size, crop (0, 0) (theirs);
+    # "sdxl" = the image's own size and the centre crop's offset (SDXL's paper)
+    time_ids: Literal["cosmicman", "sdxl"] = "cosmicman"
 
 
 class OptimConfig(_Strict):
@@ -66,8 +75,8 @@ class TrainConfig(_Strict):
     batch_size: int = 4
     grad_accum: int = 4
     max_steps: int = 100_000
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    gradient_checkpointing: bool = False
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 where CUDA has it, else no
+    gradient_checkpointing: bool | Literal["auto"] = "auto"  # auto: on where CUDA is present
     ema_decay: float | None = 0.9999
     noise_offset: float = 0.05
     hola_weight: float = 1.0

@@ -2,6 +2,8 @@
 
 The index has one row per image: ``path``, ``segm_path`` (relative to the data root), ``height``,
 ``width``, ``person_type``, ``aa_text`` and ``aa_ids`` (JSON lists of 20 entries, or null).
+``aa_text`` keys may be in either spelling (releases before ``release_keys`` used identifiers such
+as ``hair_color``); rows are read under the taxonomy's rule, in release spelling.
 Any object with the :class:`SampleSource` shape (e.g. a release loader) can replace
 :class:`ParquetRelease`.
 """
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.daring.buckets import AspectBuckets
-from annotate_anyone.daring.captions import NUM_GROUPS, SHOT, compose_caption
-from annotate_anyone.daring.masks import SHOT_SLOT, group_masks, label_maps
+from annotate_anyone.daring.captions import NUM_GROUPS, SHOT, compose_caption, shot_phrases
+from annotate_anyone.daring.masks import SHOT_SLOT, group_masks, label_maps, mirror_labels
 from annotate_anyone.daring.spans import caption_spans
 from annotate_anyone.errors import InvalidInput, NotFound
 
@@ -57,6 +60,11 @@ def _decode_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
+def _aa_text(value: Any) -> list[dict[str, Any] | None] | None:
+    entries = _decode_json(value)
+    return None if entries is None else load_taxonomy().release_aa_text(entries)
+
+
 class ParquetRelease:
     """A release read directly from its parquet index and data root."""
 
@@ -83,7 +91,7 @@ class ParquetRelease:
                         height=int(rec["height"]),
                         width=int(rec["width"]),
                         person_type=rec["person_type"],
-                        aa_text=_decode_json(rec["aa_text"]),
+                        aa_text=_aa_text(rec["aa_text"]),
                         aa_ids=_decode_json(rec["aa_ids"]),
                     )
                 )
@@ -128,6 +136,9 @@ class CaptionRules:
     optional_keep: float = 0.5
     caption_dropout: float = 0.1
     mask_antialias: bool = True
+    hflip: float = 0.5  # probability of flipping image and masks (left/right ATR ids swapped)
+    shot_phrases: str = "cosmicman"  # or "annotate-anyone"
+    time_ids: str = "cosmicman"  # SDXL sizes: the bucket and crop (0, 0) ("cosmicman"), or "sdxl"
 
 
 def fit_to_bucket(size: tuple[int, int], bucket: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -144,7 +155,10 @@ class DaringDataset:
 
     A sample holds the bucket-sized image in [-1, 1], the composed caption, its spans as
     ``(slot, start, end)`` (slot 20 = shot phrase), masks ``(21, H/f, W/f)`` at the attention map
-    size, and SDXL's original size and crop offsets.
+    size, and SDXL's original size and crop offsets (see ``CaptionRules.time_ids``). With
+    probability ``hflip`` the image and the parsing map are mirrored; the map's left/right ids swap,
+    so a left shoe stays a left shoe (CosmicMan's loader mirrors the group masks, which is the same
+    for every group here: each takes both sides or neither).
     """
 
     def __init__(
@@ -159,6 +173,7 @@ class DaringDataset:
     ) -> None:
         self.source, self.tokenizer, self.buckets = source, tokenizer, buckets
         self.rules, self.map_factor, self.seed = rules, map_factor, seed
+        self.shots = shot_phrases(rules.shot_phrases)
         self.bucket_of = [buckets.index(source.row(i).height, source.row(i).width) for i in range(len(source))]
 
     def __len__(self) -> int:
@@ -195,8 +210,12 @@ class DaringDataset:
             max_tokens=self.rules.max_tokens,
             group_dropout=self.rules.group_dropout,
             optional_keep=self.rules.optional_keep,
+            shots=self.shots,
         )
         uncond = rng.random() < self.rules.caption_dropout
+        flip = rng.random() < self.rules.hflip
+        if flip:
+            pixels = pixels[:, ::-1]
         caption = "" if uncond else composed.text
         spans: list[tuple[int, int, int]] = []
         masks = torch.zeros(NUM_GROUPS + 1, *map_hw)
@@ -206,6 +225,8 @@ class DaringDataset:
 
             segm = Image.fromarray(parsing).resize(resized[::-1], resample=Image.Resampling.NEAREST)
             segm_arr = np.asarray(segm)[top : top + bucket[0], left : left + bucket[1]]
+            if flip:
+                segm_arr = mirror_labels(segm_arr)
             masks, usable = group_masks(
                 label_maps(segm_arr, map_hw, self.rules.mask_antialias), row.aa_ids, composed.kept_groups
             )
@@ -220,8 +241,9 @@ class DaringDataset:
             "spans": sorted(spans),
             "masks": masks,
             "uncond": uncond,
-            "original_size": (row.height, row.width),
-            "crop_top_left": (top, left),
+            "original_size": bucket if self.rules.time_ids == "cosmicman" else (row.height, row.width),
+            "crop_top_left": (0, 0) if self.rules.time_ids == "cosmicman" else (top, left),
+            "flipped": flip,
             "index": index,
         }
 

@@ -1,8 +1,9 @@
 """A synthetic demo release in CosmicMan-HQ format (images, parsing maps, parquet index) for tests and benches.
 
 Each image is a drawn figure (hair, face, top, bottoms, shoes, optional bag and belt) at a random
-position and scale on a coloured background; the parsing map carries the matching ATR ids and the
-attributes name the colours drawn, so captions, masks and pixels agree.
+position and scale on a coloured background; the parsing map (a palette PNG, as releases write them)
+carries the matching ATR ids and the attributes name the colours drawn, so captions, masks and pixels
+agree. ``aa_text`` holds only what the taxonomy's rule keeps (release key spellings).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.daring.captions import NUM_GROUPS, SHOT_PHRASES
 
 COLOURS = {
@@ -53,17 +55,21 @@ def _figure(rng: random.Random, h: int, w: int) -> tuple[np.ndarray, np.ndarray,
     ids: list = [None] * NUM_GROUPS
     text[0], ids[0] = {"country": rng.choice(["asian", "caucasian", "latino"]), "age": "adult",
                        "gender": rng.choice(["female", "male"])}, [11]  # fmt: skip
-    text[1], ids[1] = {"body shape": rng.choice(["fit", "slim", "curvy"])}, None
+    text[1] = {"body shape": rng.choice(["fit", "slim", "curvy"])}
     text[2], ids[2] = {"background": background}, [0]
     text[3], ids[3] = {"hair color": colour["hair"], "hair style": rng.choice(["wavy", "straight"])}, [2]
     text[6], ids[6] = {"color": colour["top"], "material": "cotton", "type": rng.choice(TOPS)}, [4]
     text[8], ids[8] = {"color": colour["bottom"], "type": rng.choice(BOTTOMS)}, [6]
     text[9], ids[9] = {"color": colour["shoes"], "type": rng.choice(SHOES)}, [9, 10]
     if has_bag:
-        text[10], ids[10] = {"color": colour["bag"], "type": "bag"}, [16]
+        text[11] = {"material": "leather", "type": "handbag"}  # group 11 says no colour
     if has_belt:
-        text[12], ids[12] = {"material": "leather", "color": colour["belt"]}, [8]
-    text[14], ids[14] = {"overall-style": rng.choice(["casual", "formal", "sporty"])}, [2, 4, 6, 8, 9, 11, 16]
+        text[12] = {"material": "leather"}
+    text[14] = {"overall-style": rng.choice(["casual", "formal", "sporty"])}
+    taxonomy = load_taxonomy()
+    text = taxonomy.release_aa_text(text)
+    default_ids = taxonomy.aa_ids(text)  # groups not drawn with their own ids take the taxonomy's region
+    ids = [None if t is None else (ids[i] or default_ids[i]) for i, t in enumerate(text)]
     return img, segm, text, ids
 
 
@@ -75,6 +81,8 @@ def build_demo_release(
     import pyarrow.parquet as pq
     from PIL import Image
 
+    from annotate_anyone.annotation.parsing.base import encode_map
+
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "parsing").mkdir(parents=True, exist_ok=True)
@@ -85,7 +93,7 @@ def build_demo_release(
         img, segm, text, ids = _figure(rng, h, w)
         path, segm_path = f"images/{i:05d}.png", f"parsing/{i:05d}.png"
         Image.fromarray(img).save(out_dir / path)
-        Image.fromarray(segm).save(out_dir / segm_path)
+        (out_dir / segm_path).write_bytes(encode_map(segm))
         rows.append(
             {
                 "path": path,

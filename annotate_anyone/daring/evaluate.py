@@ -131,9 +131,9 @@ def train_eval(
     import torch
 
     from annotate_anyone.daring.checkpoints import load_checkpoint_unet, read_meta
-    from annotate_anyone.daring.data import CaptionRules, DaringDataset, ParquetRelease
+    from annotate_anyone.daring.data import DaringDataset, ParquetRelease
     from annotate_anyone.daring.models import load_components
-    from annotate_anyone.daring.train import buckets_from
+    from annotate_anyone.daring.train import buckets_from, rules_from
 
     meta = read_meta(checkpoint)
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -148,13 +148,7 @@ def train_eval(
         ParquetRelease.open(Path(release), data_root),
         components.tokenizers[0],
         buckets_from(data),
-        rules=CaptionRules(
-            max_tokens=data.max_tokens,
-            group_dropout=0.0,
-            optional_keep=1.0,
-            caption_dropout=0.0,
-            mask_antialias=data.mask_antialias,
-        ),
+        rules=rules_from(data, evaluation=True),
         map_factor=data.map_factor,
         seed=seed,
     )

@@ -1,12 +1,16 @@
-"""HOLA (Human Body and Outfit Guided Loss for Alignment), as defined in the brief (section 4).
+"""HOLA (Human Body and Outfit Guided Loss for Alignment), normalised as CosmicMan's ``loss.py`` (brief, section 4).
 
-For a sample, each usable group ``i`` with token span ``[s, e)`` and mask ``h_i`` (resized to the
-map), at every captured layer and head::
+For a sample, each usable group ``i`` with token span ``[s, e)`` of ``n_i`` tokens and mask ``h_i``
+(resized to the map, ``P`` pixels), at every captured layer and head, the maps ``m_j`` of all span
+tokens of all groups and one mean map per group form one set of entries, and ONE mean squared error
+is taken over all of them::
 
-    term = sum_{j in span} MSE(m_j, h_i) + MSE(mean_j m_j, h_i)     (MSE = mean over the map)
+    term = sum_i ( sum_{j in span i} ||m_j - h_i||^2 + ||mean_j m_j - h_i||^2 ) / (P * sum_i (n_i + 1))
 
-The sample's loss is the mean of ``term`` over groups, layers and heads; the batch loss is the mean
+The sample's loss is the mean of ``term`` over every (layer, head) pair; the batch loss is the mean
 over samples that have at least one group (caption-dropped samples have none and are skipped).
+(Dividing by the number of groups instead, as this module once did, weighs HOLA about mean(n_i + 1)
+times more: 4-7x on real captions.)
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ def hola_loss(
         used &= usable.to(used.device)
     member = member * used[:, None, :]
     counts = member.sum(1)  # (B, S) tokens per span
+    weights = used.float()
+    entries = ((counts + 1.0) * weights).sum(1).clamp(min=1)  # (B,) sum over groups of (n_i + 1)
     zero = target.new_zeros(())
     per_layer = []
     for layer in maps:
@@ -90,11 +96,10 @@ def hola_loss(
         per_token = (squares - 2 * h * summed + n * h * h).mean(2)  # sum_j MSE(m_j, h)
         mean_map = summed / n.clamp(min=1)
         of_mean = ((mean_map - h) ** 2).mean(2)
-        per_layer.append(per_token.clamp(min=0) + of_mean)  # (B, H, S)
-    stacked = torch.stack([t.mean(1) for t in per_layer], 1)  # (B, L, S), mean over heads
-    weights = used.float()
-    n_groups = weights.sum(1)
-    active = n_groups > 0
-    per_sample = (stacked.mean(1) * weights).sum(1) / n_groups.clamp(min=1)
+        summed_errors = ((per_token.clamp(min=0) + of_mean) * weights[:, None, :]).sum(2)  # (B, H)
+        per_layer.append(summed_errors / entries[:, None])  # one MSE over all entries, per head
+    stacked = torch.cat(per_layer, 1)  # (B, sum of heads): one value per (layer, head)
+    active = weights.sum(1) > 0
+    per_sample = stacked.mean(1)
     loss = per_sample[active].mean() if bool(active.any()) else zero + 0.0 * stacked.sum()
     return HolaTerms(loss=loss, per_sample=per_sample, active=active)

@@ -18,6 +18,17 @@ SHOT_SLOT = NUM_GROUPS  # mask slot of the shot-type phrase
 NUM_SLOTS = NUM_GROUPS + 1
 
 
+ATR_MIRROR = np.arange(256, dtype=np.uint8)  # id -> id of the mirrored image (left <-> right)
+for _left, _right in ((9, 10), (12, 13), (14, 15)):  # shoes, legs, arms
+    ATR_MIRROR[_left], ATR_MIRROR[_right] = _right, _left
+
+
+def mirror_labels(parsing: np.ndarray) -> np.ndarray:
+    """A parsing map flipped left-right, with left/right ATR ids swapped (the person's left arm of the
+    mirrored image is the original right arm)."""
+    return ATR_MIRROR[np.asarray(parsing, dtype=np.uint8)[:, ::-1]]
+
+
 def label_maps(parsing: np.ndarray, size: tuple[int, int], antialias: bool = True) -> torch.Tensor:
     """One map per ATR label, bilinearly resized to ``size`` ``(h, w)``: float ``(19, h, w)``.
 

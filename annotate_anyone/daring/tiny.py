@@ -11,14 +11,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from annotate_anyone.daring.captions import SHOT_PHRASES
+from annotate_anyone.daring.captions import SHOT_PHRASE_STYLES
 
 ModelKind = Literal["sd15", "sdxl"]
 
 BOS, EOS, UNK = "<|startoftext|>", "<|endoftext|>", "<|unk|>"
 
 _CORPUS = [
-    *SHOT_PHRASES.values(),
+    *(phrase for style in SHOT_PHRASE_STYLES.values() for phrase in style.values()),
     "a asian adult female, fit, street, black wavy long hair, short sleeve cotton solid t-shirt",
     "a caucasian elderly male, slim, indoor, blonde straight short hair, long sleeve silk floral dress",
     "a latino young female, curvy, studio, brown curly above shoulders hair, denim striped jeans coat",

@@ -31,20 +31,45 @@ def buckets_from(data: DataConfig) -> AspectBuckets:
     return AspectBuckets(**data.buckets.model_dump())
 
 
-def build_dataset(config: TrainConfig, tokenizer: Any, *, evaluation: bool = False) -> DaringDataset:
-    """The training dataset (or, with ``evaluation``, the no-dropout variant used for alignment)."""
-    data = config.data
-    rules = CaptionRules(
+def rules_from(data: DataConfig, *, evaluation: bool = False) -> CaptionRules:
+    """Caption and augmentation rules of a config; ``evaluation`` turns every dropout and the flip off."""
+    return CaptionRules(
         max_tokens=data.max_tokens,
         group_dropout=0.0 if evaluation else data.group_dropout,
         optional_keep=1.0 if evaluation else data.optional_keep,
         caption_dropout=0.0 if evaluation else data.caption_dropout,
         mask_antialias=data.mask_antialias,
+        hflip=0.0 if evaluation else data.hflip,
+        shot_phrases=data.shot_phrases,
+        time_ids=data.time_ids,
     )
+
+
+def build_dataset(config: TrainConfig, tokenizer: Any, *, evaluation: bool = False) -> DaringDataset:
+    """The training dataset (or, with ``evaluation``, the no-dropout variant used for alignment)."""
+    data = config.data
     source = ParquetRelease.open(data.index, data.root)
     return DaringDataset(
-        source, tokenizer, buckets_from(data), rules=rules, map_factor=data.map_factor, seed=config.seed
+        source,
+        tokenizer,
+        buckets_from(data),
+        rules=rules_from(data, evaluation=evaluation),
+        map_factor=data.map_factor,
+        seed=config.seed,
     )
+
+
+def resolve_precision(config: TrainConfig) -> tuple[str, bool]:
+    """``(mixed_precision, gradient_checkpointing)`` with ``auto`` settled: bf16 and checkpointing where
+    CUDA is present (bf16 only where the GPU has it), neither on CPU (the recipe's choice, made safe)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    checkpointing = config.gradient_checkpointing
+    return precision, bool(cuda if checkpointing == "auto" else checkpointing)
 
 
 @dataclass
@@ -94,8 +119,10 @@ class Trainer:
         from accelerate.utils import ProjectConfiguration
 
         self.config, self.c = config, components
+        precision, checkpointing = resolve_precision(config)
+        self.checkpointing = checkpointing
         self.accelerator = Accelerator(
-            mixed_precision=config.mixed_precision,
+            mixed_precision=precision,
             project_config=ProjectConfiguration(project_dir=str(config.output_dir)),
         )
         self.device = self.accelerator.device
@@ -104,7 +131,7 @@ class Trainer:
             self.store = store or AttentionStore()
             install_capture(components.unet, processor or CapturingAttnProcessor(self.store))
         unet = components.unet
-        if config.gradient_checkpointing:
+        if checkpointing:
             unet.enable_gradient_checkpointing()
         unet.train()
         for frozen in (components.vae, *components.text_encoders):
@@ -257,6 +284,9 @@ class Trainer:
             step=self.state.step,
             processes=self.accelerator.num_processes,
             mixed_precision=self.accelerator.mixed_precision,
+            gradient_checkpointing=bool(
+                getattr(self.accelerator.unwrap_model(self.unet), "is_gradient_checkpointing", False)
+            ),
             device=str(self.device),
             resumed_from=str(resumed) if resumed else None,
         )

@@ -44,14 +44,33 @@ def verify(version: Annotated[str, typer.Argument(help="Release version")]) -> N
 
 @release_app.command()
 def materialize(
-    version: Annotated[str, typer.Argument(help="Release version")],
+    version: Annotated[str, typer.Argument(help="Release version, or 'latest'")],
     dest: Annotated[Path, typer.Argument(help="Folder to lay the files out in")],
     with_json: Annotated[bool, typer.Option(help="Also write each sample's label JSON")] = False,
+    layout: Annotated[
+        str, typer.Option(help="annotate-anyone: DEST/index.parquet; cosmicman: what CosmicMan's trainer reads")
+    ] = "annotate-anyone",
 ) -> None:
     """Lay a release out under DEST so the index's path and segm_path resolve there."""
     from annotate_anyone.release.materialize import materialize as run
+    from annotate_anyone.release.materialize import materialize_cosmicman
 
-    typer.echo(str(run(_store(), version, dest, with_json=with_json)))
+    store = _store()
+    if version == "latest":
+        from annotate_anyone.errors import NotFound
+        from annotate_anyone.release.service import list_published
+
+        published = list_published(store)
+        if not published:
+            raise NotFound("no published release")
+        version = published[-1]
+    if layout != "cosmicman":
+        typer.echo(str(run(store, version, dest, with_json=with_json, layout_name=layout)))
+        return
+    done = materialize_cosmicman(store, version, dest, with_json=with_json)
+    typer.echo(json.dumps({"version": version, "dataset": str(done.dataset), "train_data_root": str(done.data_root),
+                           "rows": done.rows, "left_out": done.left_out}, indent=1))  # fmt: skip
+    typer.echo(f"train with CosmicMan's train_sdxl.py: {done.train_args()}")
 
 
 @release_app.command()

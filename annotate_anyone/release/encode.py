@@ -1,4 +1,9 @@
-"""Turn one database sample into its shard members (image, parsing map, JSON) and its index row."""
+"""Turn one database sample into its shard members (image, parsing map, JSON) and its index row.
+
+Every exported row is one CosmicMan's loader can train on: a person with a shot type and a parsing
+map (a palette PNG of ATR ids 0..17), ``aa_text``/``aa_ids`` lists of 20. A sample that cannot be
+one is left out with a reason (:class:`LeftOut`), which the export counts in the manifest.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from annotate_anyone.annotation.parsing.base import decode_map, encode_map, is_atr_png
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.release import layout
 from annotate_anyone.release.samples import Sample
@@ -14,9 +20,22 @@ from annotate_anyone.release.training_format import TrainingFormat
 from annotate_anyone.storage.base import ObjectStore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NO_PERSON = "export:no_person"  # a whole image: no shot type, no parsing map
+NO_SHOT_TYPE = "export:no_shot_type"
+NO_PARSING = "export:no_parsing"
+BAD_PARSING = "export:bad_parsing"  # unreadable, or ids outside 0..17
+
 NPY_MAGIC = b"\x93NUMPY"
 _EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
 JPEG_QUALITY = 95
+
+
+class LeftOut(Exception):  # noqa: N818 - an outcome, not a failure
+    """The sample is not exported; ``reason`` is counted in the manifest (``counts.left_out``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -109,42 +128,35 @@ class SampleEncoder:
             return buf.getvalue(), img.width, img.height
 
     def _parsing(self, data: bytes, size: tuple[int, int] | None) -> bytes:
-        """The parsing map as a uint8 PNG (resized with nearest neighbour to ``size`` when given)."""
-        import numpy as np
-
-        if data[:6] == NPY_MAGIC:
-            array = np.load(io.BytesIO(data), allow_pickle=False).astype(np.uint8)
-        elif data[:8] == PNG_MAGIC and size is None:
-            return data
-        else:
-            from PIL import Image
-
-            with Image.open(io.BytesIO(data)) as img:
-                array = np.asarray(img.convert("L") if img.mode not in ("L", "P") else img, dtype=np.uint8)
-        if size is not None and (array.shape[1], array.shape[0]) != size:
-            from PIL import Image
-
-            array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
-        return _png(array)
+        """The parsing map as a palette PNG (see :func:`palette_parsing`), nearest-resized to ``size``."""
+        try:
+            return palette_parsing(data, size)
+        except (InvalidInput, OSError, ValueError) as exc:
+            raise LeftOut(BAD_PARSING) from exc
 
     def encode(self, sample: Sample, fetched: Fetched | None = None) -> tuple[dict[str, bytes], dict[str, Any]]:
-        """``(members, row)``: shard members by extension and the index row (without ``shard``)."""
+        """``(members, row)``: shard members by extension and the index row (without ``shard``).
+
+        Raises :class:`LeftOut` for a sample CosmicMan's loader could not train on.
+        """
+        if sample.person is None:
+            raise LeftOut(NO_PERSON)
+        if sample.person.get("shot_type") not in self.fmt.taxonomy.shot_types:
+            raise LeftOut(NO_SHOT_TYPE)
         fetched = fetched or self.fetch(sample)
+        if fetched.parsing is None:
+            raise LeftOut(NO_PARSING)
         data, ext, width, height = self._image(sample, fetched.image)
         scale = width / sample.width if sample.width else 1.0
         members: dict[str, bytes] = {ext: data}
-        person = dict(sample.person) if sample.person is not None else None
-        segm_path = None
-        if person is not None:
-            person.pop("parsing_key", None)
-            if fetched.parsing is not None:
-                resize = (width, height) if scale != 1.0 else None
-                members["parsing.png"] = self._parsing(fetched.parsing, resize)
-                segm_path = layout.parsing_path(sample.key)
-            if scale != 1.0:
-                person["box"] = [round(v * scale, 2) for v in person.get("box") or []]
-                if person.get("keypoints"):
-                    person["keypoints"] = [[p[0] * scale, p[1] * scale, *p[2:]] for p in person["keypoints"]]
+        person = dict(sample.person)
+        person.pop("parsing_key", None)
+        members["parsing.png"] = self._parsing(fetched.parsing, (width, height))
+        segm_path = layout.parsing_path(sample.key)
+        if scale != 1.0:
+            person["box"] = [round(v * scale, 2) for v in person.get("box") or []]
+            if person.get("keypoints"):
+                person["keypoints"] = [[p[0] * scale, p[1] * scale, *p[2:]] for p in person["keypoints"]]
         label_values = {(lb.group, lb.key): lb.value for lb in sample.labels}
         aa_text, aa_ids = self.fmt.columns(label_values)
         labels_json = json.dumps(
@@ -172,15 +184,41 @@ class SampleEncoder:
             "segm_path": segm_path,
             "height": height,
             "width": width,
-            "person_type": person.get("shot_type") if person else None,
-            "aa_text": None if aa_text is None else json.dumps(aa_text, ensure_ascii=False),
-            "aa_ids": None if aa_ids is None else json.dumps(aa_ids),
+            "person_type": person["shot_type"],
+            "aa_text": json.dumps(aa_text, ensure_ascii=False),
+            "aa_ids": json.dumps(aa_ids),
             "key": sample.key,
             "sha256": sample.sha256,
-            "person_index": person.get("index") if person else None,
-            "caption": person.get("caption") if person else None,
+            "person_index": person.get("index"),
+            "caption": person.get("caption"),
             "source": sample.source_name,
             "labels": labels_json,
             "provenance": json.dumps(provenance, sort_keys=True, separators=(",", ":")),
         }
         return members, row
+
+
+def palette_parsing(data: bytes, size: tuple[int, int] | None = None) -> bytes:
+    """A stored parsing map (PNG of any mode, or ``.npy``) as the palette PNG :func:`encode_map` writes,
+    nearest-resized to ``size`` ``(width, height)`` when it differs. A map already in that form and
+    size is returned as it is (no decode). Raises :class:`InvalidInput` for ids outside 0..17."""
+    import numpy as np
+
+    if data[:6] == NPY_MAGIC:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        if array.ndim != 2 or array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise InvalidInput("a parsing map is a 2-D array of ATR ids")
+        array = array.astype(np.uint8)
+    else:
+        if is_atr_png(data) and (size is None or _png_size(data) == size):
+            return data
+        array = decode_map(data)
+    if size is not None and (array.shape[1], array.shape[0]) != size:
+        from PIL import Image
+
+        array = np.asarray(Image.fromarray(array).resize(size, Image.Resampling.NEAREST))
+    return encode_map(np.ascontiguousarray(array))
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

@@ -26,7 +26,7 @@ from annotate_anyone.db.models import Image, ImageStatus, Person, Release
 from annotate_anyone.errors import Conflict
 from annotate_anyone.release import layout
 from annotate_anyone.release.diff import ReleaseDiff
-from annotate_anyone.release.encode import ImageMode, SampleEncoder
+from annotate_anyone.release.encode import ImageMode, LeftOut, SampleEncoder
 from annotate_anyone.release.manifest import content_digest, load_manifest, published_versions, write_manifest
 from annotate_anyone.release.samples import Sample, SampleReader
 from annotate_anyone.release.selection import SampleFilter, parse_preset
@@ -57,6 +57,7 @@ class ExportStats:
     shot_types: Counter[str] = field(default_factory=Counter)
     model_versions: set[str] = field(default_factory=set)
     taxonomy_versions: set[str] = field(default_factory=set)
+    left_out: Counter[str] = field(default_factory=Counter)
 
     def add(self, sample: Sample, has_parsing: bool) -> None:
         self.samples += 1
@@ -91,6 +92,7 @@ class ExportStats:
             "attributes_by_state": dict(sorted(self.by_state.items())),
             "shot_types": dict(sorted(self.shot_types.items())),
             "tombstones": tombstoned,
+            "left_out": dict(sorted(self.left_out.items())),
         }
 
 
@@ -241,15 +243,21 @@ def export_release(
     publisher = Publisher(store, version)
     shards = ShardWriter(publisher, shard_size_bytes)
     index = IndexWriter(publisher)
+    seen = 0
     try:
         for sample, fetched in prefetch(((s, encoder.fetch(s)) for s in reader), depth=32):
-            members, row = encoder.encode(sample, fetched)
-            row["shard"] = shards.write(sample.key, members)
-            index.add(row)
-            diff.see(sample.key, sample.sha256, row["labels"])
-            stats.add(sample, "parsing.png" in members)
-            if progress and stats.samples % every == 0:
-                progress(stats.samples, max(total, stats.samples))
+            seen += 1
+            try:
+                members, row = encoder.encode(sample, fetched)
+            except LeftOut as out:
+                stats.left_out[out.reason] += 1
+            else:
+                row["shard"] = shards.write(sample.key, members)
+                index.add(row)
+                diff.see(sample.key, sample.sha256, row["labels"])
+                stats.add(sample, "parsing.png" in members)
+            if progress and seen % every == 0:
+                progress(seen, max(total, seen))
         shard_files = shards.close()
         index_file = index.close()
         tomb = tombstones(session, parent_hashes)
@@ -299,7 +307,7 @@ def export_release(
     finally:
         publisher.close()
     if progress:
-        progress(stats.samples, stats.samples)
+        progress(seen, seen)
     release = Release(
         version=version,
         parent_version=parent_version,

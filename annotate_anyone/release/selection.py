@@ -17,8 +17,10 @@ _CONFIDENCE = re.compile(r"^confidence\s*>=\s*([0-9]*\.?[0-9]+)$")
 class Preset:
     """Which labels count, and which samples qualify.
 
-    * ``all-accepted``: auto-accepted and human-verified labels; persons without labels and images
-      without person rows are exported too (their ``aa_text`` is null).
+    * ``all-accepted``: auto-accepted and human-verified labels; persons without labels are exported
+      too (20 null groups); images without person rows are selected but left out of the release
+      (``export:no_person`` in the manifest's ``counts.left_out``: CosmicMan's loader needs a
+      shot type and a parsing map).
     * ``human-verified-only``: human-verified labels only; a sample needs at least one.
     * ``confidence>=X``: human-verified labels, plus model labels (not rejected) with confidence >= X;
       a sample needs at least one.

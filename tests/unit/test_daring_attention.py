@@ -93,8 +93,9 @@ def test_hola_value_by_hand():
     maps = torch.zeros(2, 1, 4, 77)
     maps[0, 0, :, 10] = torch.tensor([0.5, 0.5, 0.0, 0.0])
     maps[0, 0, :, 11] = torch.tensor([1.0, 0.0, 0.0, 0.0])
-    # token 10: (0.25 + 0.25)/4; token 11: 0; mean map (0.75, 0.25, 0, 0): (0.0625 + 0.0625)/4
-    expected = 0.125 + 0.0 + 0.03125
+    # token 10: (0.25 + 0.25)/4; token 11: 0; mean map (0.75, 0.25, 0, 0): (0.0625 + 0.0625)/4;
+    # one mean over the 2 token maps and the mean map together (see test_daring_hola.py)
+    expected = (0.125 + 0.0 + 0.03125) / 3
     terms = hola_loss([maps], masks, [[(4, 10, 12)], []])
     assert float(terms.loss) == pytest.approx(expected)
     assert terms.active.tolist() == [True, False] and terms.samples == 1

@@ -6,12 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.daring.captions import (
     NUM_GROUPS,
     SHOT,
     SHOT_PHRASES,
     compose_caption,
     group_phrase,
+    shot_phrases,
 )
 from annotate_anyone.daring.spans import caption_spans, find_subsequence, locate_spans
 from annotate_anyone.errors import InvalidInput
@@ -20,16 +22,22 @@ WORDS = st.sampled_from(["red", "blue", "silk", "cotton", "long", "short", "flor
 
 
 def _group(index: int):
-    adjectives = st.dictionaries(st.sampled_from(["color", "material", "pattern", "length"]), WORDS, min_size=1)
-    if index == 0:
-        return adjectives.map(lambda d: d | {"gender": "female"})
-    if 4 <= index <= 11:
-        return adjectives.map(lambda d: d | {"type": "dress"})
+    spec = load_taxonomy().group(index)
+    keys = [k for k in load_taxonomy().text_keys(index) if k not in ("type", "gender")]
+    adjectives = st.dictionaries(st.sampled_from(keys), WORDS, min_size=1)
+    if spec.noun_key:
+        return adjectives.map(lambda d: d | {spec.noun_key: "dress"})
     return adjectives
 
 
 AA_TEXT = st.tuples(*[st.one_of(st.none(), _group(i)) for i in range(NUM_GROUPS)]).map(list)
 SHOTS = st.sampled_from(sorted(SHOT_PHRASES))
+
+
+def _every_group() -> list[dict[str, str]]:
+    """Every group with every key it has (values are the key's first word)."""
+    taxonomy = load_taxonomy()
+    return [{k: k.split()[0] for k in taxonomy.text_keys(i)} for i in range(NUM_GROUPS)]
 
 
 def word_count(text: str) -> int:
@@ -39,7 +47,8 @@ def word_count(text: str) -> int:
 def test_group_phrase_nouns():
     assert group_phrase(0, {"country": "asian", "age": "adult", "gender": "female"}) == "a asian adult female"
     assert group_phrase(3, {"hair color": "black", "hair length": "long"}) == "black long hair"
-    assert group_phrase(6, {"color": "red", "material": "silk", "type": "t-shirt"}) == "red silk t-shirt"
+    assert group_phrase(3, {"hair_color": "black", "hair_length": "long"}) == "black long hair"  # old spelling
+    assert group_phrase(6, {"color": "red", "material": "silk", "type": "t-shirt"}) == "silk red t-shirt"
     assert group_phrase(12, {"material": "leather"}) == "leather belt"
     assert group_phrase(13, {"pattern": "plaid", "material": "wool"}) == "plaid wool scarf"
     assert [group_phrase(i, {"material": "x"}).split()[-1] for i in range(15, 20)] == [
@@ -48,20 +57,43 @@ def test_group_phrase_nouns():
     assert group_phrase(1, {"body shape": "fit"}) == "fit"
     assert group_phrase(14, {"overall-style": "casual"}) == "casual"
     assert group_phrase(2, None) == "" and group_phrase(5, {}) == ""
+    assert group_phrase(12, {}) == "belt" and group_phrase(12, {"present": "yes"}) == "belt"  # the item alone
+    assert group_phrase(12, {"present": "no", "material": "leather"}) == ""
+    assert group_phrase(3, {}) == "" and group_phrase(1, {}) == ""
+
+
+def test_a_group_without_its_noun_says_nothing():
+    """CosmicMan's loader renders a type group without ``type`` (and group 0 without gender) as nothing."""
+    assert group_phrase(4, {"sleeve length": "long sleeve"}) == ""
+    assert group_phrase(0, {"country": "asian", "age": "adult"}) == ""
+    assert group_phrase(6, {"color": "red", "type": "n/a"}) == ""
+    assert group_phrase(6, {"color": "red", "colour": "blue", "size": "xl", "type": "shirt"}) == "red shirt"
+    assert group_phrase(6, {"color": ["red"], "type": "shirt"}) == "shirt"  # values are words, not lists
     with pytest.raises(InvalidInput):
         group_phrase(20, {"a": "b"})
 
 
 def test_group_phrase_shuffles_only_adjectives():
-    attrs = {"a": "one", "b": "two", "c": "three", "type": "coat"}
+    attrs = {"pattern": "one", "material": "two", "color": "three", "type": "coat"}
     seen = {group_phrase(7, attrs, random.Random(s)) for s in range(30)}
     assert len(seen) > 1 and all(p.endswith(" coat") for p in seen)
     assert all(sorted(p.split()) == sorted("one two three coat".split()) for p in seen)
 
 
 def test_shot_phrases_cover_the_five_types():
-    assert SHOT_PHRASES["full_body"] == "a full-body shot"
-    assert set(SHOT_PHRASES) == {"full_body", "nearly_full_body", "upper_body", "portrait", "headshot"}
+    assert SHOT_PHRASES == {  # CosmicMan's own wording, the default
+        "full_body": "a full-body shot",
+        "nearly_full_body": "a nearly full-body shot",
+        "upper_body": "a upper body shot",
+        "portrait": "a close up portrait shot",
+        "headshot": "a headshot",
+    }
+    ours = shot_phrases("annotate-anyone")
+    assert set(ours) == set(SHOT_PHRASES) and ours["upper_body"] == "an upper-body shot"
+    cap = compose_caption("upper_body", None, random.Random(0), word_count, shots=ours)
+    assert cap.text == "an upper-body shot"
+    with pytest.raises(InvalidInput):
+        shot_phrases("mine")
 
 
 @settings(max_examples=150, deadline=None)
@@ -77,7 +109,7 @@ def test_composition_rules(shot, aa_text, seed):
     assert word_count(cap.text) <= 40 or len(cap.parts) == 1
     for key, phrase in cap.parts[1:]:
         assert sorted(phrase.split()) == sorted(group_phrase(key, aa_text[key]).split())
-    present = {i for i, g in enumerate(aa_text) if g}
+    present = {i for i, g in enumerate(aa_text) if group_phrase(i, g)}
     assert set(groups) | cap.dropped == present and not set(groups) & cap.dropped
 
 
@@ -95,11 +127,11 @@ def test_no_dropout_keeps_every_present_group(aa_text, seed):
     cap = compose_caption(
         None, aa_text, random.Random(seed), word_count, max_tokens=10_000, group_dropout=0.0, optional_keep=1.0
     )
-    assert set(cap.kept_groups) == {i for i, g in enumerate(aa_text) if g} and not cap.dropped
+    assert set(cap.kept_groups) == {i for i, g in enumerate(aa_text) if group_phrase(i, g)} and not cap.dropped
 
 
 def test_dropout_rates():
-    aa_text = [{"color": "red", "type": "x", "gender": "male"} for _ in range(NUM_GROUPS)]
+    aa_text = _every_group()
     rng = random.Random(7)
     kept_low, kept_high, trials = 0, 0, 3000
     for _ in range(trials):
@@ -111,7 +143,7 @@ def test_dropout_rates():
 
 
 def test_groups_3_to_19_are_shuffled():
-    aa_text = [{"color": "red", "type": "x", "gender": "male"} for _ in range(NUM_GROUPS)]
+    aa_text = _every_group()
     orders = {
         compose_caption(None, aa_text, random.Random(s), word_count, 10_000, 0.0, 1.0).kept_groups for s in range(20)
     }

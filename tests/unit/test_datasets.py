@@ -42,19 +42,18 @@ def test_imports_and_iterates_without_torch(world: World) -> None:
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "5"
+    assert out.stdout.strip() == "3"
 
 
 def test_samples_decode_like_the_database(release, world: World) -> None:
     from annotate_anyone.datasets import ReleaseStream
 
-    assert len(release.shards) > 4 and release.num_samples == 42
+    assert len(release.shards) > 4 and release.num_samples == 22  # 3 + the 19 of 37 with a parsing map
     samples = {s["__key__"]: s for s in ReleaseStream(release)}
     a = samples[layout.sample_key(world.images["A"].sha256, 0)]
     assert a["image"].size == (512, 512) and np.array_equal(a["parsing"], world.parsing["A0"])
     assert a["json"]["person"]["caption"] == "an astronaut in a white spacesuit"
-    c = samples[layout.sample_key(world.images["C"].sha256, None)]
-    assert c["parsing"] is None and c["json"]["person"] is None and c["image"].size == (120, 80)
+    assert a["json"]["aa_text"][3] == {"hair color": "brown"}
 
 
 def test_two_ranks_two_workers_see_every_sample_once(release) -> None:
@@ -88,7 +87,7 @@ def test_resume_mid_epoch_in_process(release) -> None:
     full = ReleaseStream(release, decode="raw", shuffle_window=5, seed=3)
     full.set_epoch(2)
     order = _keys(full)
-    assert sorted(order) == sorted(set(order)) and len(order) == 42
+    assert sorted(order) == sorted(set(order)) and len(order) == 22
 
     first = ReleaseStream(release, decode="raw", shuffle_window=5, seed=3)
     first.set_epoch(2)

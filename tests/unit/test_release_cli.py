@@ -25,6 +25,12 @@ def test_release_commands(world: World, tmp_path: Path, monkeypatch: pytest.Monk
     assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
     out = runner.invoke(release_app, ["materialize", "c1", str(tmp_path / "m")])
     assert out.exit_code == 0 and (tmp_path / "m" / "index.parquet").exists()
+    cm = runner.invoke(release_app, ["materialize", "latest", str(tmp_path / "cm"), "--layout", "cosmicman"])
+    assert cm.exit_code == 0, cm.output
+    assert [p.name for p in (tmp_path / "cm" / "label").iterdir()] == ["annotate-anyone_0_c1.parquet"]
+    assert f"--dataset={tmp_path / 'cm' / 'label'} --train_data_root={tmp_path / 'cm'}" in cm.stdout
+    again = runner.invoke(release_app, ["materialize", "c1", str(tmp_path / "cm"), "--layout", "cosmicman"])
+    assert again.exit_code == 0  # the same version again: nothing else in label/
     sha = world.images["A"].sha256
     done = runner.invoke(release_app, ["takedown", "--sha256", sha, "--reason", "request"])
     assert done.exit_code == 0, done.output

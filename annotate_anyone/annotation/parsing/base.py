@@ -78,18 +78,64 @@ class Parser(ABC):
         return [self.parse(image, p) for p in persons]
 
 
+NUM_ATR = 18  # ATR ids 0..17
+
+
+def atr_palette(count: int = NUM_ATR) -> list[int]:
+    """The colour table of ATR parsing PNGs (as SCHP writes them): the PASCAL-VOC scheme, where the
+    bits of the id, taken three at a time, set the red, green and blue bits from the top down."""
+    palette = []
+    for label in range(count):
+        rgb, bits, shift = [0, 0, 0], label, 7
+        while bits:
+            for channel in range(3):
+                rgb[channel] |= ((bits >> channel) & 1) << shift
+            bits >>= 3
+            shift -= 1
+        palette += rgb
+    return palette
+
+
+ATR_PALETTE_BYTES = bytes(atr_palette())
+
+
 def encode_map(label_map: np.ndarray) -> bytes:
-    """A label map as a lossless single-channel PNG."""
+    """An ATR label map as a palette ("P") PNG: pixel value = ATR id, the ATR palette (18 colours).
+
+    A palette PNG is what CosmicMan's loader expects: it resizes "P" images with nearest neighbour
+    (any other mode with LANCZOS, which invents ids). Ids outside 0..17 are refused.
+    """
     from PIL import Image
 
     if label_map.dtype != np.uint8 or label_map.ndim != 2:
         raise InvalidInput("a parsing map is a 2-D uint8 array")
+    if label_map.size and int(label_map.max()) >= NUM_ATR:
+        raise InvalidInput(f"a parsing map holds ATR ids 0..{NUM_ATR - 1}, found {int(label_map.max())}")
+    image = Image.frombytes("P", (label_map.shape[1], label_map.shape[0]), label_map.tobytes())
+    image.putpalette(ATR_PALETTE_BYTES)
     buf = io.BytesIO()
-    Image.fromarray(label_map, mode="L").save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", optimize=False, compress_level=3)
     return buf.getvalue()
 
 
+def is_atr_png(data: bytes) -> bool:
+    """Whether ``data`` is a PNG as :func:`encode_map` writes it (8-bit palette, the 18 ATR colours), read
+    from its header only; such a map was checked for ids 0..17 when it was written."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or data[24] != 8 or data[25] != 3:
+        return False
+    pos = 33  # after the IHDR chunk
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind == b"PLTE":
+            return data[pos + 8 : pos + 8 + length] == ATR_PALETTE_BYTES
+        if kind == b"IDAT":
+            return False
+        pos += 12 + length
+    return False
+
+
 def decode_map(data: bytes) -> np.ndarray:
+    """The label map of a parsing PNG: palette PNGs (indices) and older greyscale ("L") ones alike."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
