@@ -39,7 +39,14 @@ def _takedown(settings: Settings, options: dict[str, Any]) -> Stage:
 def _quality(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.quality import QualityFilter
 
-    return QualityFilter(settings.quality.model_copy(update=options.get("quality", {})))
+    config = settings.quality.model_copy(update=options.get("quality", {}))
+    return QualityFilter(config, with_brisque=not options.get("brisque_stage", False))
+
+
+def _brisque(settings: Settings, options: dict[str, Any]) -> Stage:
+    from annotate_anyone.pipeline.quality import BrisqueFilter
+
+    return BrisqueFilter(settings.quality.model_copy(update=options.get("quality", {})))
 
 
 def _humans(settings: Settings, options: dict[str, Any]) -> Stage:
@@ -66,6 +73,7 @@ STAGES: dict[str, StageFactory] = {
     "seen": _seen,
     "takedown": _takedown,
     "quality": _quality,
+    "brisque": _brisque,
     "humans": _humans,
     "safety": _safety,
     "store": _store,
@@ -74,12 +82,14 @@ STAGES: dict[str, StageFactory] = {
 
 def build_stages(names: list[str], settings: Settings, options: dict[str, Any] | None = None) -> list[Stage]:
     """Build the named stages in order; unknown names and missing extras fail here, not mid-run."""
+    # a chain with its own "brisque" stage scores BRISQUE there, not in "quality"
+    options = {**(options or {}), "brisque_stage": "brisque" in names}
     stages = []
     for name in names:
         factory = STAGES.get(name)
         if factory is None:
             raise ConfigError(f"unknown pipeline stage {name!r}; known: {', '.join(STAGES)}")
-        stage = factory(settings, options or {})
+        stage = factory(settings, options)
         stage.check_requirements()
         stages.append(stage)
     return stages

@@ -99,3 +99,21 @@ def test_brisque_features_and_score_match_the_package(scorer):
             their_score = package.calculate_image_quality_score(theirs)
         np.testing.assert_allclose(scorer.features(grey), theirs, rtol=2e-3, atol=1e-4)
         assert abs(scorer.score(image) - their_score) < 0.05
+
+
+def test_a_chain_with_a_brisque_stage_scores_it_there_not_in_quality(embedded, scorer):
+    from annotate_anyone.pipeline.build import build_stages
+    from annotate_anyone.pipeline.quality import BrisqueFilter
+
+    options = {"quality": {"min_side": 256, "min_area": 256 * 256, "max_brisque": 5.0}}
+    (alone,) = build_stages(["quality"], embedded, options)
+    quality, brisque = build_stages(["quality", "brisque"], embedded, options)
+    assert alone.scores_brisque and not quality.scores_brisque and isinstance(brisque, BrisqueFilter)
+    first, second = decoded(ASTRONAUT, 1), decoded(ASTRONAUT, 2)
+    quality._brisque = brisque._brisque = alone._brisque = scorer
+    quality.process_batch([first])
+    assert first.drop_reason is None and "brisque" not in first.metrics  # cheap checks only
+    brisque.process_batch([first])
+    alone.process_batch([second])
+    assert first.drop_reason == second.drop_reason == "quality:brisque"
+    assert first.metrics["brisque"] == second.metrics["brisque"] > 5.0

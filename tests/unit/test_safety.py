@@ -105,7 +105,7 @@ def test_built_from_config_with_an_override_and_in_the_default_chain(embedded: S
     (stage,) = build_stages(["safety"], embedded, {"safety": {"max_nsfw": 0.25}})
     assert isinstance(stage, SafetyFilter) and stage.config.max_nsfw == 0.25
     names = Settings().ingest_stages
-    assert names.index("quality") < names.index("safety") < names.index("store")
+    assert names.index("quality") < names.index("humans") < names.index("safety") < names.index("store")
 
 
 def test_a_record_without_an_image_is_dropped_with_a_reason(scorer):

@@ -1,6 +1,6 @@
 """BRISQUE: the ``brisque`` package's own scorer against our vectorised one, on real photos.
 
-    python bench/brisque.py [--photos DIR] [--repeat 3]
+    python bench/brisque_speed.py [--photos DIR] [--repeat 3]
 
 Photos: ``--photos`` (default: the repository's COCO fixtures) plus the package photos (see
 ``bench/photos.py``). Both scorers read the same 512 px copy of each photo (Pillow's bicubic, as the
@@ -20,11 +20,8 @@ from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-# this script shares the ``brisque`` package's name: its folder goes to the back of the path, so that
-# ``import brisque`` finds the package and ``import photos`` still finds bench/photos.py
-sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 class PackageBrisque:
