@@ -1,5 +1,6 @@
 """The demo: sample photos (three real photos of people that ship in scikit-image and matplotlib, plus
-images that must be filtered out) run through the whole flywheel on the embedded default."""
+images that must be filtered out, one of them two of those people side by side) run through the whole
+flywheel on the embedded default."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def write_demo_images(folder: Path) -> list[Path]:
         "coffee.jpg": Image.fromarray(skimage.data.coffee()),  # no person
         "cat.jpg": Image.fromarray(skimage.data.chelsea()),  # no person
         "thumbnail.jpg": Image.fromarray(skimage.data.astronaut()).resize((96, 96)),  # too small
+        "two_people.jpg": side_by_side(people["astronaut.jpg"], people["grace_hopper.jpg"]),  # humans:multiple
     }
     paths = []
     for name, image in {**people, **others}.items():
@@ -49,6 +51,17 @@ def write_demo_images(folder: Path) -> list[Path]:
     not_image = folder / "notes.jpg"  # not an image at all
     not_image.write_text("this is not an image\n")
     return [*paths, copy, broken, not_image]
+
+
+def side_by_side(left: Any, right: Any) -> Any:
+    """Two photos of people on one canvas, both 512 px high: a photo with two people."""
+    from PIL import Image
+
+    left, right = (im.convert("RGB").resize((round(im.width * 512 / im.height), 512)) for im in (left, right))
+    canvas = Image.new("RGB", (left.width + right.width, 512), (255, 255, 255))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    return canvas
 
 
 def demo_settings(settings: Settings) -> Settings:

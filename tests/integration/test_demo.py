@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -35,5 +36,10 @@ def test_demo_command_leaves_a_release(tmp_path: Path) -> None:
     assert {r["person_type"] for r in index} <= {"full_body", "nearly_full_body", "upper_body", "portrait", "headshot"}
     assert all(len(json.loads(r["aa_ids"])) == 20 for r in index if r["aa_ids"])
     # every dropped demo image is accounted for, with its reason
-    for reason in ("decode:not_image", "decode:truncated", "dedup:exact", "humans:none", "quality:too_small"):
+    for reason in ("decode:not_image", "decode:truncated", "dedup:exact", "humans:none", "humans:multiple"):
         assert reason in proc.stdout
+    assert "quality:too_small" in proc.stdout
+    # the kept photos went through every model stage: BRISQUE and NSFW scores are stored on their rows
+    with sqlite3.connect(home / "annotate-anyone.db") as db:
+        kept = [json.loads(m) for (m,) in db.execute("SELECT metrics FROM images WHERE status = 'kept'")]
+    assert len(kept) == 3 and all("brisque" in m and 0 <= m["nsfw"] < 0.8 for m in kept)
