@@ -10,14 +10,17 @@ before dividing (so big photos weigh more than small ones), for the 18 ATR label
 regions:
 
 * background: background;
-* head: hat, hair, sunglasses, face (the reference parsers label neck skin as face);
-* upper body: upper-clothes, dress, scarf, left-arm, right-arm, bag. A dress starts at the
-  shoulders and the references paint it as one region from the neckline to the hem, with no waist
-  line to split it at; it counts as upper body (the garment worn on the torso) so that a dress and
-  a top are the same coarse region, while the bare legs below its hem stay lower body. Bags are
-  carried at the side or on a shoulder, so they count with the arms;
+* head: hat, hair, sunglasses, face (SCHP on ATR paints neck skin as face; the LIP-based VITON
+  references leave it background);
+* upper body: upper-clothes, dress, scarf, left-arm, right-arm. A dress starts at the shoulders
+  and the references paint it as one region from the neckline to the hem, with no waist line to
+  split it at; it counts as upper body (the garment worn on the torso) so that a dress and a top
+  are the same coarse region, while the bare legs below its hem stay lower body;
 * lower body: skirt, pants, belt, left-leg, right-leg;
 * feet: left-shoe, right-shoe.
+
+A bag is carried, not a part of the body: reference bag pixels are left out of the coarse scores
+(like 255), and a bag predicted elsewhere counts as wrong. The 18-label table scores bags as such.
 
 The 18-label mIoU averages the labels present in the references. A second column scores a sketch
 that uses only the pose and the mask (head above the shoulders, torso and arms to the hips, legs to
@@ -37,10 +40,11 @@ from pathlib import Path
 import numpy as np
 
 TARGET = 0.75
+ACCESSORY = 5  # coarse index of what is no body region (a bag)
 COARSE = {
     "background": ("background",),
     "head": ("hat", "hair", "sunglasses", "face"),
-    "upper body": ("upper-clothes", "dress", "scarf", "left-arm", "right-arm", "bag"),
+    "upper body": ("upper-clothes", "dress", "scarf", "left-arm", "right-arm"),
     "lower body": ("skirt", "pants", "belt", "left-leg", "right-leg"),
     "feet": ("left-shoe", "right-shoe"),
 }
@@ -48,10 +52,11 @@ IGNORE = 255
 
 
 def coarse_lut() -> np.ndarray:
-    """ATR id -> coarse region index (0..4); 255 stays 255."""
+    """ATR id -> coarse region index (0..4, bag -> ACCESSORY); 255 stays 255."""
     from annotate_anyone.annotation.taxonomy import ATR
 
     lut = np.full(256, IGNORE, np.uint8)
+    lut[ATR["bag"]] = ACCESSORY
     for region, names in enumerate(COARSE.values()):
         for name in names:
             lut[ATR[name]] = region
@@ -106,10 +111,13 @@ class Scores:
         return self._iou(self.conf)
 
     def coarse_iou(self, lut: np.ndarray) -> np.ndarray:
-        groups = lut[:18]
-        coarse = np.zeros((5, 5), np.int64)
+        groups = lut[:18].astype(np.int64)
+        coarse = np.zeros((ACCESSORY + 1, ACCESSORY + 1), np.int64)
         np.add.at(coarse, (groups[:, None].repeat(18, 1), groups[None, :].repeat(18, 0)), self.conf)
-        return self._iou(coarse)
+        kept = coarse[:ACCESSORY]  # reference bags dropped; a predicted bag is wrong wherever it is
+        inter = np.diag(kept[:, :ACCESSORY]).astype(np.float64)
+        union = kept.sum(1) + kept[:, :ACCESSORY].sum(0) - inter
+        return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
 
     def present(self) -> np.ndarray:
         return self.conf.sum(1) > 0

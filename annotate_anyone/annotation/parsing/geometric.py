@@ -320,19 +320,18 @@ class _Scene:
         inner = ellipse(self.shape, mid, 0.32 * fw, 0.36 * fh)
         shoulder_y = float(self.shoulder_mid[1])
         head_zone = (xs >= fx0 - 0.6 * fw) & (xs <= fx1 + 0.6 * fw) & (ys <= fy1) & self.fg
-        # Hair colour: beside the face (temples), else above it; never what is plainly skin.
+        # Hair colour: beside the face (temples), else above it; never skin.
         d_skin = delta(self.lab, self.skin.mean)
-        near_skin = d_skin < 0.06
         temples = (
             (((xs >= fx0 - 0.3 * fw) & (xs < fx0 + 0.05 * fw)) | ((xs > fx1 - 0.05 * fw) & (xs <= fx1 + 0.3 * fw)))
             & (ys >= fy0 + 0.25 * fh)
             & (ys <= fy0 + 0.75 * fh)
             & self.fg
-            & ~near_skin
+            & ~is_skin
             & ~inner
         )
         temple_c = _median(self.lab, temples, 30)
-        crown_c = _median(self.lab, head_zone & (ys < fy0 - 0.05 * fh) & ~near_skin, 30)
+        crown_c = _median(self.lab, head_zone & (ys < fy0 - 0.05 * fh) & ~is_skin, 30)
         self.hair_c = temple_c if temple_c is not None else crown_c
         if self.hair_c is None or float(delta(self.hair_c, self.skin.mean)) < 0.06:  # no hair in view (or bald)
             self.paint(face_ellipse & (is_skin | inner), "face")
@@ -346,7 +345,7 @@ class _Scene:
         top = rest & (ys < fy0 + 0.1 * fh)
         not_hair_top = top & ~hairlike & ~is_skin
         crown_differs = crown_c is not None and float(delta(crown_c, self.hair_c)) > 2 * self.cfg.hair_delta
-        if crown_differs and top.sum() > 0.25 * fw * fh and not_hair_top.sum() > 0.6 * top.sum():  # a hat
+        if crown_differs and top.sum() > 0.15 * fw * fh and not_hair_top.sum() > 0.6 * top.sum():  # a hat
             self.paint(not_hair_top | (top & (ys < fy0 - 0.15 * fh)), "hat")
         self.paint(rest & is_skin & ~hair & (ys > fy0), "face")  # ears
         # Above the eyes everything left is hair; lower down only hair-coloured pixels (not a collar).
@@ -441,13 +440,19 @@ class _Scene:
         band = (self.t > 0.4) & (self.t < 1.4) & (np.abs(self.s) < 0.6 * self.hip_w) & self.fg & ~is_skin
         closer_low = delta(self.lab, self.low_c) < delta(self.lab, self.top_c)
         bins = np.clip(((self.t - 0.4) / 0.05).astype(int), 0, 19)
-        total = np.bincount(bins[band], minlength=20)
-        low = np.bincount(bins[band & closer_low], minlength=20)
-        share = low / np.maximum(total, 1)
-        for i in range(20):  # the first two consecutive rows of bins that are mostly bottoms
-            if total[i] >= 5 and share[i] > 0.5 and (i == 19 or total[i + 1] < 5 or share[i + 1] > 0.5):
-                return 0.4 + 0.05 * i
-        return default
+        total = np.bincount(bins[band], minlength=20).astype(np.float64)
+        low = np.bincount(bins[band & closer_low], minlength=20).astype(np.float64)
+        if total.sum() < 50:
+            return default
+        # The change point: top-coloured rows above it and bottom-coloured rows below it agree most
+        # (a print on the top or a shadow on the trousers moves it less than a first-row rule would).
+        top_above = np.concatenate([[0.0], np.cumsum(total - low)])
+        low_below = np.concatenate([np.cumsum(low[::-1])[::-1], [0.0]])
+        agree = top_above + low_below
+        cut = int(np.argmax(agree[2:]) + 2)  # a top ends at t >= 0.5
+        if cut == 20 or low_below[cut] < 0.5 * total[cut:].sum():
+            return default
+        return 0.4 + 0.05 * cut
 
     def _lower(self, is_skin: np.ndarray) -> None:
         lh, rh = self.pt(kp.L_HIP), self.pt(kp.R_HIP)
@@ -468,9 +473,7 @@ class _Scene:
         hips_block = (self.t < 1.3) & (np.abs(self.s) < 0.5 * hip_w + 0.3 * self.shoulder_w)
         zone = (legs | hips_block) & below
         skirt_like = self._skirt_like(is_skin)
-        same_as_top = (
-            self.top_c is not None and self.low_c is not None and float(delta(self.top_c, self.low_c)) < 0.06
-        )
+        same_as_top = self.top_c is not None and self.low_c is not None and float(delta(self.top_c, self.low_c)) < 0.06
         lower_label = ("dress" if same_as_top else "skirt") if skirt_like else "pants"
         segments = []
         for hip, knee, ankle in ((kp.L_HIP, kp.L_KNEE, kp.L_ANKLE), (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE)):
@@ -483,8 +486,14 @@ class _Scene:
             kl, kr = self.pt(kp.L_KNEE), self.pt(kp.R_KNEE)
             garment |= polygon(self.shape, [lh, rh, kr, kl]) & ~is_skin & below
         outer = self._outerwear(is_skin)
-        if outer is not None:  # a coat or long top hanging over the bottoms stays top
-            self.paint(garment & outer, "upper-clothes")
+        if outer is not None:  # a coat or long top hanging down from the torso over the bottoms stays top
+            from scipy import ndimage
+
+            hanging = garment & outer
+            comp, n = ndimage.label(hanging | (self.fg & ~is_skin & ~below & (self.t > 0.3)))
+            if n:
+                keep = np.unique(comp[~below & (comp > 0)])
+                self.paint(hanging & np.isin(comp, keep), "upper-clothes")
         self.paint(garment, lower_label)
         left = dist["left-leg"] <= dist["right-leg"]
         bare = legs & is_skin & ~covered & (self.t > 0.9)
@@ -508,17 +517,18 @@ class _Scene:
         return out
 
     def _outerwear(self, is_skin: np.ndarray) -> np.ndarray | None:
-        """Pixels closer to the colour of the torso's sides (an open coat, a long top) than to the
-        bottoms', when those colours differ; ``None`` when they do not."""
+        """Pixels closer to the top's colours (chest, and the torso's sides for an open coat) than to
+        the bottoms', when those colours differ; ``None`` when they do not."""
         if self.low_c is None:
             return None
         sides = (self.t > 0.5) & (self.t < 0.95) & (np.abs(self.s) > 0.25 * self.shoulder_w)
         sides &= (np.abs(self.s) < 0.55 * self.shoulder_w) & self.fg & ~is_skin & (self.labels == 0)
-        side_c = _median(self.lab, sides)
-        if side_c is None or float(delta(side_c, self.low_c)) < 0.08:
+        tops = [c for c in (self.top_c, _median(self.lab, sides)) if c is not None]
+        tops = [c for c in tops if float(delta(c, self.low_c)) >= 0.08]
+        if not tops:
             return None
-        closer = delta(self.lab, side_c) < delta(self.lab, self.low_c) - 0.02
-        return self._majority(closer)
+        d_top = np.minimum.reduce([delta(self.lab, c) for c in tops])
+        return self._majority(d_top < delta(self.lab, self.low_c) - 0.02)
 
     def _skirt_like(self, is_skin: np.ndarray) -> bool:
         """Whether the garment fills the space between the thighs (skirt/dress) rather than leaving it
