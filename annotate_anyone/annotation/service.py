@@ -29,13 +29,14 @@ from annotate_anyone.annotation.features import HANDMADE, handmade_features
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
 from annotate_anyone.annotation.labelers.demographics import DemographicsLabeler
 from annotate_anyone.annotation.labelers.heads import HeadBank, HeadLabeler, cross_val_proba, train_head
-from annotate_anyone.annotation.labelers.offline import OfflineLabeler, estimate_shot_type
+from annotate_anyone.annotation.labelers.offline import OfflineLabeler
 from annotate_anyone.annotation.models import CalibrationRecord, GoldPerson, LabelModel, ModelPrediction, PersonFeature
 from annotate_anyone.annotation.parsing.base import Parser, PersonView, decode_map, encode_map, make_parser
 from annotate_anyone.annotation.routing import Candidate, Decision, Policy, consistency_flags, route
 from annotate_anyone.annotation.taxonomy import Category, Taxonomy, category_id, load_taxonomy
 from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Image, Person, ReviewTask
 from annotate_anyone.errors import InvalidInput, NotFound
+from annotate_anyone.perception.shot_type import shot_type
 from annotate_anyone.storage.base import ObjectStore
 
 HUMAN_MODEL_VERSION = "human"  # model_version of human rows (same identity as review.engine)
@@ -356,7 +357,7 @@ def annotate_persons(
             view = _person_view(person, store, size)
             label_map = _parsing(person, image, rgb, view, store, engine.parser)
             if person.shot_type is None:
-                person.shot_type = estimate_shot_type(view, size)
+                person.shot_type = shot_type(view.keypoints, size[0], size[1], view.face_boxes)
             ctx = PersonContext(rgb, view, label_map, engine.parser.labels_supported, person.shot_type, person.id)
             ctx.features[HANDMADE] = handmade_features(ctx)
             _upsert_feature(session, person.id, HANDMADE, ctx.features[HANDMADE])

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from annotate_anyone.annotation.labelers.base import PersonContext
-from annotate_anyone.annotation.labelers.offline import OfflineLabeler, estimate_shot_type
+from annotate_anyone.annotation.labelers.offline import OfflineLabeler
 from annotate_anyone.annotation.parsing import PersonView, decode_map, encode_map, make_parser
 from annotate_anyone.annotation.taxonomy import ATR, load_taxonomy
+from annotate_anyone.perception.shot_type import shot_type
 
 pytest.importorskip("mediapipe")
 pytest.importorskip("skimage")
@@ -97,5 +98,6 @@ def test_offline_labels_on_real_photos(people):
 
 
 def test_shot_types(people):
-    assert estimate_shot_type(people["astronaut"][1], (512, 512)) == "upper_body"
-    assert estimate_shot_type(people["grace_hopper"][1], (512, 600)) == "portrait"
+    for name, expected in (("astronaut", "upper_body"), ("grace_hopper", "portrait")):
+        rgb, view, _, _ = people[name]
+        assert shot_type(view.keypoints, rgb.shape[1], rgb.shape[0], view.face_boxes) == expected

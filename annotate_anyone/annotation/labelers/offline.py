@@ -4,9 +4,13 @@
   dominant colour (its purity) is the confidence;
 * item presence from the parsing map (hat, sunglasses, dress, skirt vs trousers), only for labels
   the parser can output at all (a parser that never draws bags says nothing about bags);
-* sleeve length from skin vs garment along the arms, bottoms length from how far the lower garment
-  reaches down the legs, hair length from the hair region against chin, shoulders and chest;
-* the shot type from which landmarks are in view.
+* sleeve length: where garment turns to arm skin along shoulder-elbow-wrist (one step fitted to
+  both arms), in arm units against the elbow and the wrist;
+* bottoms: where the lower garment ends along hip-knee-ankle (the same step fit), whether its frame
+  shows the hips at all, and whether it fills the midline between the legs down to its hem (a
+  skirt) or leaves it at a crotch above the hem (trousers, shorts);
+* hair length: the lowest row of the hair connected to the head, against chin, shoulder joints and
+  armpits (from the pose, not from the parser's face region, which includes the neck).
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ import numpy as np
 from annotate_anyone.annotation.colors import COLOR_NAMES, MULTICOLOR, color_distribution
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
 from annotate_anyone.annotation.parsing import base as kp
-from annotate_anyone.annotation.parsing.base import PersonView
-from annotate_anyone.annotation.parsing.geometric import capsule
 from annotate_anyone.annotation.taxonomy import ATR, Category
 
 HAIR_FROM_COLOR = {
@@ -34,6 +36,19 @@ HAIR_FROM_COLOR = {
     "gray": "gray",
     "white": "white",
 }
+MOUTH_L, MOUTH_R = 9, 10  # MediaPipe pose mouth corners
+LIMB_VISIBLE = 0.3
+SLEEVES = ("sleeveless", "short sleeve", "half sleeve", "long sleeve")
+SLEEVE_EDGES = (0.15, 0.75, 1.35)  # in arm units: 0 shoulder joint, 1 elbow, 2 wrist
+SLEEVE_RADIUS = 0.05  # sampling disk along the arm, in shoulder widths
+HEMS = ("short", "knee-length", "midi", "long")
+HEM_EDGES = (0.8, 1.25, 1.7)  # in leg units: 0 hip joint, 1 knee, 2 ankle
+HEM_RADIUS = 0.08
+SHORT_HEM = 1.25  # shorts end above or at the knee, trousers past the middle of the shin
+HAIR_LENGTHS = ("short", "above shoulders", "above chest", "below chest")
+# Hair bottom in units of chin (0) to shoulder joints (1): short ends within the upper third of the
+# neck, above shoulders before the top of the shoulders (about 0.8), above chest before the armpits.
+HAIR_SHORT, HAIR_SHOULDERS = 0.33, 0.8
 HAT_PRIOR = {"hat": 0.4, "cap": 0.25, "beanie": 0.1, "helmet": 0.1, "beret": 0.05, "military cap": 0.1}
 
 
@@ -51,31 +66,6 @@ def soft_bins(x: float, edges: Sequence[float], names: Sequence[str], sigma: flo
 def _presence(area_fraction: float, at: float = 0.004, scale: float = 0.002) -> float:
     """Probability that an item is there, from its share of the person's pixels."""
     return 1.0 / (1.0 + math.exp(-(area_fraction - at) / scale))
-
-
-def estimate_shot_type(person: PersonView, size: tuple[int, int]) -> str:
-    """full_body / nearly_full_body / upper_body / portrait / headshot from the landmarks in view."""
-    w, h = size
-    k = person.keypoints
-    if k is None or len(k) < kp.NUM_KEYPOINTS:
-        return "upper_body"
-
-    def seen(*idx: int, vis: float = 0.5, slack: float = 0.02) -> bool:
-        return all(k[i, 2] >= vis and -slack * w <= k[i, 0] <= (1 + slack) * w and k[i, 1] <= (1 + slack) * h
-                   for i in idx)  # fmt: skip
-
-    for fx0, fy0, fx1, fy1 in person.face_boxes[:1]:
-        if (fx1 - fx0) * (fy1 - fy0) > 0.2 * w * h:
-            return "headshot"
-    if seen(kp.L_ANKLE, vis=0.4) or seen(kp.R_ANKLE, vis=0.4):
-        return "full_body"
-    if seen(kp.L_KNEE, vis=0.4) or seen(kp.R_KNEE, vis=0.4):
-        return "nearly_full_body"
-    if seen(kp.L_HIP, vis=0.2, slack=0.05) or seen(kp.R_HIP, vis=0.2, slack=0.05):
-        return "upper_body"
-    if seen(kp.L_SHOULDER) or seen(kp.R_SHOULDER):
-        return "portrait"
-    return "headshot"
 
 
 class OfflineLabeler(Labeler):
@@ -192,86 +182,239 @@ class _View:
         p = _presence(self.frac("dress"), at=2 * self.min_region)
         return {"dress": 0.7 * p, "sundress": 0.1 * p, "gown": 0.1 * p, "sheath dress": 0.1 * p, "n/a": 1.0 - p}
 
-    def bottoms_type(self) -> dict[str, float] | None:
-        skirt, pants = self.frac("skirt"), self.frac("pants")
-        p = _presence(skirt + pants, at=2 * self.min_region)
-        if skirt > pants:
-            return {"skirt": p, "n/a": 1.0 - p}
-        length = self.bottoms_length() or {}
-        short = length.get("short", 0.0)
-        colour = self.colour(("pants", "skirt")) or {}
-        denim = colour.get("blue", 0.0) + colour.get("navy", 0.0)
-        long_p = p * (1.0 - short)
-        return {"shorts": p * short, "jeans": long_p * 0.6 * denim, "pants": long_p * (1 - 0.6 * denim), "n/a": 1 - p}
-
     # -- lengths ---------------------------------------------------------------------------------
-    def _kp(self, i: int) -> np.ndarray | None:
+    def _limb_profile(
+        self, joints: tuple[int, int, int], inside: Sequence[int], bare: Sequence[int], radius: float
+    ) -> list[tuple[float, float]]:
+        """Share of garment (``inside``) among garment and skin (``bare``) pixels along a limb.
+
+        The limb is the polyline root-middle-end (shoulder-elbow-wrist, hip-knee-ankle), sampled every
+        0.1 of a segment: t = 0 at the root, 1 at the middle joint, 2 at the end. Sampling stops where
+        a joint is not seen or the limb leaves the frame; a sample with too little garment or skin
+        around it (background, hair, a hand in front) is skipped.
+        """
         k = self.ctx.person.keypoints
-        return None if k is None or len(k) < kp.NUM_KEYPOINTS else k[i, :2].astype(np.float32)
+        assert k is not None
+        h, w = self.map.shape
+        a, b, c = (k[j, :2].astype(np.float64) for j in joints)
+        out: list[tuple[float, float]] = []
+        r = max(radius, 1.5)
+        for step in range(21):
+            t = step / 10
+            if min(k[j, 2] for j in (joints if t > 1 else joints[:2])) < LIMB_VISIBLE:
+                break
+            x, y = a + t * (b - a) if t <= 1 else b + (t - 1) * (c - b)
+            if not (0 <= x < w and 0 <= y < h):
+                break
+            y0, y1, x0, x1 = int(max(y - r, 0)), int(min(y + r + 1, h)), int(max(x - r, 0)), int(min(x + r + 1, w))
+            yy, xx = np.ogrid[y0:y1, x0:x1]
+            patch = self.map[y0:y1, x0:x1][(xx - x) ** 2 + (yy - y) ** 2 <= r * r]
+            g, s = int(np.isin(patch, inside).sum()), int(np.isin(patch, bare).sum())
+            if g + s >= 0.3 * patch.size and g + s > 0:
+                out.append((t, g / (g + s)))
+        return out
+
+    def _garment_end(
+        self, joints: Sequence[tuple[int, int, int]], inside: Sequence[int], bare: Sequence[int], radius: float
+    ) -> tuple[float, float, float] | None:
+        """Where a garment ends along the limbs (both sides pooled: sleeves and trouser legs match).
+
+        Fits one step (garment before, skin after) to the profiles of every limb by least squares.
+        Returns the end in limb units, the last sampled position (an end past it means the garment
+        reaches at least that far) and the fit's root-mean-square error; ``None`` without evidence.
+        """
+        pts = [p for j in joints for p in self._limb_profile(j, inside, bare, radius)]
+        if len(pts) < 3:
+            return None
+        ts = np.array([t for t, _ in pts])
+        gs = np.array([g for _, g in pts])
+        best_cost, best_end = math.inf, 0.0
+        for end in [ts.min() - 0.05, *sorted({round(t + 0.05, 2) for t in ts})]:
+            cost = float(np.where(ts < end, (1 - gs) ** 2, gs**2).sum())
+            if cost < best_cost - 1e-9:
+                best_cost, best_end = cost, end
+        return best_end, float(ts.max()), math.sqrt(best_cost / len(pts))
+
+    @staticmethod
+    def _censored(
+        dist: dict[str, float], edges: Sequence[float], names: Sequence[str], at_least: float, top: float
+    ) -> dict[str, float]:
+        """A garment seen to reach ``at_least`` and maybe further: classes by how much of
+        [at_least, top] they cover (uniform over where it really ends)."""
+        bounds = [-math.inf, *edges, math.inf]
+        out = {}
+        for i, n in enumerate(names):
+            lo, hi = max(bounds[i], at_least), min(bounds[i + 1], top)
+            out[n] = max(hi - lo, 0.0)
+        total = sum(out.values())
+        return {n: v / total for n, v in out.items()} if total > 0 else dict(dist)
+
+    def _shoulder_width(self) -> float:
+        k = self.ctx.person.keypoints
+        assert k is not None
+        return max(float(np.linalg.norm(k[kp.L_SHOULDER, :2] - k[kp.R_SHOULDER, :2])), 8.0)
 
     def sleeves(self, garment: tuple[str, ...]) -> dict[str, float] | None:
+        """Where the sleeve ends along the arm (0 shoulder, 1 elbow, 2 wrist), from garment vs arm skin."""
         if self.ctx.person.keypoints is None or self.frac(*garment) < 2 * self.min_region:
             return None
-        k = self.ctx.person.keypoints
-        shape = self.map.shape
-        shoulder_w = max(float(np.linalg.norm(k[kp.L_SHOULDER, :2] - k[kp.R_SHOULDER, :2])), 8.0)
-        garment_mask = self.region(*garment)
-        skin_mask = self.region("left-arm", "right-arm")
-        upper_cov, fore_cov = [], []
-        for sh, el, wr in ((kp.L_SHOULDER, kp.L_ELBOW, kp.L_WRIST), (kp.R_SHOULDER, kp.R_ELBOW, kp.R_WRIST)):
-            if min(k[sh, 2], k[el, 2]) < 0.3:
-                continue
-            for (a, b), sink in (((sh, el), upper_cov), ((el, wr), fore_cov)):
-                if k[b, 2] < 0.3:
-                    continue
-                seg = capsule(shape, k[a, :2], k[b, :2], 0.12 * shoulder_w)
-                g, s = float((seg & garment_mask).sum()), float((seg & skin_mask).sum())
-                if g + s > 20:
-                    sink.append(g / (g + s))
-        if not upper_cov:
+        inside = [ATR[n] for n in ("upper-clothes", "dress")]
+        bare = [ATR["left-arm"], ATR["right-arm"]]
+        arms = ((kp.L_SHOULDER, kp.L_ELBOW, kp.L_WRIST), (kp.R_SHOULDER, kp.R_ELBOW, kp.R_WRIST))
+        fit = self._garment_end(arms, inside, bare, SLEEVE_RADIUS * self._shoulder_width())
+        if fit is None:
             return None
-        up = float(np.mean(upper_cov))
-        fore = float(np.mean(fore_cov)) if fore_cov else up
-        return {
-            "long sleeve": up * fore,
-            "half sleeve": up * (1 - fore) * 0.3,
-            "short sleeve": up * (1 - fore) * 0.7,
-            "sleeveless": 1 - up,
-        }
+        end, last, rmse = fit
+        dist = soft_bins(end, SLEEVE_EDGES, SLEEVES, sigma=0.1 + 0.5 * rmse)
+        if end > last:  # covered as far as the arm is seen
+            dist = self._censored(dist, SLEEVE_EDGES, SLEEVES, last, 2.2)
+        return dist
+
+    def _hem(self) -> tuple[float, float, float] | None:
+        """Where the lower garment ends along the legs (0 hip, 1 knee, 2 ankle)."""
+        if self.ctx.person.keypoints is None:
+            return None
+        inside = [ATR[n] for n in ("pants", "skirt", "dress")]
+        bare = [ATR[n] for n in ("left-leg", "right-leg", "left-shoe", "right-shoe")]
+        legs = ((kp.L_HIP, kp.L_KNEE, kp.L_ANKLE), (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE))
+        return self._garment_end(legs, inside, bare, HEM_RADIUS * self._shoulder_width())
+
+    def _lower_visible(self) -> float:
+        """Probability that the frame shows the lower garment at all (the hips and some leg below them)."""
+        k = self.ctx.person.keypoints
+        if k is None:
+            return 1.0 if self.frac("pants", "skirt") > 2 * self.min_region else 0.0
+        h = self.map.shape[0]
+        hip_y = float(min(k[kp.L_HIP, 1], k[kp.R_HIP, 1]))
+        below = (h - hip_y) / self._shoulder_width()  # frame left below the hip joints, in shoulder widths
+        return 1.0 / (1.0 + math.exp(-(below - 0.2) / 0.06))
 
     def bottoms_length(self) -> dict[str, float] | None:
-        lower = self.region("pants", "skirt", "dress") if self.frac("dress") > self.frac("upper-clothes") else None
-        lower = self.region("pants", "skirt") if lower is None else lower
-        hip, knee, ankle = self._kp(kp.L_HIP), self._kp(kp.L_KNEE), self._kp(kp.L_ANKLE)
-        if lower.sum() < 50 or hip is None or knee is None or ankle is None:
+        hem = self._hem()
+        if hem is None or self.frac("pants", "skirt", "dress") < 2 * self.min_region:
             return None
-        h = self.map.shape[0]
-        ys = np.nonzero(lower)[0]
-        bottom = float(np.percentile(ys, 98))
-        if bottom >= h - 3 and ankle[1] > h:  # cut by the frame: length unknown
-            return {"n/a": 1.0}
-        span = max(float(ankle[1] - hip[1]), 1.0)
-        t = (bottom - hip[1]) / span
-        knee_t = float((knee[1] - hip[1]) / span)
-        edges = [0.6 * knee_t, knee_t + 0.1, 0.5 * (knee_t + 1) + 0.15]
-        return soft_bins(t, edges, ["short", "knee-length", "midi", "long"], sigma=0.06)
+        end, last, rmse = hem
+        dist = soft_bins(end, HEM_EDGES, HEMS, sigma=0.1 + 0.5 * rmse)
+        if end > last:
+            dist = self._censored(dist, HEM_EDGES, HEMS, last, 2.2)
+        p = _presence(self.frac("pants", "skirt"), at=2 * self.min_region) * self._lower_visible()
+        return {**{k: v * p for k, v in dist.items()}, "n/a": 1.0 - p}
+
+    def _crotch(self) -> float | None:
+        """How far down the legs (0 hip, 1 knee, 2 ankle) the lower garment fills the midline between them.
+
+        Trousers and shorts leave it at the crotch, well above their hems; a skirt fills it to the hem.
+        """
+        k = self.ctx.person.keypoints
+        if k is None or min(k[i, 2] for i in (kp.L_HIP, kp.R_HIP, kp.L_KNEE, kp.R_KNEE)) < LIMB_VISIBLE:
+            return None
+        h, w = self.map.shape
+        low = np.isin(self.map, [ATR["pants"], ATR["skirt"], ATR["dress"]])
+        ankles = min(k[kp.L_ANKLE, 2], k[kp.R_ANKLE, 2]) >= LIMB_VISIBLE
+        started, end = False, 0.0
+        for step in range(21 if ankles else 11):
+            t = step / 10
+            if t <= 1:
+                j0, j1, f = (kp.L_HIP, kp.R_HIP), (kp.L_KNEE, kp.R_KNEE), t
+            else:
+                j0, j1, f = (kp.L_KNEE, kp.R_KNEE), (kp.L_ANKLE, kp.R_ANKLE), t - 1
+            x, y = sum(k[a, :2] + f * (k[b, :2] - k[a, :2]) for a, b in zip(j0, j1, strict=True)) / 2
+            if not (0 <= x < w and 0 <= y < h):
+                break
+            inside = bool(low[int(y), int(x)])
+            if inside:
+                started, end = True, t + 0.05
+            elif started or t > 0.15:  # the first run of garment, allowing a belt or top at the hip line
+                break
+        return end
+
+    def _skirt_share(self, hem: tuple[float, float, float] | None) -> float:
+        """Probability that the lower garment is one piece around both legs (skirt) rather than two legs.
+
+        A crotch seen well above the hem makes two legs; garment along the midline down past the knees
+        makes a skirt; otherwise (legs pressed together, a frame cutting the thighs) the parser's own
+        vote (skirt vs pants pixels) decides.
+        """
+        skirt, pants = self.frac("skirt"), self.frac("pants")
+        vote = 0.1 + 0.8 * skirt / (skirt + pants) if skirt + pants > 0 else 0.5
+        crotch = self._crotch()
+        if hem is None or crotch is None:
+            return vote
+        reach = min(hem[0], hem[1] + 0.05)  # how far down the garment is seen
+        if reach - crotch >= 0.2:
+            return 0.1
+        if crotch >= 0.9 and crotch >= reach - 0.1:
+            return 0.9
+        return vote
+
+    def bottoms_type(self) -> dict[str, float] | None:
+        """Trousers, shorts or skirt from the hem along the legs and the gap between them."""
+        p = _presence(self.frac("skirt", "pants"), at=2 * self.min_region) * self._lower_visible()
+        hem = self._hem()
+        if hem is None:
+            short = 0.25  # no leg seen below the hips: length unknown, most bottoms are long
+        else:
+            end, last, rmse = hem
+            short = _phi((SHORT_HEM - end) / (0.1 + 0.5 * rmse))
+            if end > last:  # garment all the way the legs are seen: short only if the frame cuts above the hem
+                short = 0.25 * _phi((SHORT_HEM - last) / 0.15)
+        skirt = self._skirt_share(hem)
+        colour = self.colour(("pants", "skirt")) or {}
+        denim = colour.get("blue", 0.0) + colour.get("navy", 0.0)
+        legs = p * (1 - skirt)
+        long_p = legs * (1 - short)
+        return {
+            "skirt": p * skirt,
+            "shorts": legs * short,
+            "jeans": long_p * 0.8 * denim,
+            "leggings": long_p * 0.05,
+            "pants": long_p * (0.95 - 0.8 * denim),
+            "n/a": 1 - p,
+        }
 
     def hair_length(self) -> dict[str, float] | None:
-        hair = self.region("hair")
-        if hair.sum() < 30 or self.ctx.person.keypoints is None:
-            return None
-        face = self.region("face")
+        """Where the hair ends against chin, shoulders and armpits (hair connected to the head only)."""
         k = self.ctx.person.keypoints
-        ys = np.nonzero(hair)[0]
-        bottom = float(np.percentile(ys, 97))
-        face_rows = np.nonzero(face.any(1))[0]
-        eye_y = float((k[kp.L_EYE, 1] + k[kp.R_EYE, 1]) / 2)
-        chin = float(np.percentile(np.nonzero(face)[0], 90)) if face_rows.size else eye_y + 40
-        shoulder = float((k[kp.L_SHOULDER, 1] + k[kp.R_SHOULDER, 1]) / 2)
-        hip = float((k[kp.L_HIP, 1] + k[kp.R_HIP, 1]) / 2)
-        chest = shoulder + 0.35 * (hip - shoulder)
-        scale = max(chin - eye_y, 10.0)
-        return soft_bins(
-            bottom, [chin + 0.1 * scale, shoulder, chest], ["short", "above shoulders", "above chest", "below chest"],
-            sigma=0.25 * scale,
-        )  # fmt: skip
+        if (
+            k is None
+            or min(k[i, 2] for i in (kp.L_EYE, kp.R_EYE, MOUTH_L, MOUTH_R, kp.L_SHOULDER, kp.R_SHOULDER)) < 0.5
+        ):
+            return None  # fmt: skip
+        h, w = self.map.shape
+        eye = float(k[kp.L_EYE, 1] + k[kp.R_EYE, 1]) / 2
+        mouth = float(k[MOUTH_L, 1] + k[MOUTH_R, 1]) / 2
+        chin = mouth + 0.8 * (mouth - eye)  # the mouth sits about 0.55 of the way from the eyes to the chin
+        shoulder = float(k[kp.L_SHOULDER, 1] + k[kp.R_SHOULDER, 1]) / 2
+        unit = shoulder - chin
+        sw = self._shoulder_width()
+        if unit < 0.1 * sw:
+            return None  # head lowered or lying down: no vertical scale
+        cx = float(k[kp.L_SHOULDER, 0] + k[kp.R_SHOULDER, 0]) / 2
+        hair = self.region("hair")
+        ys, xs = np.ogrid[:h, :w]
+        seed = hair & (ys < chin)
+        if seed.sum() < 10:
+            return None  # bald, covered or not parsed
+        from scipy import ndimage
+
+        near = hair & (np.abs(xs - cx) < 0.9 * sw)
+        cc, _ = ndimage.label(near)
+        ids = np.unique(cc[seed & near])
+        strands = np.isin(cc, ids[ids > 0])
+        rows = strands.sum(1)
+        centre = strands[:, max(int(cx - 0.1 * sw), 0) : max(int(cx + 0.1 * sw), 1)].any(1)
+        frontal = bool(self.ctx.person.face_boxes)
+        bottom, gap = chin, 0
+        for y in range(int(max(chin, 0)), h):
+            if frontal and y > shoulder and centre[y]:
+                break  # "hair" across the middle of the chest of a frontal person is the top, not hair
+            if rows[y] >= max(2.0, 0.03 * sw):
+                bottom, gap = float(y), 0
+            else:
+                gap += 1
+                if gap > 0.15 * sw:
+                    break
+        hip = float(k[kp.L_HIP, 1] + k[kp.R_HIP, 1]) / 2
+        torso = hip - shoulder if min(k[kp.L_HIP, 2], k[kp.R_HIP, 2]) >= 0.3 and hip > shoulder else 1.2 * sw
+        armpit = 1.0 + 0.25 * torso / unit
+        return soft_bins((bottom - chin) / unit, [HAIR_SHORT, HAIR_SHOULDERS, armpit], HAIR_LENGTHS, sigma=0.15)

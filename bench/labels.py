@@ -1,0 +1,310 @@
+"""The offline labelers against the hand-labelled dev set: accuracy, coverage, ECE, overconfidence.
+
+The labels are ``tests/data/labels/dev_set.json`` (made by looking at each photo; see its ``about``).
+Photos come from three places: the COCO people fixtures (``--people-coco``, default the eight in
+``tests/data/people-coco``), the research-only parsing-dev folder (``--dev-set``, the folder holding
+``images/``; read, never copied) and the photos that ship in scikit-image and matplotlib.
+
+Per photo, what the ingest and annotate jobs run for a person: the default person backend finds the
+people (the most prominent one is labelled), the shot type is computed as ingest stores it, a
+``PersonView`` is built as the annotate job rebuilds it from the stored row, the engine's parser paints
+the ATR map, every labeler of the default engine answers, and per category the prediction routing would
+use at round 0 is kept (no human answer yet), with the shipped offline calibration applied.
+
+Per scored category: n (labelled persons), accuracy (a missing answer or "n/a" where the photo shows a
+value counts as wrong), coverage (share answered with a value other than n/a), ECE of the confidences,
+and how many answers at confidence >= 0.9 are wrong. Bottoms are scored coarsely (pants, jeans and
+leggings are all trousers; shorts; skirt; n/a) and finely. Then the coverage table of every category of
+the taxonomy: answered offline, or needs a model or a person.
+
+Prints the tables and, last, ``ratio <worst accuracy among sleeve, hair length, bottoms, shot type,
+gender / 0.85>``.
+
+    python bench/labels.py --dev-set PARSING_DEV_DIR --people-coco COCO_DIR [--raw] [--fit-calibration OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parsing import person_view  # noqa: E402  (bench/parsing.py: the stored row -> PersonView)
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 0.85
+HEADLINE = ("sleeve", "hair length", "bottoms", "shot type", "gender")
+TROUSERS = {"pants": "trousers", "jeans": "trousers", "leggings": "trousers"}
+
+
+@dataclass
+class Person:
+    """One labelled photo: the hand labels and, per category, the chosen prediction's distribution."""
+
+    source: str
+    name: str
+    labels: dict[str, str]
+    found: bool = False
+    preds: dict[str, dict[str, float]] = field(default_factory=dict)
+    shot_type: str | None = None
+
+
+def load_photo(row: dict, coco_dir: Path, dev_dir: Path) -> np.ndarray | None:
+    from PIL import Image
+
+    if row["source"] == "package":
+        if row["name"] == "astronaut":
+            from skimage.data import astronaut
+
+            return astronaut()
+        if row["name"] == "camera":
+            from skimage.data import camera
+
+            return np.repeat(camera()[:, :, None], 3, axis=2)
+        from matplotlib.cbook import get_sample_data
+
+        with Image.open(get_sample_data(f"{row['name']}.jpg", asfileobj=False)) as im:
+            return np.asarray(im.convert("RGB"))
+    path = (coco_dir if row["source"] == "people-coco" else dev_dir / "images") / row["name"]
+    if not path.exists():
+        return None
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def collect(rows: list[dict], coco_dir: Path, dev_dir: Path) -> tuple[list[Person], list[str], dict[str, float]]:
+    """Run detection, parsing and every labeler on each labelled photo."""
+    from PIL import Image
+
+    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.labelers.base import PersonContext
+    from annotate_anyone.annotation.service import Engine, _choose
+    from annotate_anyone.perception import person_backend
+    from annotate_anyone.perception.shot_type import shot_type
+
+    engine = Engine.build(AnnotationConfig())
+    cats = engine.taxonomy.categories()
+    backend = person_backend()
+    persons, missing = [], []
+    ms: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        rgb = load_photo(row, coco_dir, dev_dir)
+        if rgb is None:
+            missing.append(f"{row['source']}/{row['name']}")
+            continue
+        person = Person(row["source"], row["name"], dict(row["labels"]))
+        persons.append(person)
+        t0 = time.perf_counter()
+        scene = backend.detect(Image.fromarray(rgb))
+        ms["detect"].append(time.perf_counter() - t0)
+        size = (rgb.shape[1], rgb.shape[0])
+        view = person_view(scene, size)
+        if view is None:
+            continue
+        person.found = True
+        det = scene.persons[0]
+        if det.keypoints is not None:
+            person.shot_type = shot_type(det.keypoints, scene.width, scene.height, det.face_boxes)
+        t0 = time.perf_counter()
+        label_map = engine.parser.parse(rgb, view)
+        ms["parse"].append(time.perf_counter() - t0)
+        ctx = PersonContext(rgb, view, label_map, engine.parser.labels_supported, person.shot_type)
+        t0 = time.perf_counter()
+        preds = [p for labeler in engine.labelers for p in labeler.label(ctx, cats)]
+        ms["label"].append(time.perf_counter() - t0)
+        by_cat = defaultdict(list)
+        for p in preds:
+            by_cat[p.category].append(p)
+        for cat, ps in by_cat.items():  # the model routing trusts with no gold and no calibration yet
+            person.preds[cat] = dict(_choose(cat, ps, {}, {}, engine.config.min_gold).distribution)
+    return persons, missing, {k: 1000 * float(np.mean(v)) for k, v in ms.items()}
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+def _sleeve_cat(labels: dict[str, str]) -> str | None:
+    return (
+        "6.sleeve_length" if "6.sleeve_length" in labels else "5.sleeve_length" if "5.sleeve_length" in labels else None
+    )
+
+
+def _coarse(value: str) -> str:
+    return TROUSERS.get(value, value)
+
+
+def _coarse_dist(dist: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for k, v in dist.items():
+        out[_coarse(k)] += v
+    return dict(out)
+
+
+# row name -> (category the truth and prediction come from, value mapping of truth, of prediction)
+Reader = Callable[[Person], tuple[str | None, dict[str, float] | None]]
+
+
+def _reader(cat_of: Callable[[dict[str, str]], str | None], coarse: bool = False) -> Reader:
+    def read(p: Person) -> tuple[str | None, dict[str, float] | None]:
+        cat = cat_of(p.labels)
+        if cat is None or cat not in p.labels:
+            return None, None
+        truth, dist = p.labels[cat], p.preds.get(cat)
+        if coarse:
+            truth, dist = _coarse(truth), (None if dist is None else _coarse_dist(dist))
+        return truth, dist
+
+    return read
+
+
+def _shot(p: Person) -> tuple[str | None, dict[str, float] | None]:
+    truth = p.labels.get("shot_type")
+    if truth is None:
+        return None, None
+    return truth, p.preds.get("shot_type") or ({p.shot_type: 1.0} if p.shot_type else None)
+
+
+ROWS: dict[str, Reader] = {
+    "sleeve": _reader(_sleeve_cat),
+    "hair length": _reader(lambda _: "3.hair_length"),
+    "bottoms": _reader(lambda _: "8.type", coarse=True),
+    "shot type": _shot,
+    "gender": _reader(lambda _: "0.gender"),
+    "bottoms (fine)": _reader(lambda _: "8.type"),
+    "top colour": _reader(lambda _: "6.color"),
+    "top type": _reader(lambda _: "6.type"),
+    "dress type": _reader(lambda _: "5.type"),
+    "headwear": _reader(lambda _: "10.type"),
+}
+
+
+@dataclass
+class Score:
+    n: int
+    accuracy: float
+    coverage: float
+    ece: float | None
+    confident: int
+    confident_wrong: int
+
+
+def score(persons: list[Person], read: Reader) -> Score | None:
+    from annotate_anyone.annotation.calibration import expected_calibration_error
+
+    n = correct = covered = 0
+    confs, oks = [], []
+    for p in persons:
+        truth, dist = read(p)
+        if truth is None:
+            continue
+        n += 1
+        if not dist:
+            continue
+        value = max(dist, key=dist.__getitem__)
+        ok = value == truth
+        correct += ok
+        covered += value != "n/a"
+        confs.append(dist[value])
+        oks.append(ok)
+    if n == 0:
+        return None
+    c, o = np.asarray(confs), np.asarray(oks, bool)
+    # A deterministic answer (the shot type without a probability) has no confidence to calibrate.
+    ece = None if c.size == 0 or np.all(c == 1.0) and len(set(confs)) == 1 else expected_calibration_error(c, o)
+    return Score(n, correct / n, covered / n, ece, int((c >= 0.9).sum()), int(((c >= 0.9) & ~o).sum()))
+
+
+def print_scores(persons: list[Person], title: str) -> dict[str, Score]:
+    print(title)
+    print(f"{'category':<16}{'n':>4}{'accuracy':>10}{'coverage':>10}{'ECE':>7}{'>=0.9 wrong':>13}")
+    out = {}
+    for name, read in ROWS.items():
+        s = score(persons, read)
+        if s is None:
+            continue
+        out[name] = s
+        ece = "-" if s.ece is None else f"{s.ece:.3f}"
+        wrong = f"{s.confident_wrong}/{s.confident}"
+        print(f"{name:<16}{s.n:>4}{s.accuracy:>10.3f}{s.coverage:>10.3f}{ece:>7}{wrong:>13}")
+    return out
+
+
+def confusions(persons: list[Person]) -> None:
+    """Truth -> answer counts of the headline categories, for looking at failures."""
+    for name in HEADLINE:
+        pairs: Counter[tuple[str, str]] = Counter()
+        wrong = []
+        for p in persons:
+            truth, dist = ROWS[name](p)
+            if truth is None:
+                continue
+            value = max(dist, key=dist.__getitem__) if dist else "(none)"
+            pairs[(truth, value)] += 1
+            if value != truth:
+                wrong.append(f"{p.name.removesuffix('.jpg')}={value}")
+        cells = ", ".join(f"{t}->{v} {c}" for (t, v), c in sorted(pairs.items()))
+        print(f"  {name}: {cells}")
+        if wrong:
+            print(f"    wrong: {' '.join(wrong)}")
+
+
+def coverage_table(persons: list[Person]) -> None:
+    from annotate_anyone.annotation.taxonomy import load_taxonomy
+
+    answered: Counter[str] = Counter()
+    for p in persons:
+        for cat, dist in p.preds.items():
+            answered[cat] += max(dist, key=dist.__getitem__) != "n/a"
+    covered = {cat: "offline" for p in persons for cat in p.preds}
+    cats = load_taxonomy().categories()
+    print(f"coverage of the {len(cats)} categories (answered: dev-set persons given a value other than n/a)")
+    print(f"{'category':<26}{'offline answer':<30}{'answered':>9}")
+    for cat in cats:
+        how = covered.get(cat.id, "needs a model or a person")
+        print(f"{cat.id:<26}{how:<30}{answered[cat.id]:>9}")
+    n_off = sum(c.id in covered for c in cats)
+    print(f"{n_off} of {len(cats)} categories answered offline; {len(cats) - n_off} need a model or a person")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dev-set", required=True, type=Path, help="the parsing-dev folder (holding images/)")
+    ap.add_argument("--people-coco", type=Path, default=ROOT / "tests" / "data" / "people-coco")
+    ap.add_argument("--labels", type=Path, default=ROOT / "tests" / "data" / "labels" / "dev_set.json")
+    ap.add_argument("--source", action="append", help="only these sources (people-coco, parsing-dev, package)")
+    ap.add_argument("--details", action="store_true", help="print confusions and the wrong photos")
+    args = ap.parse_args()
+
+    rows = json.loads(args.labels.read_text())["photos"]
+    if args.source:
+        rows = [r for r in rows if r["source"] in args.source]
+    persons, missing, ms = collect(rows, args.people_coco, args.dev_set)
+    by_source = Counter(p.source for p in persons)
+    print(f"dev set: {len(persons)} photos ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})")
+    if missing:
+        print(f"not found ({len(missing)}, skipped): {' '.join(missing)}")
+    lost = [p.name for p in persons if not p.found]
+    if lost:
+        print(f"no person detected ({len(lost)}, every category scored wrong): {' '.join(lost)}")
+    print("ms/photo: " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items()))
+    print()
+    scores = print_scores(persons, "per category (calibrated as routing sees it at round 0)")
+    if args.details:
+        confusions(persons)
+    print()
+    coverage_table(persons)
+    print()
+    worst = min(HEADLINE, key=lambda k: scores[k].accuracy if k in scores else 0.0)
+    acc = scores[worst].accuracy if worst in scores else 0.0
+    print(f"worst of {', '.join(HEADLINE)}: {worst} {acc:.3f}")
+    print(f"ratio {acc / TARGET:.3f}")
+
+
+if __name__ == "__main__":
+    main()
