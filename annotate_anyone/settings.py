@@ -44,6 +44,18 @@ class SafetyConfig(BaseModel):
     max_nsfw: float = Field(default=0.8, ge=0.0, le=1.0)  # drop (``safety:nsfw``) above this score
 
 
+class HumanConfig(BaseModel):
+    """The one-clear-human rule of the human filter (``AA_HUMANS__...``; see pipeline/humans.py)."""
+
+    backend: str = "mediapipe"  # "mediapipe" (multi-person, offline), "mediapipe-legacy", "detr:<dir>"
+    min_height_share: float = Field(default=0.4, gt=0.0, le=1.0)  # the kept person's box height / image height
+    second_person_ratio: float = Field(default=0.5, gt=0.0, le=1.0)  # another this tall (vs the main) = multiple
+    min_person_share: float = Field(default=0.1, ge=0.0, le=1.0)  # shorter people are background, never counted
+    min_visible_keypoints: int = Field(default=8, ge=0, le=33)  # of 33, for a person to count as clear
+    min_face_share: float = Field(default=0.03, ge=0.0, le=1.0)  # smaller faces do not count as people
+    store_mask: bool = True
+
+
 class AuthConfig(BaseModel):
     """Session lifetime and rate limits (``Settings.auth`` where present, else these defaults)."""
 
@@ -99,6 +111,7 @@ class Settings(BaseSettings):
 
     quality: QualityConfig = Field(default_factory=QualityConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    humans: HumanConfig = Field(default_factory=HumanConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     review: ReviewSettings = Field(default_factory=ReviewSettings)

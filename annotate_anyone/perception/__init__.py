@@ -9,11 +9,16 @@ __all__ = ["FaceDetection", "PersonBackend", "PersonDetection", "SceneDetection"
 
 
 def person_backend(name: str = "mediapipe") -> PersonBackend:
-    """A person backend by name: ``"mediapipe"`` (offline default) or ``"detr:<checkpoint dir>"``
-    (a local transformers detector, refined by MediaPipe when it is installed)."""
+    """A person backend by name: ``"mediapipe"`` (offline default: MediaPipe Tasks multi-person pose),
+    ``"mediapipe-legacy"`` (the single-person legacy pose, for comparison) or ``"detr:<checkpoint dir>"``
+    (a local transformers detector, its main person refined by MediaPipe pose when it is installed)."""
     import importlib.util
 
     if name == "mediapipe":
+        from annotate_anyone.perception.pose_tasks import PoseTasksBackend
+
+        return PoseTasksBackend()
+    if name == "mediapipe-legacy":
         from annotate_anyone.perception.mediapipe import MediaPipeBackend
 
         return MediaPipeBackend()
@@ -22,8 +27,10 @@ def person_backend(name: str = "mediapipe") -> PersonBackend:
 
         refine = None
         if importlib.util.find_spec("mediapipe") is not None:
-            from annotate_anyone.perception.mediapipe import MediaPipeBackend
+            from annotate_anyone.perception.pose_tasks import PoseTasksBackend
 
-            refine = MediaPipeBackend(peel=False)
+            refine = PoseTasksBackend(second_look=None)  # the crop holds one person; no strip pass
         return DetectorPersonBackend(DetrPersonDetector(name.removeprefix("detr:")), refine=refine)
-    raise ConfigError(f"unknown person backend {name!r}; use 'mediapipe' or 'detr:<checkpoint dir>'")
+    raise ConfigError(
+        f"unknown person backend {name!r}; use 'mediapipe', 'mediapipe-legacy' or 'detr:<checkpoint dir>'"
+    )

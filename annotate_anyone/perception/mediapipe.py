@@ -1,4 +1,6 @@
-"""Offline default person backend: MediaPipe 0.10.14 legacy pose (33 keypoints + mask) and face detection.
+"""Legacy person backend (``"mediapipe-legacy"``): MediaPipe 0.10.14 single-person pose and face detection.
+
+The offline default is now the multi-person Tasks backend (``pose_tasks``); this one stays for comparison.
 
 MediaPipe pose sees one person per call. To tell a group photo from a single person, the backend
 "peels": it blanks out the first person (mask and keypoint box) and runs pose again; a second
@@ -23,22 +25,54 @@ from annotate_anyone.perception.types import (
     SceneDetection,
     box_inside_share,
     box_iou,
+    visible_in_frame,
 )
 
-VISIBLE = 0.5  # keypoint visibility above which a keypoint counts as seen
 MIN_KEYPOINTS = 8  # a pose with fewer visible in-frame keypoints is not a person
 
 
-def visible_in_frame(keypoints: np.ndarray, width: int, height: int, threshold: float = VISIBLE) -> np.ndarray:
-    """Boolean mask of keypoints that are visible and inside the image."""
-    x, y, v = keypoints[:, 0], keypoints[:, 1], keypoints[:, 2]
-    return (v >= threshold) & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+class FaceFinder:
+    """Legacy face detection, short range (close faces) and full range (smaller faces) merged.
+
+    Not thread-safe: callers hold their own lock.
+    """
+
+    def __init__(self, confidence: float = 0.6) -> None:
+        self.confidence = confidence
+        self._models: list[Any] = []
+
+    def detect(self, pixels: np.ndarray) -> list[FaceDetection]:
+        """Faces in an RGB array, best score first, overlapping boxes merged."""
+        if not self._models:
+            try:
+                from mediapipe.python.solutions import face_detection
+            except ImportError as exc:
+                raise MissingExtra("MediaPipe face detection", "perception", "mediapipe==0.10.14") from exc
+            self._models = [
+                face_detection.FaceDetection(model_selection=selection, min_detection_confidence=self.confidence)
+                for selection in (0, 1)
+            ]
+        height, width = pixels.shape[:2]
+        faces: list[FaceDetection] = []
+        for model in self._models:
+            for det in model.process(pixels).detections or []:
+                rel = det.location_data.relative_bounding_box
+                x0, y0 = max(0.0, rel.xmin * width), max(0.0, rel.ymin * height)
+                x1, y1 = min(width, (rel.xmin + rel.width) * width), min(height, (rel.ymin + rel.height) * height)
+                if x1 > x0 and y1 > y0:
+                    faces.append(FaceDetection(box=(x0, y0, x1, y1), score=float(det.score[0])))
+        faces.sort(key=lambda f: f.score, reverse=True)
+        merged: list[FaceDetection] = []
+        for face in faces:
+            if all(box_iou(face.box, kept.box) < 0.3 for kept in merged):
+                merged.append(face)
+        return merged
 
 
 class MediaPipeBackend(PersonBackend):
     """Pose (``model_complexity=1``, segmentation on) + face detection, both shipped inside mediapipe 0.10.14."""
 
-    name = "mediapipe-0.10.14"
+    name = "mediapipe-legacy-0.10.14"
 
     def __init__(self, *, pose_confidence: float = 0.5, face_confidence: float = 0.6, peel: bool = True) -> None:
         self.pose_confidence = pose_confidence
@@ -46,11 +80,11 @@ class MediaPipeBackend(PersonBackend):
         self.peel = peel
         self._lock = threading.Lock()  # the legacy solution graphs are not thread-safe
         self._pose: Any = None
-        self._faces: list[Any] = []
+        self._faces = FaceFinder(face_confidence)
 
     def _load(self) -> None:
         try:
-            from mediapipe.python.solutions import face_detection, pose
+            from mediapipe.python.solutions import pose
         except ImportError as exc:
             raise MissingExtra("the MediaPipe person backend", "perception", "mediapipe==0.10.14") from exc
         self._pose = pose.Pose(
@@ -59,10 +93,6 @@ class MediaPipeBackend(PersonBackend):
             enable_segmentation=True,
             min_detection_confidence=self.pose_confidence,
         )
-        self._faces = [
-            face_detection.FaceDetection(model_selection=selection, min_detection_confidence=self.face_confidence)
-            for selection in (0, 1)  # short range (close faces) and full range (smaller faces)
-        ]
 
     def detect(self, image: Image.Image) -> SceneDetection:
         pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
@@ -71,7 +101,7 @@ class MediaPipeBackend(PersonBackend):
         with self._lock:
             if self._pose is None:
                 self._load()
-            scene.faces = self._detect_faces(pixels)
+            scene.faces = self._faces.detect(pixels)
             first = self._detect_pose(pixels)
             if first is not None:
                 scene.persons.append(first)
@@ -101,23 +131,6 @@ class MediaPipeBackend(PersonBackend):
         box, mask = _person_box(keypoints[seen], mask, width, height)
         score = float(np.clip(keypoints[:, 2], 0, 1).mean())
         return PersonDetection(box=box, score=score, keypoints=keypoints, mask=mask)
-
-    def _detect_faces(self, pixels: np.ndarray) -> list[FaceDetection]:
-        height, width = pixels.shape[:2]
-        faces: list[FaceDetection] = []
-        for model in self._faces:
-            for det in model.process(pixels).detections or []:
-                rel = det.location_data.relative_bounding_box
-                x0, y0 = max(0.0, rel.xmin * width), max(0.0, rel.ymin * height)
-                x1, y1 = min(width, (rel.xmin + rel.width) * width), min(height, (rel.ymin + rel.height) * height)
-                if x1 > x0 and y1 > y0:
-                    faces.append(FaceDetection(box=(x0, y0, x1, y1), score=float(det.score[0])))
-        faces.sort(key=lambda f: f.score, reverse=True)
-        merged: list[FaceDetection] = []
-        for face in faces:
-            if all(box_iou(face.box, kept.box) < 0.3 for kept in merged):
-                merged.append(face)
-        return merged
 
 
 def _person_box(seen: np.ndarray, mask: np.ndarray | None, width: int, height: int) -> tuple[Box, np.ndarray | None]:

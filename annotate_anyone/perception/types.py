@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+VISIBLE = 0.5  # keypoint visibility above which a keypoint counts as seen
 
 
 @dataclass(slots=True)
@@ -66,3 +67,9 @@ def box_inside_share(inner: Box, outer: Box) -> float:
     iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
     area = (inner[2] - inner[0]) * (inner[3] - inner[1])
     return ix * iy / area if area > 0 else 0.0
+
+
+def visible_in_frame(keypoints: np.ndarray, width: int, height: int, threshold: float = VISIBLE) -> np.ndarray:
+    """Boolean mask of keypoints (33x3: x, y, visibility) that are visible and inside the image."""
+    x, y, v = keypoints[:, 0], keypoints[:, 1], keypoints[:, 2]
+    return (v >= threshold) & (x >= 0) & (x < width) & (y >= 0) & (y < height)

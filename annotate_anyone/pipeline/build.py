@@ -52,7 +52,8 @@ def _brisque(settings: Settings, options: dict[str, Any]) -> Stage:
 def _humans(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.humans import HumanFilter
 
-    return HumanFilter(backend=options.get("human_backend", "mediapipe"))
+    config = settings.humans.model_copy(update=options.get("humans", {}))
+    return HumanFilter(backend=options.get("human_backend", config.backend), **config.model_dump(exclude={"backend"}))
 
 
 def _safety(settings: Settings, options: dict[str, Any]) -> Stage:

@@ -1,4 +1,4 @@
-"""HumanFilter with the offline MediaPipe backend on real photos, and its rules on synthetic scenes."""
+"""HumanFilter with the offline multi-person MediaPipe backend on real photos, and its rules on synthetic scenes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ from annotate_anyone.pipeline.record import Record
 pytest.importorskip("mediapipe")
 
 COCO = Path(__file__).parents[1] / "data" / "people-coco"
+CROWDS = ("000241", "000328", "000536")
+SINGLES = ("000459", "000474", "000294")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _model_cache(tmp_path_factory):
+    """The pose bundle is built into a temporary model cache, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AA_MODEL_CACHE", str(tmp_path_factory.mktemp("models")))
+        yield
 
 
 def _grace_hopper() -> bytes:
@@ -81,6 +91,26 @@ def test_real_photo_outcomes(judged, name):
         assert 0.05 < np.asarray(mask.convert("L")).mean() / 255 < 0.95
     else:
         assert record.persons == [] and record.error
+
+
+def test_people_are_counted(judged):
+    for name in CROWDS:  # a group is judged on every person found, not one
+        assert judged[name].metrics["persons_detected"] >= 2, name
+    for name in SINGLES:  # a single is never lost as nobody
+        assert judged[name].drop_reason != "humans:none" and judged[name].metrics["persons_detected"] >= 1
+    assert all("persons_detected" in r.metrics for r in judged.values())
+
+
+def test_legacy_backend_stays_reachable():
+    from annotate_anyone.perception.mediapipe import MediaPipeBackend
+
+    record = Record(item_id=1, uri="grace", data=_grace_hopper())
+    DecodeStage(max_pixels=50_000_000).process_batch([record])
+    stage = HumanFilter("mediapipe-legacy")
+    stage.check_requirements()
+    stage.process_batch([record])
+    assert isinstance(stage._backend, MediaPipeBackend)
+    assert record.drop_reason is None and record.persons[0]["backend"] == "mediapipe-legacy"
 
 
 def test_faces_found_for_portraits(judged):
@@ -156,3 +186,41 @@ def test_rules_on_synthetic_scenes():
     bust = _person(20, 380, faces=False)
     bust.keypoints[25:, 2] = 0.1  # no knees or feet: an upper-body framing, which needs a face
     assert _judge(SceneDetection(400, 400, persons=[bust])).drop_reason == "humans:no_face"
+
+
+def test_unclear_and_background_people():
+    faint = _person(20, 380)
+    faint.keypoints[:, 2] = 0.3
+    faint.keypoints[:5, 2] = 0.9  # five keypoints seen: a person found, but not clearly
+    record = _judge(SceneDetection(400, 400, persons=[faint]))
+    assert record.drop_reason == "humans:unclear" and record.metrics["persons_detected"] == 1
+    tiny = [_person(300, 330, x) for x in (60, 120, 300)]  # a crowd far behind, each under a tenth of the height
+    crowd_behind = SceneDetection(400, 400, persons=[_person(20, 380), *tiny])
+    record = _judge(crowd_behind)
+    assert record.drop_reason is None and record.metrics["persons_detected"] == 4
+    faint_second = _person(40, 330, 300)
+    faint_second.keypoints[:, 2] = 0.1  # a second tall pose without a seen keypoint is not a second person
+    assert _judge(SceneDetection(400, 400, persons=[_person(20, 380, 100), faint_second])).drop_reason is None
+
+
+def test_thresholds_come_from_settings(monkeypatch):
+    from annotate_anyone.pipeline.build import build_stages
+    from annotate_anyone.settings import Settings
+
+    short = SceneDetection(400, 400, persons=[_person(250, 390)])  # 35% of the height
+    second = _person(230, 380, 300, faces=False)  # 52% as tall as the main one, 38% of the image
+    two = SceneDetection(400, 400, persons=[_person(90, 380, 100), second])
+    cases = [
+        ("MIN_HEIGHT_SHARE", "0.3", short, "humans:too_small"),
+        ("SECOND_PERSON_RATIO", "0.6", two, "humans:multiple"),
+    ]
+    for name, value, scene, default_reason in cases:
+        assert _judge(scene).drop_reason == default_reason
+        monkeypatch.setenv(f"AA_HUMANS__{name}", value)
+        (stage,) = build_stages(["humans"], Settings())
+        assert getattr(stage, name.lower()) == float(value) and stage.backend_name == "mediapipe"
+        stage._backend = FixedScene(scene)
+        record = Record(item_id=1, uri="s", width=400, height=400, image=Image.new("RGB", (400, 400)))
+        stage.process_batch([record])
+        assert record.drop_reason is None, record.error
+        monkeypatch.delenv(f"AA_HUMANS__{name}")

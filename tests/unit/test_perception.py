@@ -67,7 +67,7 @@ def test_unknown_backend_name():
 def tiny_detr(tmp_path_factory) -> Path:
     """A randomly initialised DETR (tiny ResNet backbone, no timm, no hub) saved to a folder."""
     transformers = pytest.importorskip("transformers")
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     backbone = transformers.ResNetConfig(
         num_channels=3,
         embedding_size=8,
@@ -91,6 +91,7 @@ def tiny_detr(tmp_path_factory) -> Path:
         label2id={"person": 0, "dog": 1},
     )
     folder = tmp_path_factory.mktemp("tiny-detr")
+    torch.manual_seed(0)  # a random model's queries share one class bias: unseeded, 'person' wins only by chance
     transformers.DetrForObjectDetection(config).save_pretrained(folder)
     processor_class = getattr(transformers, "DetrImageProcessorPil", transformers.DetrImageProcessor)  # no torchvision
     processor = processor_class(size={"shortest_edge": 64, "longest_edge": 128})
@@ -131,3 +132,103 @@ def test_detr_checkpoint_errors(tmp_path):
 
     with pytest.raises(ConfigError):
         DetrPersonDetector(tmp_path)
+
+
+# --- the offline default: MediaPipe Tasks multi-person pose, bundled from the mediapipe wheel -------------
+
+COCO = Path(__file__).parents[1] / "data" / "people-coco"
+
+
+@pytest.fixture(scope="module")
+def model_cache(tmp_path_factory) -> Path:
+    pytest.importorskip("mediapipe")
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def tasks_backend(model_cache):
+    from annotate_anyone.perception.pose_tasks import PoseTasksBackend
+
+    return PoseTasksBackend(cache_dir=model_cache)
+
+
+def test_bundle_built_once_into_the_cache_and_reused(model_cache, tmp_path):
+    import zipfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from annotate_anyone.perception.pose_tasks import pose_bundle
+
+    path = pose_bundle(model_cache)
+    assert path.parent == model_cache and path.suffix == ".task"
+    with zipfile.ZipFile(path) as bundle:
+        assert sorted(bundle.namelist()) == ["pose_detector.tflite", "pose_landmarks_detector.tflite"]
+    built = path.stat()
+    assert pose_bundle(model_cache) == path
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == (built.st_mtime_ns, built.st_ino)  # reused, not rebuilt
+
+    fresh = tmp_path / "cache"
+    with ThreadPoolExecutor(2) as pool:  # two builders at once: both finish, one whole bundle, no temp files
+        paths = set(pool.map(pose_bundle, [fresh, fresh]))
+    assert paths == {fresh / path.name} and [p.name for p in fresh.iterdir()] == [path.name]
+    (fresh / path.name).write_bytes(b"half a bundle")  # a damaged file is rebuilt, not loaded
+    with zipfile.ZipFile(pose_bundle(fresh)) as bundle:
+        assert len(bundle.namelist()) == 2
+
+
+def test_default_backend_names():
+    pytest.importorskip("mediapipe")
+    from annotate_anyone.perception.mediapipe import MediaPipeBackend
+    from annotate_anyone.perception.pose_tasks import PoseTasksBackend
+
+    assert isinstance(person_backend(), PoseTasksBackend)
+    assert isinstance(person_backend("mediapipe-legacy"), MediaPipeBackend)
+
+
+def test_tasks_backend_finds_each_person_of_a_group(tasks_backend):
+    image = Image.open(COCO / "COCO_val2014_000000000536.jpg").convert("RGB")  # three women side by side
+    scene = tasks_backend.detect(image)
+    assert len(scene.persons) == 3
+    heights = [p.height for p in scene.persons]
+    assert heights == sorted(heights, reverse=True)  # most prominent first
+    centres = sorted((p.box[0] + p.box[2]) / 2 for p in scene.persons)
+    assert min(b - a for a, b in zip(centres, centres[1:], strict=False)) > 0.15 * image.width  # three places
+    owned = [b for p in scene.persons for b in p.face_boxes]
+    assert len(owned) == len(set(owned)) <= len(scene.faces)  # each face given to one person at most
+    for person in scene.persons:
+        x0, y0, x1, y1 = person.box
+        assert 0 <= x0 < x1 <= image.width and 0 <= y0 < y1 <= image.height
+        assert person.keypoints.shape == (33, 3) and 0 < person.score <= 1
+        assert person.mask.shape == (image.height, image.width) and person.mask.dtype == np.uint8
+        assert set(np.unique(person.mask)) <= {0, 255} and (person.mask > 0).mean() > 0.02
+
+
+def test_tasks_backend_works_on_a_downscaled_copy_and_answers_in_original_pixels(model_cache):
+    from annotate_anyone.perception.pose_tasks import PoseTasksBackend
+
+    photo = Image.fromarray(skimage.data.astronaut())
+    big = photo.resize((1536, 1536), Image.Resampling.BICUBIC)
+    small_scene = PoseTasksBackend(cache_dir=model_cache, max_side=512).detect(photo)
+    big_scene = PoseTasksBackend(cache_dir=model_cache, max_side=512).detect(big)
+    (small,), (large,) = small_scene.persons, big_scene.persons
+    assert large.mask.shape == (1536, 1536)
+    assert np.allclose(np.array(large.box) / 3, small.box, atol=16)  # same person, scaled back by 3
+    assert np.median(np.abs(large.keypoints[:, :2] / 3 - small.keypoints[:, :2])) < 8
+    assert abs((large.mask > 0).mean() - (small.mask > 0).mean()) < 0.02
+
+
+def test_duplicate_poses_of_one_person_are_merged(tasks_backend):
+    import copy
+
+    from annotate_anyone.perception.pose_tasks import _dedup
+
+    (person,) = tasks_backend.detect(Image.fromarray(skimage.data.astronaut())).persons
+    again = copy.deepcopy(person)
+    again.keypoints[:, :2] += 3  # the detector's second box around the same person
+    again.score -= 0.01
+    beside = copy.deepcopy(person)
+    shift = person.box[2] - person.box[0] + 10
+    beside.keypoints[:, 0] += shift  # a look-alike standing next to them
+    beside.box = (person.box[0] + shift, person.box[1], person.box[2] + shift, person.box[3])
+    beside.mask = None
+    assert _dedup([again, person]) == [person]
+    assert len(_dedup([person, again, beside])) == 2
