@@ -81,7 +81,7 @@ def _index(store: ObjectStore, version: str, manifest: dict[str, Any]) -> bytes:
     return data
 
 
-def _training_row(row: dict[str, Any], shot_types: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+def training_row(row: dict[str, Any], shot_types: list[str]) -> tuple[dict[str, Any] | None, str | None]:
     """A row of any release version in the current training format, or ``(None, reason)``."""
     from annotate_anyone.annotation.taxonomy import load_taxonomy
 
@@ -192,7 +192,7 @@ def materialize_cosmicman(
     rows: dict[str, dict[str, Any]] = {}
     left_out: Counter[str] = Counter()
     for row in table.to_pylist():
-        out, reason = _training_row(row, shot_types)
+        out, reason = training_row(row, shot_types)
         if out is None:
             left_out[reason or "materialize:invalid"] += 1
         else:

@@ -72,18 +72,24 @@ def demo_settings(settings: Settings) -> Settings:
 
 def run_demo(settings: Settings, console: Any = None) -> dict[str, Any]:
     """Ingest the demo images, annotate the kept persons, and export a release; returns a summary."""
+    settings = demo_settings(settings)
+    folder = settings.resolved_home / "demo-images"
+    write_demo_images(folder)
+    return run_flywheel(settings, folder, console=console)
+
+
+def run_flywheel(settings: Settings, folder: Path, console: Any = None, *, name: str = "demo") -> dict[str, Any]:
+    """The demo's steps on any folder of photos (source ``name``): ingest, annotate, export; returns a summary
+    (``version``: the release written, ``release_path``, each step's job result, the source's funnel)."""
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.executors.inline import InlineExecutor
     from annotate_anyone.services import jobs, stats
     from annotate_anyone.services.setup import init_home
     from annotate_anyone.services.sources import get_or_create_source
 
-    settings = demo_settings(settings)
     init_home(settings)
-    folder = settings.resolved_home / "demo-images"
-    write_demo_images(folder)
     with session_scope(settings.db_url) as session:
-        source_id = get_or_create_source(session, name="demo", kind="folder", uri=str(folder)).id
+        source_id = get_or_create_source(session, name=name, kind="folder", uri=str(folder)).id
     executor = InlineExecutor(settings)
     summary: dict[str, Any] = {}
     for kind, params in (("ingest", {"source_ids": [source_id]}), *DEMO_STEPS):

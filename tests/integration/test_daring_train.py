@@ -122,6 +122,33 @@ def test_sdxl_shaped_training_step(workspace):
     assert len(steps) == 1 and steps[0]["hola_loss"] > 0 and (last / "unet").is_dir()
 
 
+def test_the_trainers_hola_is_one_mean_over_all_entries(workspace):
+    """HOLA as the trainer computes it on real captured attention, real masks and spans equals a
+    straightforward implementation of CosmicMan's normalisation (tests/unit/test_daring_hola.py)."""
+    from annotate_anyone.daring.objective import HolaObjective
+    from annotate_anyone.daring.train import train
+    from tests.unit.test_daring_hola import reference_hola
+
+    class Recording(HolaObjective):
+        def __init__(self) -> None:
+            super().__init__(1.0)
+            self.calls: list = []
+
+        def __call__(self, maps, masks, spans):  # noqa: ANN001, ANN204
+            terms = super().__call__(maps, masks, spans)
+            self.calls.append(([m.detach().float() for m in maps], masks.detach(), spans, float(terms.loss.detach())))
+            return terms
+
+    objective = Recording()
+    config, out = _config(workspace, "recorded", steps=1, validate="null")
+    train(config, objective=objective)
+    assert objective.calls and all(any(s) for _, _, s, _ in objective.calls)
+    for maps, masks, spans, value in objective.calls:
+        assert value == pytest.approx(reference_hola(maps, masks, spans), rel=1e-5, abs=1e-7)
+    (step,) = [r for r in _log(out) if "loss" in r]
+    assert step["hola_loss"] == pytest.approx(sum(v for *_, v in objective.calls) / 2, rel=1e-5)  # grad_accum 2
+
+
 _BF16_RUN = """
 import json, sys
 from annotate_anyone.daring import attention

@@ -93,3 +93,68 @@ def test_dataset_sample(tmp_path):
     assert uncond["caption"] == "" and uncond["spans"] == [] and uncond["uncond"]
     aa = json.loads(json.dumps(source.row(0).aa_ids))
     assert aa[3] == [2]
+
+
+def test_cosmicman_buckets_are_the_default():
+    b = AspectBuckets()
+    assert b.scheme == "cosmicman" and b.nearest(1255, 1488) == (768, 896)  # a 1488x1255 photo: 896x768
+    assert AspectBuckets(scheme="annotate-anyone").nearest(1255, 1488) == (1024, 1216)  # ours, an option
+    assert len(b.sizes) == 15 and all((w, h) in b.sizes for h, w in b.sizes)  # 8 landscape (square too), transposed
+    ratios = [w / h for h, w in b.sizes]
+    assert ratios == sorted(ratios) and (ratios[0], ratios[-1]) == (0.5, 2.0)
+    assert b.nearest(3000, 1000) == (1536, 768) and b.nearest(1000, 1000) == (1088, 1088)
+    assert len(AspectBuckets(num_buckets=4).sizes) == 3  # the square and the two extremes
+
+
+def test_mirrored_parsing_swaps_left_and_right():
+    from annotate_anyone.daring.masks import mirror_labels
+
+    m = np.zeros((2, 5), np.uint8)
+    m[:, 0], m[:, 1], m[:, 2], m[:, 4] = 9, 14, 12, 2  # left shoe, left arm, left leg, hair
+    assert mirror_labels(m).tolist() == [[2, 0, 13, 15, 10]] * 2
+
+
+def test_flip_time_ids_and_shot_phrases(tmp_path):
+    from dataclasses import replace
+
+    from transformers import AutoTokenizer
+
+    from annotate_anyone.daring.captions import SHOT_PHRASE_STYLES
+    from annotate_anyone.daring.data import CaptionRules, DaringDataset, ParquetRelease
+    from annotate_anyone.daring.demo import build_demo_release
+    from annotate_anyone.daring.tiny import train_tokenizer
+
+    build_demo_release(tmp_path / "rel", count=2, sizes=((128, 192),), seed=4)
+    tok = AutoTokenizer.from_pretrained(train_tokenizer(tmp_path / "tok"))
+    source = ParquetRelease.open(tmp_path / "rel")
+    buckets = AspectBuckets(min_side=64, max_side=256, step=64, max_area=128 * 256, max_ratio=2.0)
+    still = CaptionRules(group_dropout=0.0, optional_keep=1.0, caption_dropout=0.0, hflip=0.0)
+    a = DaringDataset(source, tok, buckets, rules=still, seed=5)[(0, 0)]
+    b = DaringDataset(source, tok, buckets, rules=replace(still, hflip=1.0), seed=5)[(0, 0)]
+    assert not a["flipped"] and b["flipped"] and a["caption"] == b["caption"] and a["spans"] == b["spans"]
+    assert torch.equal(b["pixel_values"], a["pixel_values"].flip(-1))
+    assert torch.allclose(b["masks"], a["masks"].flip(-1), atol=1e-6) and float(a["masks"][9].sum()) > 0
+    assert a["original_size"] == (128, 192) and a["crop_top_left"] == (0, 0)  # CosmicMan's time ids: the bucket
+    sdxl = DaringDataset(source, tok, buckets, rules=replace(still, time_ids="sdxl", hflip=0.0), seed=5)[(0, 0)]
+    assert sdxl["original_size"] == (source.row(0).height, source.row(0).width)
+    halves = DaringDataset(source, tok, buckets, rules=CaptionRules(), seed=5)
+    flips = sum(halves[(1, epoch)]["flipped"] for epoch in range(120))
+    assert 40 <= flips <= 80  # p = 0.5 by default
+    shot = source.row(0).person_type
+    assert a["caption"].split(", ")[0] == SHOT_PHRASE_STYLES["cosmicman"][shot]  # theirs by default
+    ours = DaringDataset(source, tok, buckets, rules=replace(still, shot_phrases="annotate-anyone"), seed=5)[(0, 0)]
+    assert ours["caption"].split(", ") == [SHOT_PHRASE_STYLES["annotate-anyone"][shot], *a["caption"].split(", ")[1:]]
+
+
+def test_bf16_and_checkpointing_follow_cuda_by_default():
+    from annotate_anyone.daring.config import TrainConfig
+    from annotate_anyone.daring.train import resolve_precision
+
+    config = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"index": "i"}, "output_dir": "o"})
+    assert config.mixed_precision == "auto" and config.gradient_checkpointing == "auto"
+    assert config.data.buckets.scheme == "cosmicman" and config.data.hflip == 0.5
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    assert resolve_precision(config) == ("bf16" if bf16 else "no", cuda)
+    explicit = config.model_copy(update={"mixed_precision": "no", "gradient_checkpointing": True})
+    assert resolve_precision(explicit) == ("no", True)
