@@ -150,3 +150,18 @@ def test_truncation_is_caught_at_draft_scale():
     data = encode(ASTRONAUT.resize((2048, 2048)), "JPEG", quality=90)
     r = decode(data[: len(data) * 2 // 3], draft_side=512)
     assert r.drop_reason == "decode:truncated"
+
+
+def test_work_image_is_made_once_per_side_and_freed_with_the_payload():
+    from annotate_anyone.pipeline.decode import work_image
+
+    big = decode(encode(ASTRONAUT.resize((1200, 900))))
+    view = work_image(big)
+    assert view.size == (512, 384) and work_image(big) is view  # shared: the second stage gets the same copy
+    assert work_image(big, 256).size == (256, 192) and big.views.keys() == {512, 256}
+    small = decode(encode(ASTRONAUT.resize((400, 300))))
+    assert work_image(small) is small.image  # never enlarged
+    big.release_payload()
+    assert big.views == {} and big.image is None
+    with pytest.raises(ValueError):
+        work_image(big)
