@@ -128,11 +128,13 @@ class PoseTasksBackend(PersonBackend):
         face_confidence: float = 0.6,
         min_keypoints: int = MIN_KEYPOINTS,
         face_seeds: bool = True,
-        second_look: tuple[float, float] | None = (0.3, 0.7),
+        second_look: tuple[float, float] | None = (0.4, 0.7),
         cache_dir: Path | None = None,
     ) -> None:
         """``second_look``: the band of height shares (of the image) of a lone person that triggers
-        the strip pass (``None``: never); ``face_seeds``: pose on crops around unexplained faces."""
+        the strip pass (``None``: never; below 0.4 the human filter's default drops a lone person as
+        too small anyway, above 0.7 a second prominent person is big enough for the first pass);
+        ``face_seeds``: pose on crops around unexplained faces."""
         self.max_side = max_side
         self.max_poses = max_poses
         self.detection_confidence = detection_confidence
@@ -142,6 +144,7 @@ class PoseTasksBackend(PersonBackend):
         self.second_look = second_look
         self.cache_dir = cache_dir
         self._lock = threading.Lock()  # one graph per backend; calls are serialised
+        self._mp: Any = None  # the mediapipe module, once loaded
         self._landmarker: Any = None
         self._seed_landmarker: Any = None
         self._faces = FaceFinder(face_confidence)
