@@ -33,6 +33,8 @@ from PIL import Image
 
 def make_pool(n: int, seed: int = 0) -> tuple[list[bytes], list[bytes], list[tuple[int, int]]]:
     """``n`` distinct JPEG photos-like images of realistic size, and a parsing PNG for each."""
+    from annotate_anyone.annotation.parsing.base import encode_map
+
     rng = np.random.default_rng(seed)
     images, maps, sizes = [], [], []
     for _ in range(n):
@@ -48,9 +50,7 @@ def make_pool(n: int, seed: int = 0) -> tuple[list[bytes], list[bytes], list[tup
         parsing[h // 8 : h // 4, w // 3 : 2 * w // 3] = 11
         parsing[h // 4 : h // 2, w // 4 : 3 * w // 4] = 4
         parsing[h // 2 :, w // 4 : 3 * w // 4] = 6
-        buf = io.BytesIO()
-        Image.fromarray(parsing).save(buf, format="PNG")
-        maps.append(buf.getvalue())
+        maps.append(encode_map(parsing))  # as the annotation service stores them (palette PNG)
         sizes.append((w, h))
     return images, maps, sizes
 
