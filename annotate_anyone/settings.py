@@ -9,19 +9,27 @@ Two profiles:
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.errors import ConfigError
 from annotate_anyone.review.settings import ReviewSettings
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "admin", "test"}
+SECRET_FIELDS = ("secret_key", "webhook_secret")
+SECRETS_FILE = "secrets.json"  # in the home: random secrets written by ``init`` (embedded), mode 0600
+
+
+def is_placeholder(secret: str) -> bool:
+    """Whether ``secret`` is one of the well-known placeholders (anyone could forge with it)."""
+    return secret.strip().lower() in PLACEHOLDER_SECRETS
 
 
 INGEST_STAGES = ("read", "decode", "takedown", "seen", "quality", "humans", "brisque", "safety", "store")
@@ -94,8 +102,19 @@ class Settings(BaseSettings):
     label_studio_token: str | None = None
     public_url: str = "http://127.0.0.1:8000"
 
-    secret_key: str = "change-me"
+    secret_key: str = "change-me"  # embedded: replaced by the home's generated secrets file when present
     webhook_secret: str = "change-me"
+    source_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders under which API callers (admins) may register local sources; a JSON list or "
+        "paths separated by ':'. Empty: local sources only from the machine's own CLI.",
+    )
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body the API reads (413)")
+    max_json_depth: int = Field(default=64, ge=2, description="Deepest JSON nesting a request body may have (422)")
+    fetch_timeout_s: float = Field(default=10.0, gt=0, description="Bound on each network wait of a fetch")
+    fetch_deadline_s: float = Field(default=60.0, gt=0, description="Wall-clock bound on one whole fetch")
+    job_heartbeat_s: float = Field(default=10.0, gt=0, description="How often a working job says it is alive")
+    job_stale_s: float = Field(default=120.0, gt=0, description="Silence after which a job is reclaimed")
 
     workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     batch_size: int = 32
@@ -122,16 +141,46 @@ class Settings(BaseSettings):
         "millisecond (see annotate_anyone.pipeline.build).",
     )
 
+    @field_validator("source_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _check_profile(self) -> Settings:
         if self.profile == "service":
             missing = [n for n in ("database_url", "storage_url") if not getattr(self, n)]
             if missing:
                 raise ConfigError(f"service profile needs AA_{missing[0].upper()}")
-            for name in ("secret_key", "webhook_secret"):
-                if getattr(self, name).strip().lower() in PLACEHOLDER_SECRETS:
+            for name in SECRET_FIELDS:
+                if is_placeholder(getattr(self, name)):
                     raise ConfigError(f"AA_{name.upper()} is a placeholder; set a real secret in service mode")
+        elif any(is_placeholder(getattr(self, name)) for name in SECRET_FIELDS):
+            self._load_home_secrets()
         return self
+
+    def _load_home_secrets(self) -> None:
+        """Take the secrets ``init`` generated into the home for every secret left at a placeholder."""
+        path = self.resolved_home / SECRETS_FILE
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return
+        if mode & 0o077:
+            raise ConfigError(f"{path} is readable by other users; run `chmod 600 {path}`")
+        stored = json.loads(path.read_text())
+        for name in SECRET_FIELDS:
+            if is_placeholder(getattr(self, name)) and isinstance(stored.get(name), str):
+                setattr(self, name, stored[name])
+
+    @property
+    def has_placeholder_secrets(self) -> bool:
+        return any(is_placeholder(getattr(self, name)) for name in SECRET_FIELDS)
 
     @property
     def resolved_home(self) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from annotate_anyone.executors.celery import RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
+from celery.signals import worker_ready
+
+from annotate_anyone.executors.celery import RECLAIM, RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
 from annotate_anyone.services import jobs
 from annotate_anyone.settings import get_settings
 from workers.celery_app import app
@@ -56,3 +58,17 @@ def review_sync(self: Any, full: bool = False) -> dict[str, Any]:
     from annotate_anyone.review.service import sync_review
 
     return sync_review(get_settings(), full=full)
+
+
+@app.task(name=RECLAIM)
+def reclaim_jobs() -> dict[str, Any]:
+    """Queue again the units of jobs whose heartbeat stopped; clean stale temporary files."""
+    from annotate_anyone.services.recovery import recover
+
+    settings = get_settings()
+    return recover(settings, requeue=CeleryExecutor(settings).submit)
+
+
+@worker_ready.connect
+def _recover_on_start(**_: Any) -> None:
+    reclaim_jobs.delay()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annotate_anyone import __version__
+from annotate_anyone.api.limits import RequestLimits
 from annotate_anyone.api.routes import auth, health, images, jobs, keys, releases, review, sources, web
 from annotate_anyone.api.templating import WEB
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
@@ -52,10 +55,26 @@ def _snake(name: str) -> str:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Per server process, once imports are done: move every object alive now into the permanent GC
-    generation, so full collections stop walking them (measured: 70-90 ms pauses on list pages before)."""
+    generation, so full collections stop walking them (measured: 70-90 ms pauses on list pages before).
+    Embedded, jobs whose process died are reclaimed now and every ``job_stale_s / 2`` (see services/recovery)."""
     gc.collect()
     gc.freeze()
+    settings: Settings = app.state.settings
+    recovering = asyncio.create_task(_recover_periodically(settings)) if settings.executor_name == "inline" else None
     yield
+    if recovering is not None:
+        recovering.cancel()
+
+
+async def _recover_periodically(settings: Settings) -> None:
+    from annotate_anyone.services.recovery import recover
+
+    while True:
+        try:
+            await asyncio.to_thread(recover, settings)
+        except Exception:  # e.g. a home not initialised yet: the API answers what it can meanwhile
+            logging.getLogger(__name__).warning("job recovery failed", exc_info=True)
+        await asyncio.sleep(max(1.0, settings.job_stale_s / 2))
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -151,6 +170,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (health, auth, sources, images, jobs, releases, review, keys, web):
         app.include_router(module.router)
+    limits = app.state.settings
+    app.add_middleware(
+        RequestLimits,
+        max_bytes=limits.max_body_bytes,
+        max_depth=limits.max_json_depth,
+        stream_paths=frozenset({"/review/webhook"}),  # checks its secret before it reads the body
+    )
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -25,23 +25,25 @@ from annotate_anyone.services.auth import (
     authorize,
     check_csrf,
 )
-from annotate_anyone.services.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from annotate_anyone.services.ratelimit import RateLimiter, RedisRateLimiter, SqliteRateLimiter
 from annotate_anyone.settings import Settings
 
 SESSION_COOKIE = "aa_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RATE_LIMIT_FILE = "ratelimit.db"  # in the home: the buckets every embedded server process shares
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer aa_<prefix>_<secret>`")
 cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Dashboard login session")
 
 
 def make_limiter(settings: Settings) -> RateLimiter:
-    """Redis-backed buckets when a service fleet shares a Redis broker, in-process otherwise."""
+    """Buckets every server process shares: in Redis when a service fleet has a Redis broker, else in a
+    SQLite file of the home (``serve --workers N`` on one machine)."""
     if settings.profile == "service" and settings.broker_url.startswith(("redis://", "rediss://")):
         return RedisRateLimiter(settings.broker_url)
-    return MemoryRateLimiter()
+    return SqliteRateLimiter(settings.resolved_home / RATE_LIMIT_FILE)
 
 
 async def get_limiter(request: Request) -> RateLimiter:

@@ -44,6 +44,7 @@ class SourceOut(BaseModel):
     uri: str
     options: dict[str, Any]
     allow_private: bool
+    root: str | None = Field(default=None, description="The folder this source's local reads stay in")
     taken_down: bool
     created_at: datetime
     last_scan_at: datetime | None

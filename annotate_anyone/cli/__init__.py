@@ -19,6 +19,7 @@ from annotate_anyone.settings import Settings, get_settings
 
 app = typer.Typer(help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True)
 console = Console()
+notes = Console(stderr=True)  # messages that must not mix into --json output
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(release_app, name="release")
@@ -31,6 +32,31 @@ def settings() -> Settings:
     return get_settings()
 
 
+ALREADY_RUNNING_EXIT = 2  # exit status of a job refused because another one lists the same source
+
+
+def recover_here(s: Settings) -> None:
+    """Embedded: jobs whose process died become ``interrupted``, stale temporary files go (service mode:
+    the workers and the beat do it)."""
+    from annotate_anyone.services.recovery import recover
+
+    if s.executor_name == "inline":
+        for job_id in recover(s)["interrupted"]:
+            notes.print(f"[yellow]job {job_id} had stopped (no heartbeat): resume it: annotate-anyone run {job_id}[/]")
+
+
+def run_inline(job_id: int, progress: Any = None) -> None:
+    """Run a job in this process; another live job listing the same source ends it with exit status 2."""
+    from annotate_anyone.executors.inline import InlineExecutor
+    from annotate_anyone.services.jobs import AlreadyRunning
+
+    try:
+        InlineExecutor(settings()).run(job_id, progress=progress)
+    except AlreadyRunning as exc:
+        notes.print(f"[yellow]job {job_id}: {exc}; nothing done[/]")
+        raise typer.Exit(ALREADY_RUNNING_EXIT) from None
+
+
 def run_job_inline(kind: str, params: dict[str, Any], label: str) -> int:
     """Create a job and run it here with a progress bar (embedded) or queue it (service)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,6 +67,7 @@ def run_job_inline(kind: str, params: dict[str, Any], label: str) -> int:
     from annotate_anyone.services.jobs import create_job
 
     s = settings()
+    recover_here(s)
     with session_scope(s.db_url) as session:
         job_id = create_job(session, kind=kind, params=params, created_by="cli").id
     executor = get_executor(s)
@@ -51,7 +78,7 @@ def run_job_inline(kind: str, params: dict[str, Any], label: str) -> int:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=None)
-        executor.run(job_id, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        run_inline(job_id, progress=lambda done, total: bar.update(task, completed=done, total=total))
     return job_id
 
 
@@ -115,22 +142,37 @@ def ingest(
     kind: Annotated[str | None, typer.Option(help="folder | url_list | s3_prefix (guessed from the URI)")] = None,
     allow_private: Annotated[bool, typer.Option(help="Allow fetching from private/loopback addresses")] = False,
     url_column: Annotated[str, typer.Option(help="URL column of a URL list")] = "url",
+    local_list: Annotated[
+        bool, typer.Option(help="The URL list names local files (relative to its folder), not only http(s) URLs")
+    ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Retry items that failed before")] = False,
 ) -> None:
-    """Register (or reuse) a source and ingest what is new in it."""
+    """Register (or reuse) a source and ingest what is new in it.
+
+    Local reads stay inside the folder you name (or the URL list's folder, or the configured source root
+    holding it): symlinks out of it are not followed. Exit status 2: another ingest of the source is running.
+    """
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services.setup import init_home
-    from annotate_anyone.services.sources import get_or_create_source, guess_kind
+    from annotate_anyone.services.sources import get_or_create_source, guess_kind, trusted_root
 
     s = settings()
     init_home(s)
     kind = kind or guess_kind(uri)
     if kind == "folder":
         uri = str(Path(uri).expanduser().resolve())
-    options = {"url_column": url_column} if kind == "url_list" else {}
+    options: dict[str, Any] = {"url_column": url_column} if kind == "url_list" else {}
+    if kind == "url_list" and local_list:
+        options["local"] = True
     with session_scope(s.db_url) as session:
         source = get_or_create_source(
-            session, name=name or uri, kind=kind, uri=uri, options=options, allow_private=allow_private
+            session,
+            name=name or uri,
+            kind=kind,
+            uri=uri,
+            options=options,
+            allow_private=allow_private,
+            root=trusted_root(kind, uri, s.source_roots),
         )
         source_id = source.id
     job_id = run_job_inline("ingest", {"source_ids": [source_id], "retry_failed": retry_failed}, "ingest")
@@ -145,10 +187,14 @@ def rescan() -> None:
     from annotate_anyone.services.scheduling import rescan_all
 
     s = settings()
+    recover_here(s)
     executor = get_executor(s)
     for job_id in rescan_all(s):
         if isinstance(executor, InlineExecutor):
-            executor.run(job_id)
+            try:
+                run_inline(job_id)
+            except typer.Exit:
+                pass  # that source is being ingested by another job: the others still go
             print_job(job_id)
         else:
             executor.submit(job_id)
@@ -156,11 +202,10 @@ def rescan() -> None:
 
 
 @app.command()
-def run(job_id: Annotated[int, typer.Argument(help="A queued job's id")]) -> None:
-    """Run (or resume) a job in this process."""
-    from annotate_anyone.executors.inline import InlineExecutor
-
-    InlineExecutor(settings()).run(job_id)
+def run(job_id: Annotated[int, typer.Argument(help="A queued or interrupted job's id")]) -> None:
+    """Run (or resume) a job in this process; an ``interrupted`` one continues with what is not done."""
+    recover_here(settings())
+    run_inline(job_id)
     print_job(job_id)
 
 
@@ -173,6 +218,7 @@ def status(
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services import jobs, stats
 
+    recover_here(settings())
     if job is not None:
         info = print_job(job) if not as_json else None
         if as_json:
@@ -240,15 +286,19 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes (each reads the same settings)")] = 1,
 ) -> None:
-    """Run the HTTP API (and dashboard)."""
+    """Run the HTTP API (and dashboard). Placeholder secrets are refused on a non-loopback address."""
     import uvicorn
 
+    from annotate_anyone.services.home_secrets import check_listen, ensure_secrets
+
+    if ensure_secrets(settings()) is not None and settings().has_placeholder_secrets:
+        get_settings.cache_clear()  # pick up the secrets just generated into the home
+    check_listen(settings(), host)  # also refuses a bad configuration here, before worker processes start
     if workers == 1:
         from annotate_anyone.api.app import create_app
 
         uvicorn.run(create_app(settings()), host=host, port=port)
         return
-    settings()  # refuse a bad configuration here, before the worker processes start
     # uvicorn picks uvloop (uvicorn[standard]): measured here, its worker processes on the plain asyncio loop
     # answered every keep-alive request ~40 ms late (a delayed-ACK stall); with uvloop they answer in ~3 ms
     uvicorn.run("annotate_anyone.api.app:create_app", factory=True, host=host, port=port, workers=workers)

@@ -65,6 +65,7 @@ class JobStatus(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    interrupted = "interrupted"  # its process died (heartbeat stopped); ``annotate-anyone run JOB`` resumes it
 
 
 class Role(enum.StrEnum):
@@ -88,6 +89,10 @@ class Source(Base):
     taken_down: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_scan_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the folder every local read of this source stays in (None: it reads no local file)
+    root: Mapped[str | None] = mapped_column(Text, default=None)
+    # the ingest job listing this source now; another waits or reports "already running"
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
 
 
 class Item(Base):
@@ -231,6 +236,7 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)  # last sign of life of its worker
 
     @property
     def progress(self) -> float:

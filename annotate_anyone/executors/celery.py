@@ -17,6 +17,7 @@ START_JOB = "aa.start_job"
 RUN_UNIT = "aa.run_unit"
 RESCAN = "aa.rescan_sources"
 REVIEW_SYNC = "aa.review_sync"
+RECLAIM = "aa.reclaim_jobs"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -37,6 +38,7 @@ def make_celery(settings: Settings) -> Celery:
             "rescan-sources": {"task": RESCAN, "schedule": float(settings.rescan_interval_s)},
             "review-sync": {"task": REVIEW_SYNC, "schedule": float(settings.review_sync_interval_s)},
             "review-sync-full": {"task": REVIEW_SYNC, "schedule": 86400.0, "kwargs": {"full": True}},
+            "reclaim-jobs": {"task": RECLAIM, "schedule": max(5.0, settings.job_stale_s / 2)},
         },
     )
     return app

@@ -84,6 +84,9 @@ class InlineExecutor(Executor):
                         future.result()
                         self._report(job_id, progress)
             follow_up = jobs.finish_if_complete(job_id, self.settings, force=True) + self._follow_up(job_id)
+        except jobs.AlreadyRunning as exc:  # another live job lists the same source: report, do not fail
+            jobs.refuse_already_running(job_id, self.settings, exc)
+            raise
         except Exception as exc:
             jobs.fail_job(job_id, self.settings, exc)
             raise

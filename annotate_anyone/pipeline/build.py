@@ -15,7 +15,8 @@ StageFactory = Callable[[Settings, dict[str, Any]], Stage]
 def _read(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.fetch import ReadStage
 
-    return ReadStage(allow_private=bool(options.get("allow_private", False)))
+    # confined: a record reads local files only within its source's root (set by the ingest job)
+    return ReadStage(allow_private=bool(options.get("allow_private", False)), settings=settings, confine=True)
 
 
 def _decode(settings: Settings, options: dict[str, Any]) -> Stage:

@@ -7,20 +7,30 @@ nothing raises out of a batch. The content type is sniffed from the bytes later,
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from annotate_anyone import __version__
 from annotate_anyone.pipeline.record import Record
+from annotate_anyone.pipeline.sources.confine import (
+    Refused,
+    check_regular,
+    is_local,
+    local_path,
+    open_confined,
+    open_regular,
+)
 from annotate_anyone.pipeline.stage import Stage
 from annotate_anyone.settings import Settings, get_settings
 
@@ -136,13 +146,85 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+class _Deadline(threading.local):
+    """The wall-clock deadline (``time.monotonic()``) of the fetch running in this thread, if any."""
+
+    at: float | None = None
+
+
+_DEADLINE = _Deadline()
+
+
+def _time_left(timeout: float | None) -> float | None:
+    """``timeout`` cut to what is left of this thread's fetch deadline; raises once it has passed."""
+    at = _DEADLINE.at
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the fetch deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait (read, write, TLS handshake) ends by the current fetch's deadline.
+
+    httpx's timeouts bound each socket operation, so a server sending one byte per second never trips
+    them; cutting each operation to the time left makes the deadline hold whatever arrives.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with connects and streams bounded by the fetch deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, _time_left(timeout), local_address, socket_options)
+        return DeadlineStream(stream)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+        raise httpcore.ConnectError("unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
 class HttpFetcher:
     """Concurrent HTTP(S) GETs over one pooled client, with limits, retries and an SSRF guard.
 
     Redirects are followed by hand (at most ``max_redirects``) so every hop passes the guard. Only
     transient failures (timeouts, connection errors, 408/425/429/5xx) are retried, with exponential
     backoff and jitter (``Retry-After`` honoured up to ``max_backoff``). ``timeout`` bounds each network
-    wait; ``deadline`` bounds the whole body download (a slow drip cannot hold a worker forever).
+    wait; ``deadline`` is a wall-clock bound on the whole fetch (connect, headers, body, redirects and
+    retries): every socket wait is cut to the time left (see :class:`DeadlineBackend`), so a server that
+    drips one byte at a time cannot hold a worker past it.
     """
 
     def __init__(
@@ -170,11 +252,14 @@ class HttpFetcher:
         self.max_backoff = max_backoff
         self.respect_robots = respect_robots
         self.guard = SsrfGuard(allow_private, allow_networks)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        transport = httpx.HTTPTransport(limits=limits)
+        transport._pool._network_backend = DeadlineBackend(transport._pool._network_backend)
         self._client = httpx.Client(
+            transport=transport,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             headers={"User-Agent": user_agent, "Accept": "image/*,*/*;q=0.5"},
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch")
 
@@ -195,19 +280,25 @@ class HttpFetcher:
     def fetch(self, url: str) -> FetchResult:
         """Fetch one URL with retries; failures come back as a result with ``reason`` set."""
         result = FetchResult(url=url)
-        for attempt in range(self.retries + 1):
-            result.attempts = attempt + 1
-            try:
-                return self._fetch_once(url, result)
-            except FetchFailure as failure:
-                result.reason, result.detail = failure.reason, failure.detail
-                if not failure.transient or attempt == self.retries:
+        give_up = time.monotonic() + self.deadline
+        _DEADLINE.at = give_up
+        try:
+            for attempt in range(self.retries + 1):
+                result.attempts = attempt + 1
+                try:
+                    return self._fetch_once(url, result)
+                except FetchFailure as failure:
+                    result.reason, result.detail = failure.reason, failure.detail
+                    delay = self._delay(attempt, failure.retry_after)
+                    if not failure.transient or attempt == self.retries or time.monotonic() + delay >= give_up:
+                        return result
+                    time.sleep(delay)
+                except Exception as exc:  # anything unexpected is this URL's failure, not the batch's
+                    result.reason, result.detail = "fetch:error", f"{type(exc).__name__}: {exc}"
                     return result
-                time.sleep(self._delay(attempt, failure.retry_after))
-            except Exception as exc:  # anything unexpected is this URL's failure, not the batch's
-                result.reason, result.detail = "fetch:error", f"{type(exc).__name__}: {exc}"
-                return result
-        return result
+            return result
+        finally:
+            _DEADLINE.at = None
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -226,7 +317,7 @@ class HttpFetcher:
                         continue
                     return self._read(response, result, current)
             except httpx.TimeoutException as exc:
-                raise FetchFailure("fetch:timeout", f"{type(exc).__name__} for {current}", True) from exc
+                raise FetchFailure("fetch:timeout", f"{type(exc).__name__} for {current}: {exc}", True) from exc
             except (httpx.TransportError, OSError) as exc:
                 raise FetchFailure("fetch:connection", f"{type(exc).__name__}: {exc}", True) from exc
         raise FetchFailure("fetch:too_many_redirects", f"more than {self.max_redirects} redirects from {url}")
@@ -246,11 +337,8 @@ class HttpFetcher:
             raise FetchFailure("fetch:too_large", f"Content-Length {declared} > {self.max_bytes}")
         chunks: list[bytes] = []
         size = 0
-        give_up = time.monotonic() + self.deadline
-        for chunk in response.iter_bytes(64 * 1024):
+        for chunk in response.iter_bytes(64 * 1024):  # DeadlineBackend ends a drip-fed body at the deadline
             size += len(chunk)
-            if time.monotonic() > give_up:
-                raise FetchFailure("fetch:timeout", f"body not complete after {self.deadline:g} s", True)
             if size > self.max_bytes:
                 raise FetchFailure("fetch:too_large", f"body exceeds {self.max_bytes} bytes")
             chunks.append(chunk)
@@ -321,20 +409,35 @@ def make_s3_client(settings: Settings) -> Any:
     )
 
 
-def read_local(uri: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """Bytes of a local path or ``file://`` URI; raises :class:`FetchFailure` on failure."""
-    path = Path(unquote(urlsplit(uri).path)) if uri.startswith("file://") else Path(uri)
+def read_local(uri: str, max_bytes: int = DEFAULT_MAX_BYTES, root: str | None = None) -> bytes:
+    """Bytes of a local path or ``file://`` URI; raises :class:`FetchFailure` on failure.
+
+    With ``root``, the path must resolve under it and is opened without following symlinks (see
+    pipeline/sources/confine.py); anything but a regular file is refused (a FIFO would block forever).
+    """
+    path = local_path(uri)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise FetchFailure("fetch:too_large", f"{path} is {size} bytes")
-        return path.read_bytes()
+        fd = open_confined(path, root) if root is not None else open_regular(path)
+        try:
+            size = check_regular(fd, path).st_size
+            if size > max_bytes:
+                raise FetchFailure("fetch:too_large", f"{path} is {size} bytes")
+            chunks, left = [], size + 1
+            while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+                chunks.append(chunk)
+                left -= len(chunk)
+        finally:
+            os.close(fd)
+    except Refused as refused:
+        raise FetchFailure(refused.reason, refused.detail) from refused
     except FileNotFoundError as exc:
         raise FetchFailure("fetch:not_found", f"no such file: {path}") from exc
-    except IsADirectoryError as exc:
-        raise FetchFailure("fetch:not_found", f"is a directory: {path}") from exc
     except OSError as exc:
         raise FetchFailure("fetch:io_error", f"{type(exc).__name__}: {exc}") from exc
+    data = b"".join(chunks)
+    if len(data) > max_bytes:  # grew while being read
+        raise FetchFailure("fetch:too_large", f"{path} is over {max_bytes} bytes")
+    return data
 
 
 class ReadStage(Stage):
@@ -343,6 +446,8 @@ class ReadStage(Stage):
     ``concurrency`` is the number of fetches in flight per process: 8 keeps a loopback or LAN server
     busy while costing a third less CPU than 16 (fewer threads contending for the GIL); the ingest
     job overlaps each chunk's fetch with the decoding of the previous one, so latency is hidden anyway.
+    A record's local path is read confined to its ``local_root``; with ``confine`` (the ingest pipeline)
+    a record without one reads no local file at all.
     """
 
     name = "read"
@@ -355,6 +460,7 @@ class ReadStage(Stage):
         settings: Settings | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         concurrency: int = 8,
+        confine: bool = False,
     ) -> None:
         super().__init__()
         self._fetcher = fetcher
@@ -362,13 +468,17 @@ class ReadStage(Stage):
         self.max_bytes = max_bytes
         self.concurrency = concurrency
         self.settings = settings
+        self.confine = confine
         self._s3: S3Reader | None = None
 
     @property
     def fetcher(self) -> HttpFetcher:
         if self._fetcher is None:
+            timing = {}
+            if self.settings is not None:
+                timing = {"timeout": self.settings.fetch_timeout_s, "deadline": self.settings.fetch_deadline_s}
             self._fetcher = HttpFetcher(
-                allow_private=self.allow_private, max_bytes=self.max_bytes, concurrency=self.concurrency
+                allow_private=self.allow_private, max_bytes=self.max_bytes, concurrency=self.concurrency, **timing
             )
         return self._fetcher
 
@@ -389,8 +499,11 @@ class ReadStage(Stage):
                 if self._s3 is None:
                     self._s3 = S3Reader(self.settings, self.max_bytes)
                 record.data = self._s3.read(record.uri)
-            elif record.uri.startswith("file://") or "://" not in record.uri:
-                record.data = read_local(record.uri, self.max_bytes)
+            elif is_local(record.uri):
+                if self.confine and not record.local_root:
+                    record.drop("read:scheme_refused", f"this source may not read local files: {record.uri[:200]}")
+                    return record
+                record.data = read_local(record.uri, self.max_bytes, record.local_root)
             else:
                 record.drop("fetch:unsupported_scheme", f"cannot read {record.uri[:200]}")
         except FetchFailure as failure:

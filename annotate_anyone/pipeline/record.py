@@ -18,6 +18,7 @@ class Record:
     item_id: int
     uri: str
     source_id: int | None = None
+    local_root: str | None = None  # the folder a local ``uri`` must be read from within (its source's root)
     data: bytes | None = None  # original bytes, as fetched / read
     sha256: str | None = None
     phash: str | None = None  # 64-bit perceptual hash, 16 hex chars

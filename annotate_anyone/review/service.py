@@ -27,7 +27,7 @@ from annotate_anyone.review.push import Pusher, PushReport
 from annotate_anyone.review.settings import ReviewSettings, review_settings
 from annotate_anyone.review.sync import Applier, SyncReport, process_events, receive_event, reconcile
 from annotate_anyone.services import jobs
-from annotate_anyone.settings import Settings
+from annotate_anyone.settings import Settings, is_placeholder
 from annotate_anyone.storage import ObjectStore, open_store
 
 WEBHOOK_PATH = "/review/webhook"
@@ -126,9 +126,17 @@ def handle_events(settings: Settings, backend: ReviewBackend | None = None) -> S
     return process_events(settings.db_url, backend or make_backend(settings), make_applier(settings))
 
 
+def webhook_secret_ok(settings: Settings, secret: str | None) -> bool:
+    """Whether ``secret`` is the configured webhook secret (never a placeholder: those are refused)."""
+    expected = settings.webhook_secret
+    if not secret or is_placeholder(expected):
+        return False
+    return hmac.compare_digest(secret.encode(), expected.encode())
+
+
 def accept_webhook(session: Session, settings: Settings, *, secret: str | None, payload: dict[str, Any]) -> int:
     """Check the shared secret and store the event; returns its id. Raises :class:`WebhookForbidden` on a bad secret."""
-    if not secret or not hmac.compare_digest(secret.encode(), settings.webhook_secret.encode()):
+    if not webhook_secret_ok(settings, secret):
         raise WebhookForbidden(f"missing or wrong {WEBHOOK_HEADER}")
     if not isinstance(payload, dict) or "action" not in payload:
         raise InvalidInput("a webhook payload needs an 'action'")

@@ -48,6 +48,7 @@ def auth_config(settings: Settings) -> AuthConfig:
 class Perm(enum.StrEnum):
     pool_read = "pool:read"  # sources, images, jobs, funnels, the dashboard overview
     sources_write = "sources:write"
+    sources_local = "sources:local"  # register local paths or lift the SSRF guard (admins only)
     jobs_start = "jobs:start"  # ingest, annotate and other pipeline jobs
     exports_start = "exports:start"
     jobs_cancel = "jobs:cancel"

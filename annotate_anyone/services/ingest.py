@@ -17,6 +17,7 @@ from annotate_anyone.errors import ConfigError
 from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.seen import DUPLICATE
+from annotate_anyone.pipeline.sources.confine import uri_refusal
 from annotate_anyone.pipeline.stage import Stage, StageStats, run_stages
 from annotate_anyone.services import jobs, near_dup
 from annotate_anyone.services.sources import get_source, scan_source
@@ -71,8 +72,18 @@ def run_overlapped(stages: list[Stage], records: list[Record], chunk: int = OVER
     return records
 
 
+def _claim(job: Job, settings: Settings, source_ids: list[int]) -> None:
+    """Claim every source for this job in one short transaction of its own (before the long scan, so
+    SQLite's write lock is not held while listing); :class:`jobs.AlreadyRunning` if another holds one."""
+    with session_scope(settings.db_url) as session:
+        for source_id in sorted(set(source_ids)):
+            get_source(session, source_id)
+            jobs.claim_source(session, source_id, job.id, settings)
+
+
 def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
     source_ids = job.params.get("source_ids") or []
+    _claim(job, settings, source_ids)
     for source_id in source_ids:
         source = get_source(session, source_id)
         scan_source(session, source, job_id=job.id)
@@ -114,20 +125,36 @@ def _finish(session: Session, job: Job, settings: Settings) -> list[int]:
 def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
     with session_scope(settings.db_url) as session:
         rows = session.execute(
-            select(Item, Source.allow_private)
+            select(Item, Source)
             .join(Source, Source.id == Item.source_id)
             .where(Item.id.in_(unit), Item.status == ItemStatus.pending)
         ).all()
-        records = [
-            Record(item_id=item.id, uri=item.uri, source_id=item.source_id, meta=dict(item.meta or {}))
-            for item, _ in rows
-        ]
-        allow_private = any(allowed for _, allowed in rows)
-    if not records:
+        groups: dict[bool, list[Record]] = {}
+        for item, source in rows:
+            record = Record(
+                item_id=item.id,
+                uri=item.uri,
+                source_id=item.source_id,
+                meta=dict(item.meta or {}),
+                local_root=source.root,
+            )
+            refused = uri_refusal(
+                source.kind.value,
+                item.uri,
+                source_uri=source.uri,
+                root=source.root,
+                local_list=(source.options or {}).get("local") is True,
+            )
+            if refused is not None:
+                record.drop(refused.reason, refused.detail)
+            groups.setdefault(source.allow_private, []).append(record)
+    if not groups:
         return {"processed": 0}
     names = job.params.get("stages") or settings.ingest_stages
-    options = {"allow_private": allow_private, **(job.params.get("stage_options") or {})}
-    records = run_overlapped(stages_for(settings, names, options), records)
+    records: list[Record] = []
+    for allow_private, group in groups.items():  # the SSRF guard is lifted only for the sources that allow it
+        options = {"allow_private": allow_private, **(job.params.get("stage_options") or {})}
+        records += run_overlapped(stages_for(settings, names, options), group)
     start = time.perf_counter()
     with session_scope(settings.db_url) as session:
         outcome = commit_records(session, records, near_threshold=settings.near_dup_threshold)

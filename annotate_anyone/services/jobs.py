@@ -5,24 +5,43 @@ A job runs in three steps, the same whichever executor runs it:
 1. ``plan`` (once): decide the units of work (e.g. batches of item ids) and set ``total``;
 2. ``run_unit`` (per unit, possibly concurrently, possibly retried): must be idempotent;
 3. ``finish`` (once, by whichever unit completes the job): final counters and status.
+
+While it plans or runs a unit, a job has a **heartbeat** (``heartbeat_at``, every ``job_heartbeat_s``).
+A job silent for ``job_stale_s`` is reclaimed (:func:`reclaim_stale`): in service mode its units are
+queued again (every unit is idempotent); in the embedded profile, where its process is gone, it becomes
+``interrupted`` and ``annotate-anyone run JOB`` resumes it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Job, JobStatus
+from annotate_anyone.db.models import Job, JobStatus, Source
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
 from annotate_anyone.settings import Settings
 
 Unit = list[int]
+LIVE = (JobStatus.queued, JobStatus.running)
+logger = logging.getLogger(__name__)
+
+
+class AlreadyRunning(Conflict):
+    """Another live job holds a source this job would list; ``holder`` is that job's id."""
+
+    def __init__(self, message: str, holder: int) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 @dataclass
@@ -97,18 +116,129 @@ def cancel_job(session: Session, job_id: int) -> Job:
         raise Conflict(f"job {job_id} already {job.status.value}")
     job.status = JobStatus.cancelled
     job.finished_at = utcnow()
+    release_claims(session, job_id)
     return job
 
 
-def plan_job(job_id: int, settings: Settings) -> list[Unit]:
-    """Step 1: mark the job running and return its units. Re-planning a running job re-lists its units."""
+# ------------------------------------------------------------------------------ heartbeat and claims
+
+
+def beat(job_id: int, settings: Settings) -> None:
+    """Record that the job's worker is alive (its own short transaction)."""
     with session_scope(settings.db_url) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
+
+
+@contextmanager
+def heartbeat(job_id: int, settings: Settings) -> Iterator[None]:
+    """Beat now and every ``job_heartbeat_s`` until the block ends (a daemon thread)."""
+    beat(job_id, settings)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(settings.job_heartbeat_s):
+            try:
+                beat(job_id, settings)
+            except Exception:  # a missed beat is not the job's failure; the next one may pass
+                logger.warning("job %s: heartbeat failed", job_id, exc_info=True)
+
+    thread = threading.Thread(target=loop, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=1.0)
+
+
+def stale_before(settings: Settings) -> datetime:
+    """Jobs whose last heartbeat is older than this are not alive."""
+    return utcnow() - timedelta(seconds=settings.job_stale_s)
+
+
+def claim_source(session: Session, source_id: int, job_id: int, settings: Settings) -> None:
+    """Make ``job_id`` the one job listing ``source_id``; raise :class:`AlreadyRunning` while another live
+    job holds it. A holder that finished or whose heartbeat went stale is replaced. One atomic UPDATE
+    (the holder's heartbeat is committed before it claims, so a concurrent claimer sees it alive)."""
+    holder_alive = (
+        select(Job.id)
+        .where(Job.id == Source.claimed_by, Job.status.in_(LIVE), Job.heartbeat_at >= stale_before(settings))
+        .exists()
+    )
+    claimed = session.execute(
+        update(Source)
+        .where(
+            Source.id == source_id,
+            or_(Source.claimed_by.is_(None), Source.claimed_by == job_id, ~holder_alive),
+        )
+        .values(claimed_by=job_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        holder = session.scalar(select(Source.claimed_by).where(Source.id == source_id))
+        if holder is None:  # released between the two statements: try once more
+            return claim_source(session, source_id, job_id, settings)
+        raise AlreadyRunning(f"already running: job {holder} is ingesting source {source_id}", holder)
+
+
+def release_claims(session: Session, job_id: int) -> None:
+    """Free every source ``job_id`` holds (the job ended)."""
+    session.execute(
+        update(Source)
+        .where(Source.claimed_by == job_id)
+        .values(claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reclaim_stale(settings: Settings, requeue: Callable[[int], None] | None = None) -> dict[str, list[int]]:
+    """Reclaim the jobs whose heartbeat stopped for ``job_stale_s``.
+
+    With ``requeue`` (service mode: the executor's ``submit``), each stale running job gets a fresh
+    heartbeat and is queued again: its plan re-lists the units not done, which the workers redo
+    (idempotently). Without (embedded: the process that ran it is gone), stale running jobs and queued
+    jobs that never started are marked ``interrupted`` and release their sources.
+    """
+    cutoff = stale_before(settings)
+    silent = or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.created_at < cutoff))
+    live = [JobStatus.running] if requeue else list(LIVE)
+    with session_scope(settings.db_url) as session:
+        stale = list(session.scalars(select(Job.id).where(Job.status.in_(live), silent).order_by(Job.id)))
+    done: list[int] = []
+    for job_id in stale:
+        with session_scope(settings.db_url) as session:
+            guard = update(Job).where(Job.id == job_id, Job.status.in_(live), silent)
+            if requeue:
+                if session.execute(guard.values(heartbeat_at=utcnow())).rowcount:
+                    done.append(job_id)
+                continue
+            note = f"interrupted: no heartbeat since {cutoff:%Y-%m-%d %H:%M:%S} UTC or before (its process died?); "
+            note += f"resume with `annotate-anyone run {job_id}`"
+            if session.execute(guard.values(status=JobStatus.interrupted, error=note, finished_at=utcnow())).rowcount:
+                release_claims(session, job_id)
+                done.append(job_id)
+    if requeue:
+        for job_id in done:
+            requeue(job_id)
+        return {"requeued": done, "interrupted": []}
+    return {"requeued": [], "interrupted": done}
+
+
+def plan_job(job_id: int, settings: Settings) -> list[Unit]:
+    """Step 1: mark the job running and return its units. Re-planning a running job re-lists its units,
+    and so does planning an ``interrupted`` one (resuming it). Raises :class:`AlreadyRunning` (the job stays
+    as it was) when another live job holds one of its sources."""
+    with session_scope(settings.db_url) as session:
+        status = get_job(session, job_id).status
+    if status in (JobStatus.cancelled, JobStatus.succeeded, JobStatus.failed):
+        return []
+    with heartbeat(job_id, settings), session_scope(settings.db_url) as session:
         job = get_job(session, job_id)
-        if job.status in (JobStatus.cancelled, JobStatus.succeeded, JobStatus.failed):
-            return []
         units = handler_for(job.kind).plan(session, job, settings)  # errors propagate: the caller retries or fails
         job.status = JobStatus.running
         job.started_at = job.started_at or utcnow()
+        job.finished_at = None
+        job.error = None
         job.result = {**(job.result or {}), "units": len(units)}
     if not units:
         finish_if_complete(job_id, settings, force=True)
@@ -127,7 +257,8 @@ def run_unit(job_id: int, unit: Unit, settings: Settings) -> dict[str, Any]:
             return {"skipped": job.status.value, "follow_up": []}
         session.expunge(job)
     handler = handler_for(job.kind)
-    stats = handler.run_unit(job, unit, settings)
+    with heartbeat(job_id, settings):
+        stats = handler.run_unit(job, unit, settings)
     return {**stats, "follow_up": finish_if_complete(job_id, settings)}
 
 
@@ -150,6 +281,7 @@ def finish_if_complete(job_id: int, settings: Settings, *, force: bool = False) 
         ).rowcount
         if not claimed:
             return []
+        release_claims(session, job_id)
         session.refresh(job)
         follow_up: list[int] = []
         if handler.finish:
@@ -169,6 +301,17 @@ def _fail(settings: Settings, job_id: int, exc: BaseException) -> None:
         job = get_job(session, job_id)
         job.status = JobStatus.failed
         job.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)[-3:])
+        job.finished_at = utcnow()
+        release_claims(session, job_id)
+
+
+def refuse_already_running(job_id: int, settings: Settings, exc: AlreadyRunning) -> None:
+    """End a job that found its source held by another (the embedded CLI reports it, exit 2)."""
+    with session_scope(settings.db_url) as session:
+        job = get_job(session, job_id)
+        job.status = JobStatus.cancelled
+        job.error = str(exc)
+        job.result = {**(job.result or {}), "already_running": exc.holder}
         job.finished_at = utcnow()
 
 

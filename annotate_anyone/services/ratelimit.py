@@ -1,10 +1,17 @@
-"""Token-bucket rate limiting: in-process for the embedded profile, Redis-backed for a service fleet."""
+"""Token-bucket rate limiting, shared by every server process: a SQLite file in the embedded home, Redis for
+a service fleet (the in-memory limiter is for one process only: tests, benchmarks).
+
+No limiter ever forgets a bucket before it has refilled completely: forgetting a bucket is the same as
+refilling it, so freeing a locked-out one early would hand an attacker fresh attempts.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 
@@ -16,26 +23,45 @@ class RateLimiter(ABC):
 
 
 class MemoryRateLimiter(RateLimiter):
-    """Buckets in a dict guarded by a lock; fine for one process (the embedded server)."""
+    """Buckets in a dict guarded by a lock; for one process only.
+
+    Memory is bounded by ``max_keys``: when full, buckets that have refilled are dropped (forgetting them
+    changes nothing); when none has, a new key waits until one will have (never a locked-out bucket freed).
+    """
 
     def __init__(self, clock: Any = time.monotonic, max_keys: int = 100_000) -> None:
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: dict[str, tuple[float, float, float, float]] = {}  # key: tokens, last, capacity, rate
         self._lock = threading.Lock()
         self._max_keys = max_keys
+        self._full_until = 0.0  # no bucket refills before this: new keys wait
 
     def take(self, key: str, *, capacity: float, rate: float) -> float:
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (capacity, now))
+            tokens, last, _, _ = self._buckets.get(key, (capacity, now, capacity, rate))
             tokens = min(capacity, tokens + (now - last) * rate)
             if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
+                self._buckets[key] = (tokens, now, capacity, rate)
                 return (1.0 - tokens) / rate
-            if len(self._buckets) >= self._max_keys and key not in self._buckets:
-                self._buckets.clear()  # bounded memory: forgetting buckets only ever refills them
-            self._buckets[key] = (tokens - 1.0, now)
+            if key not in self._buckets and len(self._buckets) >= self._max_keys:
+                wait = self._make_room(now)
+                if wait > 0:
+                    return wait
+            self._buckets[key] = (tokens - 1.0, now, capacity, rate)
             return 0.0
+
+    def _make_room(self, now: float) -> float:
+        """Drop every refilled bucket; 0.0 if room was made, else the seconds until the first refills."""
+        if now < self._full_until:
+            return self._full_until - now
+        refill_at = {k: last + (cap - tokens) / r for k, (tokens, last, cap, r) in self._buckets.items()}
+        for key in [k for k, at in refill_at.items() if at <= now]:
+            del self._buckets[key]
+        if len(self._buckets) < self._max_keys:
+            return 0.0
+        self._full_until = min(refill_at.values())
+        return self._full_until - now
 
 
 _TAKE = """
@@ -71,3 +97,58 @@ class RedisRateLimiter(RateLimiter):
 
     def take(self, key: str, *, capacity: float, rate: float) -> float:
         return float(self._script(keys=[self._namespace + key], args=[capacity, rate]))
+
+
+class SqliteRateLimiter(RateLimiter):
+    """The same bucket in a SQLite file, so every server process on this machine shares one budget per key.
+
+    One short ``BEGIN IMMEDIATE`` transaction per take (the file lock serialises processes); the file is
+    scratch state (no fsync). Rows whose bucket has refilled are deleted now and then.
+    """
+
+    SWEEP_EVERY = 1000  # takes between deletions of refilled buckets
+
+    def __init__(self, path: str | Path, clock: Any = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self._local = threading.local()
+        self._count = 0
+        with self._conn() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, ts REAL NOT NULL,"
+                " capacity REAL NOT NULL, rate REAL NOT NULL)"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")
+            self._local.conn = conn
+        return conn
+
+    def take(self, key: str, *, capacity: float, rate: float) -> float:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = self._clock()
+            row = conn.execute("SELECT tokens, ts FROM buckets WHERE key = ?", (key,)).fetchone()
+            tokens, last = row if row else (capacity, now)
+            tokens = min(capacity, tokens + max(0.0, now - last) * rate)
+            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+            if wait == 0.0:
+                tokens -= 1.0
+            conn.execute(
+                "INSERT OR REPLACE INTO buckets (key, tokens, ts, capacity, rate) VALUES (?, ?, ?, ?, ?)",
+                (key, tokens, now, capacity, rate),
+            )
+            self._count += 1
+            if self._count % self.SWEEP_EVERY == 0:
+                conn.execute("DELETE FROM buckets WHERE ts + (capacity - tokens) / rate <= ?", (now,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return wait

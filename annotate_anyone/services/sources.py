@@ -1,15 +1,50 @@
-"""Sources: register them, and scan them into item rows (only what is new since the cursor)."""
+"""Sources: register them, and scan them into item rows (only what is new since the cursor).
+
+Local sources (folders, URL list files) are confined to a ``root`` folder, fixed at registration:
+
+* in-process callers (the CLI run by the machine's user, the demo) are trusted with the path they name:
+  the root is the configured source root holding it (``AA_SOURCE_ROOTS``), else the folder itself (or
+  the list's folder);
+* over the API (:func:`register_source`), only admins may name local paths (or lift the SSRF guard with
+  ``allow_private``), and only under a configured source root.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import utcnow
 from annotate_anyone.db.models import Item, Source, SourceKind
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
+from annotate_anyone.pipeline.sources.confine import LOCAL_KINDS, local_path, real, root_for
+from annotate_anyone.settings import Settings
+
+MAX_OPTIONS_BYTES = 16 * 1024  # a source's options are reader arguments, not data
+
+
+def _kind(kind: str) -> SourceKind:
+    try:
+        return SourceKind(kind)
+    except ValueError as exc:
+        raise InvalidInput(f"unknown source kind {kind!r}; one of {[k.value for k in SourceKind]}") from exc
+
+
+def trusted_root(kind: str, uri: str, roots: list[Path] | None = None) -> str | None:
+    """The root of a local source named by the machine's own user: the configured source root holding
+    the path, else the folder itself (a folder source) or the list's folder (a URL list)."""
+    if kind not in LOCAL_KINDS:
+        return None
+    path = local_path(uri)
+    configured = root_for(path, roots or [])
+    if configured is not None:
+        return str(configured)
+    return str(real(path) if kind == SourceKind.folder.value else real(path).parent)
 
 
 def create_source(
@@ -20,24 +55,71 @@ def create_source(
     uri: str,
     options: dict[str, Any] | None = None,
     allow_private: bool = False,
+    root: str | None = None,
 ) -> Source:
-    """Register a source; names are unique."""
-    try:
-        source_kind = SourceKind(kind)
-    except ValueError as exc:
-        raise InvalidInput(f"unknown source kind {kind!r}; one of {[k.value for k in SourceKind]}") from exc
+    """Register a source; names are unique. A local source without ``root`` gets :func:`trusted_root`:
+    call this only for paths the machine's user named (the API goes through :func:`register_source`)."""
+    source_kind = _kind(kind)
     if session.scalar(select(Source).where(Source.name == name)):
         raise Conflict(f"a source named {name!r} already exists")
-    source = Source(name=name, kind=source_kind, uri=uri, options=options or {}, allow_private=allow_private)
+    if len(json.dumps(options or {}, default=str)) > MAX_OPTIONS_BYTES:
+        raise InvalidInput(f"source options take at most {MAX_OPTIONS_BYTES} bytes of JSON")
+    if root is None:
+        root = trusted_root(source_kind.value, uri)
+    source = Source(name=name, kind=source_kind, uri=uri, options=options or {}, allow_private=allow_private, root=root)
     session.add(source)
     session.flush()
     return source
 
 
+def register_source(
+    session: Session,
+    settings: Settings,
+    principal: Any,
+    *,
+    name: str,
+    kind: str,
+    uri: str,
+    options: dict[str, Any] | None = None,
+    allow_private: bool = False,
+    reuse: bool = False,
+) -> Source:
+    """Register a source for an API caller: local paths and ``allow_private`` need an admin, and a local
+    path must lie under one of ``AA_SOURCE_ROOTS`` (symlinks resolved). ``reuse`` returns an existing
+    source of that name instead of a conflict (the dashboard's form)."""
+    from annotate_anyone.services.auth import Perm, authorize
+
+    source_kind = _kind(kind)
+    local = source_kind.value in LOCAL_KINDS
+    if local or allow_private:
+        authorize(principal, Perm.sources_local)
+    if reuse and (existing := session.scalar(select(Source).where(Source.name == name))):
+        return existing
+    root = None
+    if local:
+        if not settings.source_roots:
+            raise InvalidInput("no source roots are configured (AA_SOURCE_ROOTS): local sources come from the CLI")
+        found = root_for(local_path(uri), settings.source_roots)
+        if found is None:
+            raise InvalidInput(f"{uri[:200]} is not under a configured source root (AA_SOURCE_ROOTS)")
+        root = str(found)
+    if options and "local" in options and not isinstance(options["local"], bool):
+        raise InvalidInput("the 'local' option is true or false")
+    return create_source(
+        session, name=name, kind=kind, uri=uri, options=options, allow_private=allow_private, root=root
+    )
+
+
 def get_or_create_source(session: Session, *, name: str, kind: str, uri: str, **kwargs: Any) -> Source:
-    """The source called ``name``, created if missing."""
+    """The source called ``name``, created if missing (two processes creating it at once get the same row)."""
     source = session.scalar(select(Source).where(Source.name == name))
-    return source or create_source(session, name=name, kind=kind, uri=uri, **kwargs)
+    if source is not None:
+        return source
+    try:
+        with session.begin_nested():
+            return create_source(session, name=name, kind=kind, uri=uri, **kwargs)
+    except (IntegrityError, Conflict):  # another process created it meanwhile
+        return session.scalars(select(Source).where(Source.name == name)).one()
 
 
 def get_source(session: Session, source_id: int) -> Source:
@@ -51,7 +133,7 @@ def reader_for(source: Source) -> Any:
     """The reader that lists a source's items (see annotate_anyone.pipeline.sources)."""
     from annotate_anyone.pipeline.sources import reader_for_source
 
-    return reader_for_source(source.kind.value, source.uri, source.options or {})
+    return reader_for_source(source.kind.value, source.uri, source.options or {}, source.root)
 
 
 def scan_source(session: Session, source: Source, *, job_id: int | None = None) -> list[int]:

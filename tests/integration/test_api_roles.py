@@ -27,7 +27,12 @@ RELEASES = {"admin", "engineer", "trainer"}  # annotators work in Label Studio, 
 # (method, path, json body or form, roles allowed)
 ROUTES: list[tuple[str, str, dict | None, set[str]]] = [
     ("GET", "/sources", None, POOL),
-    ("POST", "/sources", {"name": "s", "kind": "folder", "uri": "/nowhere"}, BUILD),
+    ("POST", "/sources", {"name": "s", "kind": "s3_prefix", "uri": "s3://bucket/p/"}, BUILD),
+    ("POST", "/sources", {"name": "f", "kind": "folder", "uri": "/nowhere"}, ADMIN),  # a path on the server
+    ("POST", "/sources", {"name": "u", "kind": "url_list", "uri": "/nowhere/urls.csv"}, ADMIN),
+    ("POST", "/sources", {"name": "p", "kind": "s3_prefix", "uri": "s3://b/p/", "allow_private": True}, ADMIN),
+    ("POST", "/ui/sources", {"form": {"uri": "/nowhere"}}, ADMIN),
+    ("POST", "/ui/sources", {"form": {"uri": "s3://bucket/ui/"}}, BUILD),
     ("GET", "/sources/1", None, POOL),
     ("GET", "/sources/1/funnel", None, POOL),
     ("GET", "/images", None, POOL),

@@ -87,11 +87,12 @@ def test_browser_session_cookie_and_csrf(app_and_admin) -> None:
     assert page.status_code == 200
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text).group(1)
     # a write without the session's CSRF token is refused, with it (form field or header) it passes
-    assert client.post("/ui/sources", data={"uri": "/nowhere"}, follow_redirects=False).status_code == 403
-    assert client.post("/sources", json={"name": "x", "kind": "folder", "uri": "/nowhere"}).status_code == 403
-    ok = client.post("/ui/sources", data={"uri": "/nowhere", "csrf_token": csrf}, follow_redirects=False)
+    assert client.post("/ui/sources", data={"uri": "s3://b/x/"}, follow_redirects=False).status_code == 403
+    assert client.post("/sources", json={"name": "x", "kind": "s3_prefix", "uri": "s3://b/x/"}).status_code == 403
+    ok = client.post("/ui/sources", data={"uri": "s3://b/x/", "csrf_token": csrf}, follow_redirects=False)
     assert ok.status_code == 303
-    ok = client.post("/sources", json={"name": "y", "kind": "folder", "uri": "/else"}, headers={"X-CSRF-Token": csrf})
+    body = {"name": "y", "kind": "s3_prefix", "uri": "s3://b/y/"}
+    ok = client.post("/sources", json=body, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 201
     assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
     assert client.get("/jobs").status_code == 401

@@ -76,7 +76,7 @@ def test_a_write_is_committed_before_its_response_is_sent(tmp_path: Path) -> Non
         with app_in_thread(create_app(settings)) as base:
             headers = {"Authorization": f"Bearer {raw}"}
             for n in range(3):
-                body = {"name": f"late-{n}", "kind": "folder", "uri": str(tmp_path)}
+                body = {"name": f"late-{n}", "kind": "s3_prefix", "uri": f"s3://bucket/late-{n}/"}
                 created = httpx.post(f"{base}/sources", json=body, headers=headers, timeout=10)
                 assert created.status_code == 201, created.text
                 with session_scope(settings.db_url) as session:  # the main thread: commits are not slowed

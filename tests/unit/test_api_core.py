@@ -39,8 +39,8 @@ def test_errors_have_one_shape(embedded: Settings) -> None:
     assert missing.json() == {"error": "not_found", "detail": "no job 999"}
     bad = client.post("/sources", json={"name": "", "kind": "nope", "uri": "x"})
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
-    client.post("/sources", json={"name": "a", "kind": "folder", "uri": "/nonexistent"})
-    dup = client.post("/sources", json={"name": "a", "kind": "folder", "uri": "/nonexistent"})
+    client.post("/sources", json={"name": "a", "kind": "s3_prefix", "uri": "s3://bucket/a/"})
+    dup = client.post("/sources", json={"name": "a", "kind": "s3_prefix", "uri": "s3://bucket/a/"})
     assert dup.status_code == 409 and dup.json()["error"] == "conflict"
 
 
@@ -49,7 +49,7 @@ def test_ingest_job_through_the_api(embedded: Settings, tmp_path: Path, make_jpe
     folder.mkdir()
     for i in range(3):
         (folder / f"{i}.jpg").write_bytes(make_jpeg(i))
-    client = _client(embedded)
+    client = _client(embedded.model_copy(update={"source_roots": [tmp_path]}))  # admins register under a root
     source = client.post("/sources", json={"name": "s", "kind": "folder", "uri": str(folder)}).json()
     job = client.post(
         "/jobs",

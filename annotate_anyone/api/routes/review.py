@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, status
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import ReviewReader, require
 from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
+from annotate_anyone.api.limits import json_too_deep
 from annotate_anyone.api.params import IdPath
 from annotate_anyone.api.schemas import JobOut
 from annotate_anyone.db.models import Job
@@ -38,8 +40,13 @@ async def webhook(
     background: BackgroundTasks,
     secret: Annotated[str | None, Header(alias="X-AA-Webhook-Secret")] = None,
 ) -> dict[str, int]:
+    if not service.webhook_secret_ok(settings, secret):  # before the body is read or parsed
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or wrong X-AA-Webhook-Secret")
+    body = await request.body()  # at most AA_MAX_BODY_BYTES (api/limits.py)
+    if json_too_deep(body, settings.max_json_depth):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the JSON body nests too deep")
     try:
-        payload = await request.json()
+        payload = json.loads(body)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is not JSON") from exc
     if not isinstance(payload, dict):

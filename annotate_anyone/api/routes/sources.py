@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import func, select
 
 from annotate_anyone.api.auth import PoolReader, SourceWriter
-from annotate_anyone.api.deps import SessionDep
+from annotate_anyone.api.deps import SessionDep, SettingsDep
 from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import Page, SourceIn, SourceOut
 from annotate_anyone.db.models import Source
@@ -17,9 +17,17 @@ from annotate_anyone.services import sources, stats
 router = APIRouter(prefix="/sources", tags=["sources"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SourceOut, summary="Register a source")
-def create_source(body: SourceIn, session: SessionDep, principal: SourceWriter) -> Source:
-    return sources.create_source(session, **body.model_dump())
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SourceOut,
+    summary="Register a source",
+    description="Folders and URL list files are paths on the server: only admins may register them, and only "
+    "under a configured source root (`AA_SOURCE_ROOTS`); `allow_private` also needs an admin. A URL list reads "
+    'http(s) URLs only, unless its options say `"local": true` (then files under the root too).',
+)
+def create_source(body: SourceIn, session: SessionDep, settings: SettingsDep, principal: SourceWriter) -> Source:
+    return sources.register_source(session, settings, principal, **body.model_dump())
 
 
 @router.get("", response_model=Page[SourceOut], summary="List sources")

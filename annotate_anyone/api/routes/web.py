@@ -27,7 +27,7 @@ from annotate_anyone.api.templating import NAV, render
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import AnnotateAnyoneError, NotFound
 from annotate_anyone.services import audit, auth, browse, dashboard, images, jobs, release_views, releases
-from annotate_anyone.services.sources import get_or_create_source, guess_kind
+from annotate_anyone.services.sources import guess_kind, register_source
 from annotate_anyone.settings import Settings
 
 router = APIRouter(include_in_schema=False)
@@ -98,11 +98,14 @@ def _sources(session: Any) -> tuple[list[Any], int]:
 def add_source(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     principal: SourceWriter,
     uri: Annotated[str, Form(min_length=1, max_length=4096)],
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    source = get_or_create_source(session, name=name.strip() or uri, kind=guess_kind(uri), uri=uri.strip())
+    source = register_source(
+        session, settings, principal, name=name.strip() or uri, kind=guess_kind(uri), uri=uri.strip(), reuse=True
+    )
     audit.record(
         session,
         principal=principal,

@@ -5,26 +5,42 @@ Cursor: a high-water mark over each file's change time, ``t = max(mtime, ctime)`
 ``t > mark`` plus files at exactly the mark not listed before. The ctime matters: a file copied in
 with its old mtime preserved (``cp -p``, ``rsync -a``) still gets a fresh ctime, so it is seen as new.
 Files are listed in ``(t, path)`` order, so a scan cut short by ``limit`` continues where it stopped.
+
+Symlinked folders are not descended into; symlinked files, FIFOs and other special files with an image
+extension are listed, and reading them is confined (pipeline/sources/confine.py): one that leads out of
+the source's root ends ``read:outside_root``, one that is not a regular file ``read:not_regular_file``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from stat import S_ISDIR
 from typing import Any
 
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.pipeline.sources.base import IMAGE_EXTENSIONS, SourceItem, SourceReader
+from annotate_anyone.pipeline.sources.confine import real, within
 
 
 class FolderReader(SourceReader):
     """Image files under ``root`` matching ``pattern`` (default all files, filtered by image extension)."""
 
-    def __init__(self, root: str | Path, *, pattern: str = "**/*", extensions: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        pattern: str = "**/*",
+        extensions: list[str] | None = None,
+        confine_to: str | None = None,
+    ) -> None:
         self.root = Path(str(root).removeprefix("file://")).expanduser().resolve()
         self.pattern = pattern
         self.extensions = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions or IMAGE_EXTENSIONS}
+        self.confine_to = confine_to
 
     def scan(self, cursor: dict[str, Any] | None = None, limit: int | None = None) -> tuple[list[SourceItem], dict]:
+        if self.confine_to is not None and not within(real(self.root), real(self.confine_to)):
+            raise InvalidInput(f"{self.root} is outside the source's root {self.confine_to}")
         if not self.root.is_dir():
             raise InvalidInput(f"not a directory: {self.root}")
         mark = int((cursor or {}).get("mark_ns", -1))
@@ -36,8 +52,8 @@ class FolderReader(SourceReader):
             try:
                 stat = path.stat()
             except OSError:
-                continue  # vanished while listing
-            if not path.is_file():
+                continue  # vanished while listing, or a dangling symlink
+            if S_ISDIR(stat.st_mode):
                 continue
             changed = max(stat.st_mtime_ns, stat.st_ctime_ns)
             rel = path.relative_to(self.root).as_posix()

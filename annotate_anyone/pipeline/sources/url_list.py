@@ -5,6 +5,9 @@ reading ``n`` data rows. A re-scan of an unchanged file lists nothing (or contin
 stopped at ``limit``); a file that only grew at the end (its first ``size``
 bytes still hash to ``sha256``) resumes at row ``n``; any other change lists the file again from the
 start (the caller already skips URIs it knows).
+
+A list is a list of http(s) URLs; only a *local* list (the ``local`` option) may name files, absolute or
+relative to the list's folder (they are read confined to the source's root: pipeline/sources/confine.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.pipeline.sources.base import SourceItem, SourceReader, json_safe
+from annotate_anyone.pipeline.sources.confine import is_local, local_path, real, within
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".txt": "txt", ".parquet": "parquet"}
 APPENDABLE = {"csv", "tsv", "jsonl", "txt"}
@@ -52,8 +57,12 @@ class UrlListReader(SourceReader):
         caption_column: str | None = "caption",
         meta_columns: list[str] | None = None,
         format: str | None = None,
+        local: bool = False,
+        confine_to: str | None = None,
     ) -> None:
         self.path = Path(str(path).removeprefix("file://"))
+        self.local = local
+        self.confine_to = confine_to
         self.format = format or FORMATS.get(self.path.suffix.lower())
         if self.format not in FORMATS.values():
             raise InvalidInput(f"unknown URL list format for {self.path.name}; one of {sorted(set(FORMATS.values()))}")
@@ -62,6 +71,11 @@ class UrlListReader(SourceReader):
         self.meta_columns = meta_columns
 
     def scan(self, cursor: dict[str, Any] | None = None, limit: int | None = None) -> tuple[list[SourceItem], dict]:
+        if self.confine_to is not None:
+            resolved = real(self.path)
+            if not within(resolved, real(self.confine_to)):
+                raise InvalidInput(f"URL list {self.path} resolves outside the source's root {self.confine_to}")
+            self.path = resolved  # read what was checked, not a symlink that may change meanwhile
         if not self.path.is_file():
             raise InvalidInput(f"URL list not found: {self.path}")
         stat = self.path.stat()
@@ -110,7 +124,10 @@ class UrlListReader(SourceReader):
         for key in self.meta_columns if self.meta_columns is not None else row:
             if key not in (self.url_column, self.caption_column) and key in row:
                 meta[key] = json_safe(row[key])
-        return SourceItem(uri=url.strip(), meta=meta)
+        uri = url.strip()
+        if self.local and is_local(uri):  # a file named relative to the list's folder
+            uri = os.path.normpath(self.path.parent / local_path(uri))
+        return SourceItem(uri=uri, meta=meta)
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         if self.format == "parquet":
