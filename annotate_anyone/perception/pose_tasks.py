@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from annotate_anyone.errors import MissingExtra
+from annotate_anyone.errors import ConfigError, MissingExtra
 from annotate_anyone.perception.mediapipe import FaceFinder, _face_belongs, _person_box
 from annotate_anyone.perception.types import (
     VISIBLE,
@@ -101,8 +101,11 @@ def pose_bundle(cache_dir: Path | None = None) -> Path:
         writer.add_feature_output()
     model, _ = writer.populate()
     models["pose_landmarks_detector.tflite"] = bytes(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the pose model bundle into {folder} ({exc}); set AA_MODEL_CACHE") from exc
     os.close(fd)
     try:
         model_asset_bundle_utils.create_model_asset_bundle(models, tmp)

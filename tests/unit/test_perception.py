@@ -173,6 +173,8 @@ def test_bundle_built_once_into_the_cache_and_reused(model_cache, tmp_path):
     (fresh / path.name).write_bytes(b"half a bundle")  # a damaged file is rebuilt, not loaded
     with zipfile.ZipFile(pose_bundle(fresh)) as bundle:
         assert len(bundle.namelist()) == 2
+    with pytest.raises(ConfigError, match="AA_MODEL_CACHE"):  # an unusable cache says which setting to change
+        pose_bundle(fresh / path.name / "models")
 
 
 def test_default_backend_names():
