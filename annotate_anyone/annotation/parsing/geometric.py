@@ -152,9 +152,10 @@ class GeometricParser(Parser):
         )
     )
 
-    def __init__(self, min_visibility: float = 0.3, hair_delta: float = 0.09) -> None:
+    def __init__(self, min_visibility: float = 0.3, hair_delta: float = 0.09, work_side: int = 512) -> None:
         self.min_visibility = min_visibility
         self.hair_delta = hair_delta
+        self.work_side = work_side  # parse at most this many pixels along the crop's long side
 
     def parse(self, image: np.ndarray, person: PersonView) -> np.ndarray:
         h, w = image.shape[:2]
@@ -178,7 +179,28 @@ class GeometricParser(Parser):
         keypoints[:, 1] -= y0
         faces = [(fx0 - x0, fy0 - y0, fx1 - x0, fy1 - y0) for fx0, fy0, fx1, fy1 in person.face_boxes]
         mask = None if person.mask is None else np.asarray(person.mask)[y0:y1, x0:x1] > 0.5
-        out[y0:y1, x0:x1] = _Scene(crop, keypoints, faces, mask, self).label()
+        scale = min(1.0, self.work_side / max(crop.shape[:2]))
+        if scale >= 1.0:
+            out[y0:y1, x0:x1] = _Scene(crop, keypoints, faces, mask, self).label()
+            return out
+        # Big crops are parsed smaller and the labels brought back up inside the full-size mask.
+        from PIL import Image
+
+        size = (max(4, round(crop.shape[1] * scale)), max(4, round(crop.shape[0] * scale)))
+        small = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BILINEAR))
+        small_mask = None
+        if mask is not None:
+            small_mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.BILINEAR)) > 127
+        keypoints[:, :2] *= (size[0] / crop.shape[1], size[1] / crop.shape[0])
+        faces = [tuple(v * scale for v in f) for f in faces]
+        labels = _Scene(small, keypoints, faces, small_mask, self).label()
+        labels = np.asarray(Image.fromarray(labels).resize(crop.shape[1::-1], Image.Resampling.NEAREST))
+        if mask is not None:
+            from scipy import ndimage
+
+            grown = ndimage.grey_dilation(labels, size=3)  # the mask's edge between two small pixels
+            labels = np.where(mask, np.where(labels > 0, labels, grown), 0).astype(np.uint8)
+        out[y0:y1, x0:x1] = labels
         return out
 
 
@@ -197,6 +219,8 @@ class _Scene:
         h, w = self.shape
         self.ys, self.xs = np.ogrid[:h, :w]
         self.lab = oklab(rgb)
+        self._channels = [np.ascontiguousarray(self.lab[..., i]) for i in range(3)]
+        self._dists: dict[bytes, np.ndarray] = {}
         self.kp = keypoints
         self.cfg = cfg
         self.labels = np.zeros(self.shape, np.uint8)
@@ -218,8 +242,17 @@ class _Scene:
         self.top_c: np.ndarray | None = None
         self.low_c: np.ndarray | None = None
         self.dress = False
+        self.waist = 1.0  # where the top ends, in torso units (set by _lower)
 
     # -- geometry helpers -------------------------------------------------------------------------
+    def dist(self, color: np.ndarray) -> np.ndarray:
+        """OkLab distance of every pixel to ``color`` (as ``colors.delta``; kept per colour)."""
+        key = np.asarray(color, np.float32).tobytes()
+        if key not in self._dists:
+            sq = sum((ch - np.float32(c)) ** 2 for ch, c in zip(self._channels, color, strict=True))
+            self._dists[key] = np.sqrt(sq)
+        return self._dists[key]
+
     def pt(self, i: int) -> Point:
         return self.kp[i, :2].astype(np.float32)
 
@@ -273,11 +306,12 @@ class _Scene:
         self._neck(is_skin)
         self._feet(is_skin)
         self._arms(is_skin)
-        self._lower(is_skin)
+        leg_skin = self._leg_skin(is_skin)
+        self._lower(leg_skin)
         self._torso()
         if self.dress:  # a dress is one garment from the neckline down, sleeves included
             self.labels[self.labels == ATR["upper-clothes"]] = ATR["dress"]
-        self._leftovers(is_skin)
+        self._leftovers(leg_skin)
         self._fill()
         return self.labels
 
@@ -298,14 +332,30 @@ class _Scene:
         return _Skin.fit(self.lab[inner])
 
     def _garment_colors(self, is_skin: np.ndarray) -> None:
-        """Median colours of the chest (top) and of the upper thighs (bottom), skin excluded."""
+        """Median colours of the chest (top) and of the thighs (bottom, below where long tops end), skin excluded."""
         chest = (self.t > 0.15) & (self.t < 0.6) & (np.abs(self.s) < 0.3 * self.shoulder_w) & self.fg & ~is_skin
         self.top_c = _median(self.lab, chest)
-        thighs = np.zeros(self.shape, bool)
-        for hip, knee in ((kp.L_HIP, kp.L_KNEE), (kp.R_HIP, kp.R_KNEE)):
-            a, b = self.pt(hip), self.pt(knee)
-            thighs |= capsule(self.shape, a + 0.15 * (b - a), a + 0.6 * (b - a), 0.3 * self.hip_w)
-        self.low_c = _median(self.lab, thighs & self.fg & ~is_skin & (self.t > 1.0))
+        # The lower half of the thighs first (a long top can hang over the upper half), else the upper
+        # half (shorts and short skirts leave the lower half bare).
+        for t0, t1 in ((0.45, 0.8), (0.15, 0.45)):
+            thighs = np.zeros(self.shape, bool)
+            for hip, knee in ((kp.L_HIP, kp.L_KNEE), (kp.R_HIP, kp.R_KNEE)):
+                a, b = self.pt(hip), self.pt(knee)
+                thighs |= capsule(self.shape, a + t0 * (b - a), a + t1 * (b - a), 0.3 * self.hip_w)
+            thighs &= self.fg & (self.t > 1.0)
+            cloth = thighs & ~is_skin
+            if cloth.sum() >= max(20, 0.25 * thighs.sum()):
+                self.low_c = _median(self.lab, cloth)
+                break
+        hips = (self.t > 1.0) & (self.t < 1.25) & (np.abs(self.s) < 0.8 * self.hip_w) & self.fg
+        if hips.sum() >= 20 and is_skin[hips].mean() > 0.5:  # bare hips are rare: skin-coloured bottoms
+            self.low_c = _median(self.lab, hips)
+
+    def _leg_skin(self, is_skin: np.ndarray) -> np.ndarray:
+        """Skin for the legs: with skin-coloured bottoms, what is closer to them than to the face is cloth."""
+        if self.low_c is None or not bool(self.skin.is_skin(self.low_c)):
+            return is_skin
+        return is_skin & ~(self.dist(self.low_c) < self.dist(self.skin.mean) - 0.01)
 
     def _head(self, is_skin: np.ndarray) -> None:
         from scipy import ndimage
@@ -321,7 +371,7 @@ class _Scene:
         shoulder_y = float(self.shoulder_mid[1])
         head_zone = (xs >= fx0 - 0.6 * fw) & (xs <= fx1 + 0.6 * fw) & (ys <= fy1) & self.fg
         # Hair colour: beside the face (temples), else above it; never skin.
-        d_skin = delta(self.lab, self.skin.mean)
+        d_skin = self.dist(self.skin.mean)
         temples = (
             (((xs >= fx0 - 0.3 * fw) & (xs < fx0 + 0.05 * fw)) | ((xs > fx1 - 0.05 * fw) & (xs <= fx1 + 0.3 * fw)))
             & (ys >= fy0 + 0.25 * fh)
@@ -337,7 +387,7 @@ class _Scene:
             self.paint(face_ellipse & (is_skin | inner), "face")
             self.paint(head_zone & (ys < fy0 + 0.35 * fh) & ~is_skin, "hair")
             return
-        d_hair = delta(self.lab, self.hair_c)
+        d_hair = self.dist(self.hair_c)
         hairlike = d_hair < self.cfg.hair_delta
         hair = hairlike & (d_hair < d_skin)  # blond hair is skin-coloured, but closer to the hair's colour
         self.paint(face_ellipse & ~(hair & ~inner), "face")
@@ -357,7 +407,7 @@ class _Scene:
         reach = (ys > fy1 - 0.1 * fh) & (self.t < 0.6)
         low = self.fg & hair & lateral & reach & (self.labels == 0)
         if self.top_c is not None:
-            closer = d_hair < delta(self.lab, self.top_c) - 0.02
+            closer = d_hair < self.dist(self.top_c) - 0.02
             low &= closer | (ys < shoulder_y - 0.1 * fh)
         seeds = self.labels == ATR["hair"]
         comp, n = ndimage.label(low | seeds)
@@ -396,7 +446,7 @@ class _Scene:
     def _feet(self, is_skin: np.ndarray) -> None:
         """Shoes: garment pixels around heel and toe, from the ankle down (along the shin); near the
         ankle only those closer to the shoe's colour (the sole end) than to the bottoms'."""
-        d_low = None if self.low_c is None else delta(self.lab, self.low_c)
+        d_low = None if self.low_c is None else self.dist(self.low_c)
         for knee, ankle, heel, toe, label in ((kp.L_KNEE, kp.L_ANKLE, kp.L_HEEL, kp.L_TOE, "left"),
                                               (kp.R_KNEE, kp.R_ANKLE, kp.R_HEEL, kp.R_TOE, "right")):  # fmt: skip
             if not self.visible(ankle, heel, toe):
@@ -411,7 +461,7 @@ class _Scene:
             shoe = foot & (along > -0.3 * foot_len) & ~is_skin & self.fg
             shoe_c = _median(self.lab, shoe & (along > 0.2 * foot_len))
             if shoe_c is not None and d_low is not None and float(delta(shoe_c, self.low_c)) > 0.05:
-                shoe &= (delta(self.lab, shoe_c) < d_low) | (along > 0.2 * foot_len)
+                shoe &= (self.dist(shoe_c) < d_low) | (along > 0.2 * foot_len)
             self.paint(shoe, f"{label}-shoe")
             self.paint(foot & is_skin & (along > -0.3 * foot_len), f"{label}-leg")
 
@@ -419,7 +469,7 @@ class _Scene:
         # A sleeve is what is not skin in the arm, unless it has the bottoms' colour (a hand by the hip).
         sleeve = ~is_skin
         if self.top_c is not None and self.low_c is not None:
-            sleeve &= delta(self.lab, self.top_c) <= delta(self.lab, self.low_c) + 0.02
+            sleeve &= self.dist(self.top_c) <= self.dist(self.low_c) + 0.02
         for sh, el, wr, hand, label in ((kp.L_SHOULDER, kp.L_ELBOW, kp.L_WRIST, kp.L_HAND, "left-arm"),
                                         (kp.R_SHOULDER, kp.R_ELBOW, kp.R_WRIST, kp.R_HAND, "right-arm")):  # fmt: skip
             hand_pt = self.kp[list(hand), :2].mean(0)
@@ -437,11 +487,12 @@ class _Scene:
         default = 0.85  # trousers are worn a little above the hip joints
         if self.top_c is None or self.low_c is None or float(delta(self.top_c, self.low_c)) < 0.05:
             return default
-        band = (self.t > 0.4) & (self.t < 1.4) & (np.abs(self.s) < 0.6 * self.hip_w) & self.fg & ~is_skin
-        closer_low = delta(self.lab, self.low_c) < delta(self.lab, self.top_c)
-        bins = np.clip(((self.t - 0.4) / 0.05).astype(int), 0, 19)
-        total = np.bincount(bins[band], minlength=20).astype(np.float64)
-        low = np.bincount(bins[band & closer_low], minlength=20).astype(np.float64)
+        bins_n = 28  # t from 0.4 to 1.8 in steps of 0.05
+        band = (self.t > 0.4) & (self.t < 1.8) & (np.abs(self.s) < 0.6 * self.hip_w) & self.fg & ~is_skin
+        closer_low = self.dist(self.low_c) < self.dist(self.top_c)
+        bins = np.clip(((self.t - 0.4) / 0.05).astype(int), 0, bins_n - 1)
+        total = np.bincount(bins[band], minlength=bins_n).astype(np.float64)
+        low = np.bincount(bins[band & closer_low], minlength=bins_n).astype(np.float64)
         if total.sum() < 50:
             return default
         # The change point: top-coloured rows above it and bottom-coloured rows below it agree most
@@ -450,7 +501,7 @@ class _Scene:
         low_below = np.concatenate([np.cumsum(low[::-1])[::-1], [0.0]])
         agree = top_above + low_below
         cut = int(np.argmax(agree[2:]) + 2)  # a top ends at t >= 0.5
-        if cut == 20 or low_below[cut] < 0.5 * total[cut:].sum():
+        if cut == bins_n or low_below[cut] < 0.5 * total[cut:].sum():
             return default
         return 0.4 + 0.05 * cut
 
@@ -468,7 +519,7 @@ class _Scene:
                 d = np.minimum(d, segment_distance(self.shape, self.pt(knee), self.pt(ankle)) / 0.35)
             dist[label] = d / hip_w  # < 1 inside the leg's capsule
         legs = (dist["left-leg"] < 1) | (dist["right-leg"] < 1)
-        waist = self._waist(is_skin)
+        self.waist = waist = self._waist(is_skin)
         below = self.t >= waist
         hips_block = (self.t < 1.3) & (np.abs(self.s) < 0.5 * hip_w + 0.3 * self.shoulder_w)
         zone = (legs | hips_block) & below
@@ -527,8 +578,8 @@ class _Scene:
         tops = [c for c in tops if float(delta(c, self.low_c)) >= 0.08]
         if not tops:
             return None
-        d_top = np.minimum.reduce([delta(self.lab, c) for c in tops])
-        return self._majority(d_top < delta(self.lab, self.low_c) - 0.02)
+        d_top = np.minimum.reduce([self.dist(c) for c in tops])
+        return self._majority(d_top < self.dist(self.low_c) - 0.02)
 
     def _skirt_like(self, is_skin: np.ndarray) -> bool:
         """Whether the garment fills the space between the thighs (skirt/dress) rather than leaving it
@@ -536,7 +587,10 @@ class _Scene:
         between them then say trousers."""
         if not (self.visible(kp.L_KNEE) and self.visible(kp.R_KNEE)):
             return False
-        garment = self.fg & ~is_skin
+        garment = ~is_skin
+        if self.low_c is not None:  # skin-coloured cloth: closer to the bottoms than to the face
+            garment = garment | (self.dist(self.low_c) < self.dist(self.skin.mean))
+        garment &= self.fg
         lh, rh, kl, kr = (self.pt(i) for i in (kp.L_HIP, kp.R_HIP, kp.L_KNEE, kp.R_KNEE))
         thighs = self._midline((lh + rh) / 2, (kl + kr) / 2, np.linspace(0.25, 0.55, 7), garment)
         if thighs is None or thighs < 0.7:
@@ -547,8 +601,20 @@ class _Scene:
         shins = capsule(self.shape, (kl + la) / 2, la, 0.15 * self.hip_w)
         shins |= capsule(self.shape, (kr + ra) / 2, ra, 0.15 * self.hip_w)
         covered = float(garment[shins & self.fg].mean()) if (shins & self.fg).any() else 0.0
+        if covered <= 0.6:  # bare shins below a garment spanning the thighs
+            return True
         gap = self._midline((kl + kr) / 2, (la + ra) / 2, np.linspace(0.3, 0.8, 6), self.fg)
-        return not (covered > 0.6 and gap is not None and gap < 0.5)
+        if gap is not None and gap < 0.5:  # covered shins apart: trousers
+            return False
+        # Covered shins together: trousers, unless the garment is much wider there than two legs.
+        x, y = (int(round(v)) for v in ((kl + kr) / 2 + (la + ra) / 2) / 2)
+        h, w = self.shape
+        if not (0 <= y < h and 0 <= x < w) or not self.fg[y, x]:
+            return False
+        row = self.fg[y]
+        left = x - int(np.argmin(row[x::-1])) if not row[: x + 1].all() else 0
+        right = x + int(np.argmin(row[x:])) if not row[x:].all() else w
+        return right - left > 2.2 * self.hip_w
 
     def _midline(self, p0: Point, p1: Point, ts: np.ndarray, region: np.ndarray) -> float | None:
         """Share of the points p0 + t (p1 - p0) that fall in ``region`` (None when most are off the image)."""
@@ -565,6 +631,8 @@ class _Scene:
         out_l = (ls - rs) / np.linalg.norm(ls - rs) * 0.22 * self.shoulder_w
         up = np.array([0.0, -0.25 * self.torso_len], np.float32)
         torso = polygon(self.shape, [ls + out_l + up, rs - out_l + up, rh - out_l * 0.8, lh + out_l * 0.8])
+        # A top that ends below the hips: the hip block down to the waist line.
+        torso |= (self.t > 0.5) & (self.t < self.waist) & (np.abs(self.s) < 0.5 * self.hip_w + 0.3 * self.shoulder_w)
         self.paint(torso, "upper-clothes")
 
     def _leftovers(self, is_skin: np.ndarray) -> None:
