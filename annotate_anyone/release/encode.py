@@ -92,7 +92,9 @@ class SampleEncoder:
 
     def fetch(self, sample: Sample) -> Fetched:
         """Read the sample's original and parsing map (I/O only: safe to run ahead in another thread)."""
-        parsing_key = (sample.person or {}).get("parsing_key")
+        if sample.person is None:  # left out (no person): nothing to read
+            return Fetched(b"", None)
+        parsing_key = sample.person.get("parsing_key")
         return Fetched(
             self.store.get_bytes(sample.storage_key), self.store.get_bytes(parsing_key) if parsing_key else None
         )
