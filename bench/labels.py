@@ -8,19 +8,26 @@ Photos come from three places: the COCO people fixtures (``--people-coco``, defa
 Per photo, what the ingest and annotate jobs run for a person: the default person backend finds the
 people (the most prominent one is labelled), the shot type is computed as ingest stores it, a
 ``PersonView`` is built as the annotate job rebuilds it from the stored row, the engine's parser paints
-the ATR map, every labeler of the default engine answers, and per category the prediction routing would
-use at round 0 is kept (no human answer yet), with the shipped offline calibration applied.
+the ATR map, every labeler of the default engine answers, and per category the prediction routing picks
+at round 0 (no human answer yet) is kept.
 
 Per scored category: n (labelled persons), accuracy (a missing answer or "n/a" where the photo shows a
 value counts as wrong), coverage (share answered with a value other than n/a), ECE of the confidences,
 and how many answers at confidence >= 0.9 are wrong. Bottoms are scored coarsely (pants, jeans and
-leggings are all trousers; shorts; skirt; n/a) and finely. Then the coverage table of every category of
-the taxonomy: answered offline, or needs a model or a person.
+leggings are all trousers; shorts; skirt; n/a) and finely. Two tables: the labelers' raw confidences,
+then confidences calibrated out of fold (5-fold cross-validation of the calibration that
+``--fit-calibration`` ships, so the ECE is not measured on the items it was fitted on). The shot type
+is a rule without a probability (no ECE). Then the coverage table of every category of the taxonomy:
+answered offline with a dev-set calibration, or needs a model or a person.
+
+``--reference-parsing`` reads the published parser's maps (``atr/`` of the parsing-dev folder) instead of
+running ours, on the parsing-dev photos only: what the labelers reach with a better parse.
 
 Prints the tables and, last, ``ratio <worst accuracy among sleeve, hair length, bottoms, shot type,
 gender / 0.85>``.
 
-    python bench/labels.py --dev-set PARSING_DEV_DIR --people-coco COCO_DIR [--raw] [--fit-calibration OUT]
+    python bench/labels.py --dev-set PARSING_DEV_DIR --people-coco COCO_DIR [--details]
+        [--fit-calibration annotate_anyone/annotation/calibration_offline.json] [--reference-parsing]
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class Person:
     labels: dict[str, str]
     found: bool = False
     preds: dict[str, dict[str, float]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)  # category -> model version of the chosen answer
     shot_type: str | None = None
 
 
@@ -80,11 +88,14 @@ def load_photo(row: dict, coco_dir: Path, dev_dir: Path) -> np.ndarray | None:
         return np.asarray(im.convert("RGB"))
 
 
-def collect(rows: list[dict], coco_dir: Path, dev_dir: Path) -> tuple[list[Person], list[str], dict[str, float]]:
-    """Run detection, parsing and every labeler on each labelled photo."""
+def collect(
+    rows: list[dict], coco_dir: Path, dev_dir: Path, reference: bool = False
+) -> tuple[list[Person], list[str], dict[str, float], str]:
+    """Run detection, parsing and every labeler on each labelled photo (raw, uncalibrated answers)."""
     from PIL import Image
 
     from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.dev_calibration import dev_calibrations
     from annotate_anyone.annotation.labelers.base import PersonContext
     from annotate_anyone.annotation.service import Engine, _choose
     from annotate_anyone.perception import person_backend
@@ -93,6 +104,7 @@ def collect(rows: list[dict], coco_dir: Path, dev_dir: Path) -> tuple[list[Perso
     engine = Engine.build(AnnotationConfig())
     cats = engine.taxonomy.categories()
     backend = person_backend()
+    shipped = dev_calibrations()
     persons, missing = [], []
     ms: dict[str, list[float]] = defaultdict(list)
     for row in rows:
@@ -111,10 +123,14 @@ def collect(rows: list[dict], coco_dir: Path, dev_dir: Path) -> tuple[list[Perso
             continue
         person.found = True
         det = scene.persons[0]
-        if det.keypoints is not None:
-            person.shot_type = shot_type(det.keypoints, scene.width, scene.height, det.face_boxes)
+        person.shot_type = shot_type(det.keypoints, scene.width, scene.height, det.face_boxes)
         t0 = time.perf_counter()
-        label_map = engine.parser.parse(rgb, view)
+        if reference:
+            with Image.open(dev_dir / "atr" / f"{Path(row['name']).stem}.png") as im:
+                label_map = np.asarray(im).copy()
+            label_map[label_map == 255] = 0  # no ATR equivalent: background for the labelers
+        else:
+            label_map = engine.parser.parse(rgb, view)
         ms["parse"].append(time.perf_counter() - t0)
         ctx = PersonContext(rgb, view, label_map, engine.parser.labels_supported, person.shot_type)
         t0 = time.perf_counter()
@@ -123,9 +139,11 @@ def collect(rows: list[dict], coco_dir: Path, dev_dir: Path) -> tuple[list[Perso
         by_cat = defaultdict(list)
         for p in preds:
             by_cat[p.category].append(p)
-        for cat, ps in by_cat.items():  # the model routing trusts with no gold and no calibration yet
-            person.preds[cat] = dict(_choose(cat, ps, {}, {}, engine.config.min_gold).distribution)
-    return persons, missing, {k: 1000 * float(np.mean(v)) for k, v in ms.items()}
+        for cat, ps in by_cat.items():  # the model routing picks with no gold set and no human answer yet
+            chosen = _choose(cat, ps, {}, shipped, engine.config.min_gold)
+            person.preds[cat], person.versions[cat] = dict(chosen.distribution), chosen.model_version
+    ms_avg = {k: 1000 * float(np.mean(v)) for k, v in ms.items()}
+    return persons, missing, ms_avg, engine.parser.model_version
 
 
 # -- scoring -------------------------------------------------------------------------------------------
@@ -254,22 +272,98 @@ def confusions(persons: list[Person]) -> None:
             print(f"    wrong: {' '.join(wrong)}")
 
 
-def coverage_table(persons: list[Person]) -> None:
+# -- calibration ---------------------------------------------------------------------------------------
+# Calibrated categories and the categories pooled into one fit (a dress's sleeves are judged like a top's).
+CALIBRATED = {  # category -> the categories pooled into its fit
+    "0.gender": ("0.gender",),
+    "3.hair_length": ("3.hair_length",),
+    "6.sleeve_length": ("6.sleeve_length", "5.sleeve_length"),
+    "6.color": ("6.color",),
+    "8.type": ("8.type",),
+}
+
+
+def calibrate(persons: list[Person], fitted_with: dict[str, str]) -> tuple[list[Person], list]:
+    """Cross-validated calibration per category: persons with out-of-fold calibrated answers, and the
+    calibrations fitted on every labelled answer (one entry per model version and category)."""
+    import copy
+
+    from annotate_anyone.annotation.calibration import cross_validated_calibration
+    from annotate_anyone.annotation.dev_calibration import DevCalibration
+
+    out = copy.deepcopy(persons)
+    entries = []
+    for pooled in CALIBRATED.values():
+        by_version: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for i, p in enumerate(persons):
+            for cat in pooled:
+                if cat in p.labels and cat in p.preds:
+                    by_version[p.versions[cat]].append((i, cat))
+        for version, items in by_version.items():
+            if len(items) < 10:
+                continue
+            cv = cross_validated_calibration(
+                [persons[i].preds[c] for i, c in items], [persons[i].labels[c] for i, c in items]
+            )
+            for (i, cat), dist in zip(items, cv.oof, strict=True):
+                out[i].preds[cat] = dist
+            entries += [
+                DevCalibration(
+                    model_version=version,
+                    category=cat,
+                    method=cv.calibrator.method,
+                    params=cv.calibrator.params(),
+                    n=cv.n,
+                    accuracy=round(cv.accuracy, 4),
+                    ece_before=round(cv.ece_before, 4),
+                    ece=round(cv.ece, 4),
+                    threshold=round(cv.threshold, 4),
+                    confident=cv.confident,
+                    confident_wrong=cv.confident_wrong,
+                    fitted_with=fitted_with,
+                )  # fmt: skip
+                for cat in pooled
+            ]
+    return out, entries
+
+
+def print_calibrations(entries: list) -> None:
+    print(
+        f"{'calibration':<18}{'model':<28}{'method':<13}{'n':>4}{'acc':>7}{'ECE raw':>9}{'ECE cv':>8}"
+        f"{'>=0.9 wrong':>13}"
+    )
+    for e in entries:
+        wrong = f"{e.confident_wrong}/{e.confident}"
+        print(f"{e.category:<18}{e.model_version[:27]:<28}{e.method:<13}{e.n:>4}{e.accuracy:>7.3f}"
+              f"{e.ece_before:>9.3f}{e.ece:>8.3f}{wrong:>13}")  # fmt: skip
+
+
+def coverage_table(persons: list[Person], calibrations: dict) -> None:
+    from annotate_anyone.annotation.dev_calibration import NEEDS_PERSON, coverage
     from annotate_anyone.annotation.taxonomy import load_taxonomy
 
     answered: Counter[str] = Counter()
+    versions: dict[str, str] = {}
     for p in persons:
         for cat, dist in p.preds.items():
             answered[cat] += max(dist, key=dist.__getitem__) != "n/a"
-    covered = {cat: "offline" for p in persons for cat in p.preds}
-    cats = load_taxonomy().categories()
-    print(f"coverage of the {len(cats)} categories (answered: dev-set persons given a value other than n/a)")
-    print(f"{'category':<26}{'offline answer':<30}{'answered':>9}")
-    for cat in cats:
-        how = covered.get(cat.id, "needs a model or a person")
-        print(f"{cat.id:<26}{how:<30}{answered[cat.id]:>9}")
-    n_off = sum(c.id in covered for c in cats)
-    print(f"{n_off} of {len(cats)} categories answered offline; {len(cats) - n_off} need a model or a person")
+            versions.setdefault(cat, p.versions[cat])
+    taxonomy = load_taxonomy()
+    covered = coverage(taxonomy, versions, calibrations)
+    print("coverage of the taxonomy (answered: dev-set persons given a value other than n/a)")
+    print(f"{'category':<22}{'offline answer':<44}{'answered':>9}")
+    for cat, cal in covered.items():
+        if cal is not None:
+            how = f"calibrated ({cal.method}, n={cal.n}, ECE {cal.ece:.3f})"
+        elif cat in versions:
+            how = f"{NEEDS_PERSON} (uncalibrated)"
+        else:
+            how = NEEDS_PERSON
+        print(f"{cat:<22}{how:<44}{answered[cat]:>9}")
+    n_cal = sum(c is not None for c in covered.values())
+    uncalibrated = sum(c in versions for c in covered) - n_cal
+    print(f"{n_cal} of {len(covered)} categories answered offline with a calibration; {len(covered) - n_cal} "
+          f"need a model or a person ({uncalibrated} of them answered, uncalibrated)")  # fmt: skip
 
 
 def main() -> None:
@@ -279,26 +373,49 @@ def main() -> None:
     ap.add_argument("--labels", type=Path, default=ROOT / "tests" / "data" / "labels" / "dev_set.json")
     ap.add_argument("--source", action="append", help="only these sources (people-coco, parsing-dev, package)")
     ap.add_argument("--details", action="store_true", help="print confusions and the wrong photos")
+    ap.add_argument("--fit-calibration", type=Path, help="write the fitted calibrations here (JSON)")
+    ap.add_argument("--reference-parsing", action="store_true", help="parsing-dev only, with the reference maps")
     args = ap.parse_args()
 
+    from annotate_anyone.annotation.dev_calibration import dev_calibrations, write_calibrations
+
     rows = json.loads(args.labels.read_text())["photos"]
+    if args.reference_parsing:
+        args.source = ["parsing-dev"]
     if args.source:
         rows = [r for r in rows if r["source"] in args.source]
-    persons, missing, ms = collect(rows, args.people_coco, args.dev_set)
+    persons, missing, ms, parser = collect(rows, args.people_coco, args.dev_set, args.reference_parsing)
     by_source = Counter(p.source for p in persons)
-    print(f"dev set: {len(persons)} photos ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})")
+    print(f"dev set: {len(persons)} photos ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))}), "
+          f"parser {'reference maps' if args.reference_parsing else parser}")  # fmt: skip
     if missing:
         print(f"not found ({len(missing)}, skipped): {' '.join(missing)}")
     lost = [p.name for p in persons if not p.found]
     if lost:
         print(f"no person detected ({len(lost)}, every category scored wrong): {' '.join(lost)}")
     print("ms/photo: " + ", ".join(f"{k} {v:.0f}" for k, v in ms.items()))
+    shipped = dev_calibrations()
+    stale = {e.fitted_with.get("parser") for e in shipped.values()} - {parser}
+    if shipped and stale:
+        print(f"note: the shipped calibration was fitted with parser {', '.join(sorted(map(str, stale)))}")
     print()
-    scores = print_scores(persons, "per category (calibrated as routing sees it at round 0)")
+    print_scores(persons, "raw confidence (the labelers' own)")
+    print()
+    calibrated, entries = calibrate(persons, {"parser": parser, "dev_set": "tests/data/labels/dev_set.json"})
+    scores = print_scores(calibrated, "calibrated out of fold (5-fold cross-validation)")
     if args.details:
-        confusions(persons)
+        confusions(calibrated)
     print()
-    coverage_table(persons)
+    print_calibrations(entries)
+    if args.fit_calibration:
+        about = {
+            "about": "Round-0 calibration of the packaged labelers on the labelled dev set (written by "
+            "bench/labels.py --fit-calibration; ece and confident_wrong are out of fold, 5-fold).",
+        }
+        write_calibrations(args.fit_calibration, entries, about)
+        print(f"wrote {len(entries)} calibrations to {args.fit_calibration}")
+    print()
+    coverage_table(persons, {(e.model_version, e.category): e for e in entries})
     print()
     worst = min(HEADLINE, key=lambda k: scores[k].accuracy if k in scores else 0.0)
     acc = scores[worst].accuracy if worst in scores else 0.0

@@ -63,7 +63,9 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 def _pav(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
     """Pool-adjacent-violators: a non-decreasing step function through (x, y); returns knots.
 
-    Tied x values are pooled first, so equal confidences always get one calibrated value.
+    Tied x values are pooled first, so equal confidences always get one calibrated value. Each
+    block's value is the posterior mean under a uniform prior, (hits + 1) / (n + 2): a block of a
+    few items that were all right does not become certainty.
     """
     ux, inverse = np.unique(x, return_inverse=True)
     sums = np.bincount(inverse, weights=y.astype(float))
@@ -76,7 +78,24 @@ def _pav(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
             blocks[-1][0] += s2
             blocks[-1][1] += n2
             blocks[-1][2] = xm
-    return [b[2] for b in blocks], [b[0] / b[1] for b in blocks]
+    return [b[2] for b in blocks], [(b[0] + 1.0) / (b[1] + 2.0) for b in blocks]
+
+
+def _fill_capped(weights: np.ndarray, total: float, cap: float) -> np.ndarray:
+    """Share ``total`` in proportion to ``weights`` with no share above ``cap`` (water-filling)."""
+    out = np.zeros_like(weights, dtype=float)
+    free = np.ones(len(weights), bool)
+    left = total
+    while free.any() and left > 1e-12:
+        w = np.where(free, np.maximum(weights, 0.0), 0.0)
+        share = w / w.sum() * left if w.sum() > 0 else free / free.sum() * left
+        over = free & (out + share > cap)
+        if not over.any():
+            return out + share
+        left -= float((cap - out[over]).sum())
+        out[over] = cap
+        free &= ~over
+    return out
 
 
 @dataclass(slots=True)
@@ -97,10 +116,9 @@ class Calibrator:
         elif self.method == "isotonic" and self.knots_x:
             top = int(np.argmax(p))
             c = float(np.interp(p[top], self.knots_x, self.knots_y))
-            c = min(max(c, 1e-4), 1 - 1e-4)
-            rest = p.sum() - p[top]
-            p = p * ((1 - c) / rest) if rest > 0 else np.zeros_like(p)
-            p[top] = c
+            c = min(max(c, 1.0 / len(p), 1e-4), 1 - 1e-4)  # the top stays the top
+            p = np.delete(p, top)
+            p = np.insert(_fill_capped(p, 1 - c, c * (1 - 1e-6)), top, c)
         return {k: float(v) for k, v in zip(keys, p, strict=True)}
 
     def params(self) -> dict[str, Any]:
@@ -184,6 +202,84 @@ def threshold_for_target(
     if feasible.size == 0:
         return 1.0  # no cut reaches the target: everything goes to humans
     return float(c[feasible.max()])
+
+
+@dataclass(slots=True)
+class CrossValidated:
+    """A calibrator fitted on every item, with reliability measured out of fold (honest on small sets).
+
+    ``ece`` and ``confident_wrong`` come from confidences each item got from a calibrator that never
+    saw it; ``threshold`` is the routing cut on those confidences for the target accuracy.
+    """
+
+    calibrator: Calibrator
+    n: int
+    accuracy: float
+    ece_before: float
+    ece: float
+    confident: int  # items at calibrated confidence >= 0.9 (out of fold)
+    confident_wrong: int
+    threshold: float
+    oof: list[dict[str, float]] = field(default_factory=list)  # each item's out-of-fold calibrated distribution
+
+
+def cross_validated_calibration(
+    dists: Sequence[Mapping[str, float]],
+    truths: Sequence[str],
+    *,
+    target: float = 0.95,
+    folds: int = 5,
+    seed: int = 0,
+    methods: Sequence[Method] = ("temperature", "isotonic"),
+) -> CrossValidated:
+    """Fit a calibration and measure it by ``folds``-fold cross-validation.
+
+    Each method is fitted on the other folds and applied to the held-out one; the method whose
+    out-of-fold confidences score best (Brier score of the top label) is then fitted on all items.
+    """
+    if len(dists) != len(truths):
+        raise InvalidInput("calibration needs one truth per prediction")
+    n = len(dists)
+    if n < 2 * folds:
+        raise InvalidInput(f"cross-validated calibration needs at least {2 * folds} items, got {n}")
+    order = np.random.default_rng(seed).permutation(n)
+    fold_of = np.empty(n, int)
+    fold_of[order] = np.arange(n) % folds
+
+    def top_and_correct(ds: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+        tops = [max(d, key=lambda k: d[k]) for d in ds]
+        conf = np.array([float(d[v]) / max(sum(d.values()), 1e-12) for d, v in zip(ds, tops, strict=True)])
+        return conf, np.array([v == t for v, t in zip(tops, truths, strict=True)])
+
+    raw, raw_correct = top_and_correct(dists)
+    best: tuple[float, Method, list[dict[str, float]]] | None = None
+    for method in methods:
+        oof_dists: list[dict[str, float]] = [{} for _ in range(n)]
+        for f in range(folds):
+            train = np.flatnonzero(fold_of != f)
+            cal = fit_calibration([dists[i] for i in train], [truths[i] for i in train], method=method).calibrator
+            for i in np.flatnonzero(fold_of == f):
+                oof_dists[i] = cal.calibrate(dists[i])
+        conf, correct = top_and_correct(oof_dists)
+        brier = float(np.mean((conf - correct) ** 2))
+        if best is None or brier < best[0] - 1e-12:
+            best = (brier, method, oof_dists)
+    assert best is not None
+    _, method, oof_dists = best
+    oof, correct = top_and_correct(oof_dists)
+    final = fit_calibration(dists, truths, method=method).calibrator
+    confident = oof >= 0.9
+    return CrossValidated(
+        calibrator=final,
+        n=n,
+        accuracy=float(correct.mean()),
+        ece_before=expected_calibration_error(raw, raw_correct),
+        ece=expected_calibration_error(oof, correct),
+        confident=int(confident.sum()),
+        confident_wrong=int((confident & ~correct).sum()),
+        threshold=threshold_for_target(oof, correct, target),
+        oof=oof_dists,
+    )
 
 
 def release_summary(session: Any, **kwargs: Any) -> dict[str, Any]:

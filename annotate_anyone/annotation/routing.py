@@ -3,8 +3,10 @@
 Order of the rules for each (person, category) label:
 
 1. persons in the gold set go to humans whole (their answers measure the models);
-2. no model answered -> humans;
-3. the category's gold-set accuracy is below the gate (paper: 85%) -> humans, wholesale;
+2. no model answered -> humans (``needs_model_or_person``: no packaged labeler covers it);
+3. the category's gold-set accuracy is below the gate (paper: 85%) -> humans, wholesale; before the
+   gold set is big enough, the shipped dev-set accuracy stands in for it, and an answer with no such
+   calibration goes to humans as ``uncalibrated``;
 4. the label contradicts another model (parsing shows a hat, the labeler says none) -> humans;
 5. its calibrated confidence is below the category's threshold for the target accuracy -> humans;
 6. otherwise auto-accepted.
@@ -26,6 +28,7 @@ Action = Literal["auto", "review", "deferred"]
 
 # group -> ATR label whose presence in the parsing map must agree with the group's presence answer
 PRESENCE_CHECKS: dict[int, str] = {5: "dress", 10: "hat", 11: "bag", 12: "belt", 13: "scarf"}
+NEEDS_PERSON_REASON = "needs_model_or_person"
 SKIRT_VALUES = {"skirt"}
 PANTS_VALUES = {"pants", "jeans", "shorts", "leggings"}
 
@@ -57,6 +60,7 @@ class Policy:
     threshold: float
     gold_accuracy: float | None = None
     gold_n: int = 0
+    uncalibrated: bool = False  # no calibration of the answering model and no gold evidence yet
 
 
 @dataclass(slots=True)
@@ -72,7 +76,9 @@ def _wants_human(c: Candidate, policy: Policy | None) -> tuple[str, float] | Non
     if c.gold:
         return "gold", 2.0 + uncertainty
     if c.value is None:
-        return "no_prediction", 1.0
+        return NEEDS_PERSON_REASON, 1.0
+    if policy is not None and policy.uncalibrated and not policy.passes_gate:
+        return "uncalibrated", uncertainty
     if policy is None or not policy.passes_gate:
         return "gate", uncertainty
     if c.flags:

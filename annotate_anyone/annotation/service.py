@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from annotate_anyone.annotation.calibration import Calibrator, fit_calibration
 from annotate_anyone.annotation.captions import aa_text, dense_caption, resolved_labels
 from annotate_anyone.annotation.config import AnnotationConfig, annotation_config
+from annotate_anyone.annotation.dev_calibration import DevCalibration, dev_calibrations
 from annotate_anyone.annotation.features import HANDMADE, handmade_features
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
 from annotate_anyone.annotation.labelers.demographics import DemographicsLabeler
@@ -227,8 +228,10 @@ def _store_calibration(session: Session, version: str, group: int, key: str, res
     row.ece_before, row.ece, row.threshold = result.ece_before, result.ece_after, result.threshold
 
 
-def _calibrations(session: Session) -> dict[tuple[str, str], CalibrationRecord]:
-    return {(r.model_version, category_id(r.group, r.key)): r for r in session.scalars(select(CalibrationRecord))}
+def _calibrations(session: Session) -> dict[tuple[str, str], CalibrationRecord | DevCalibration]:
+    """Calibrations fitted on human answers, over the shipped dev-set ones (round 0)."""
+    rows = {(r.model_version, category_id(r.group, r.key)): r for r in session.scalars(select(CalibrationRecord))}
+    return {**dev_calibrations(), **rows}
 
 
 # -- learned heads ---------------------------------------------------------------------------------
@@ -281,7 +284,7 @@ def retrain_heads(
 # -- routing helpers -------------------------------------------------------------------------------
 def _choose(
     cat: str, preds: Sequence[Prediction], gold: dict[tuple[str, str], tuple[float, int]],
-    cals: dict[tuple[str, str], CalibrationRecord], min_gold: int,
+    cals: dict[tuple[str, str], CalibrationRecord | DevCalibration], min_gold: int,
 ) -> Prediction:  # fmt: skip
     """The prediction of the model most accurate on this category (gold, then calibration, then prior)."""
 
@@ -301,11 +304,17 @@ def _policy(cat: str, version: str, gold: dict, cals: dict, config: AnnotationCo
     acc, n = gold.get((version, cat), (0.0, 0))
     cal = cals.get((version, cat))
     threshold = cal.threshold if cal is not None else config.target_accuracy
-    passes = n >= config.min_gold and acc >= config.gate
-    return Policy(passes_gate=passes, threshold=threshold, gold_accuracy=acc if n else None, gold_n=n)
+    if n >= config.min_gold:
+        passes, uncalibrated = acc >= config.gate, False
+    else:  # until the gold set is big enough, the shipped dev-set accuracy stands in for it
+        dev = dev_calibrations().get((version, cat))
+        passes = dev is not None and dev.n >= config.min_gold and dev.accuracy >= config.gate
+        uncalibrated = dev is None and cal is None
+    return Policy(passes_gate=passes, threshold=threshold, gold_accuracy=acc if n else None, gold_n=n,
+                  uncalibrated=uncalibrated)  # fmt: skip
 
 
-def _calibrated(pred: Prediction, cal: CalibrationRecord | None) -> dict[str, float]:
+def _calibrated(pred: Prediction, cal: CalibrationRecord | DevCalibration | None) -> dict[str, float]:
     if cal is None:
         return dict(pred.distribution)
     return Calibrator.from_params(cal.params).calibrate(pred.distribution)

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from annotate_anyone.annotation.config import AnnotationConfig
+from annotate_anyone.annotation.dev_calibration import dev_calibrations
 from annotate_anyone.annotation.flywheel import flywheel_report, run_round
+from annotate_anyone.annotation.labelers.offline import OfflineLabeler
 from annotate_anyone.annotation.models import ModelPrediction
 from annotate_anyone.annotation.parsing import decode_map
 from annotate_anyone.annotation.service import (
@@ -92,7 +94,17 @@ def test_annotate_real_photos_route_label_and_caption_idempotently(env):
         (task,) = s.scalars(select(ReviewTask)).all()
         assert task.kind == "attributes" and task.status == "queued" and len(task.payload["attributes"]) == n_cats
         entry = next(e for e in task.payload["attributes"] if (e["group"], e["key"]) == (6, "color"))
-        assert entry["value"] == "orange" and entry["model_version"] == "offline-1" and entry["reason"] == "gate"
+        assert entry["value"] == "orange" and entry["model_version"] == OfflineLabeler.model_version
+        shipped = dev_calibrations()
+        for e in task.payload["attributes"]:  # round 0: no gold; the dev-set calibration decides what is covered
+            cat = f"{e['group']}.{e['key']}"
+            if e["value"] is None:
+                assert e["reason"] == "needs_model_or_person"
+            elif (e["model_version"], cat) not in shipped:
+                assert e["reason"] == "uncalibrated"
+            else:
+                dev = shipped[(e["model_version"], cat)]
+                assert e["reason"] == ("low_confidence" if dev.accuracy >= 0.85 else "gate")
         assert "n/a" in entry["options"] and abs(sum(entry["distribution"].values()) - 1) < 1e-3
     with session_scope(url) as s:
         annotate_persons(s, store, [pid], settings=settings)  # again: same rows, no duplicates
@@ -164,7 +176,9 @@ def test_flywheel_round_ingests_human_labels_and_the_learned_head_improves(env):
     # The pattern is invisible to the offline labelers; the head learns it from human labels.
     assert acc_large >= 0.85 and acc_large > acc_small
     per_cat = report3["per_category"]
-    assert per_cat["6.color"]["accuracy"] >= 0.85 and per_cat["6.color"]["model_version"] == "offline-1"
+    assert (
+        per_cat["6.color"]["accuracy"] >= 0.85 and per_cat["6.color"]["model_version"] == OfflineLabeler.model_version
+    )
     assert per_cat["6.pattern"]["change"] is not None
     assert report3["this_round"]["auto_accepted"] > 0 and report3["expected_error_auto_accepted"] < 0.15
     assert report3["human_hours"]["saved"] > 0

@@ -81,8 +81,10 @@ def test_routing_rules_gate_threshold_consistency_gold_and_budget():
         3: "gate",
         4: "inconsistent",
         5: "gold",
-        6: "no_prediction",
+        6: "needs_model_or_person",
     }
+    uncalibrated = route([_cand(7, 0.99)], {"6.color": Policy(False, 0.95, uncalibrated=True)})
+    assert uncalibrated[0].reason == "uncalibrated"  # an answer nobody has measured yet
     capped = route(cands, pols, budget=2)
     sent = [d for d in capped if d.action == "review"]
     assert len(sent) == 2 and {d.reason for d in sent} == {"gold", "inconsistent"}  # most urgent first

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,8 @@ LIMB_VISIBLE = 0.3
 SLEEVES = ("sleeveless", "short sleeve", "half sleeve", "long sleeve")
 SLEEVE_EDGES = (0.15, 0.75, 1.35)  # in arm units: 0 shoulder joint, 1 elbow, 2 wrist
 SLEEVE_RADIUS = 0.05  # sampling disk along the arm, in shoulder widths
+MAX_JUNK = 0.6
+LIMB_START, LIMB_END = -0.1, 2.2  # where a garment can end along a limb (past the hand or foot: over it)
 HEMS = ("short", "knee-length", "midi", "long")
 HEM_EDGES = (0.8, 1.25, 1.7)  # in leg units: 0 hip joint, 1 knee, 2 ankle
 HEM_RADIUS = 0.08
@@ -56,11 +59,24 @@ def _phi(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def soft_bins(x: float, edges: Sequence[float], names: Sequence[str], sigma: float) -> dict[str, float]:
-    """Probability of each bin ``(edges[i-1], edges[i])`` when ``x`` is known up to Gaussian noise ``sigma``."""
-    bounds = [-math.inf, *edges, math.inf]
+def soft_bins(
+    x: float,
+    edges: Sequence[float],
+    names: Sequence[str],
+    sigma: float,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+) -> dict[str, float]:
+    """Probability of each bin ``(edges[i-1], edges[i])`` when ``x`` is known up to Gaussian noise ``sigma``.
+
+    With ``lo``/``hi`` the true value is known to lie in [lo, hi] (the Gaussian is truncated there), so a
+    noisy measurement does not pour its mass into the open-ended first and last bins.
+    """
+    bounds = [lo, *edges, hi]
     sigma = max(sigma, 1e-6)
-    return {n: _phi((bounds[i + 1] - x) / sigma) - _phi((bounds[i] - x) / sigma) for i, n in enumerate(names)}
+    mass = [_phi((bounds[i + 1] - x) / sigma) - _phi((bounds[i] - x) / sigma) for i in range(len(names))]
+    total = sum(mass) if math.isfinite(lo) or math.isfinite(hi) else 1.0
+    return {n: m / total if total > 0 else 1.0 / len(names) for n, m in zip(names, mass, strict=True)}
 
 
 def _presence(area_fraction: float, at: float = 0.004, scale: float = 0.002) -> float:
@@ -68,11 +84,37 @@ def _presence(area_fraction: float, at: float = 0.004, scale: float = 0.002) -> 
     return 1.0 / (1.0 + math.exp(-(area_fraction - at) / scale))
 
 
+@dataclass(frozen=True, slots=True)
+class _Fit:
+    """Where a garment ends along limbs: ``end`` (limb units), ``last`` (furthest sample: an end past it
+    is only a lower bound), ``rmse`` of the step fit, and each side's own fit when both were seen."""
+
+    end: float
+    last: float
+    rmse: float
+    sides: tuple[_Fit, ...] = ()
+
+
+def _step_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float, float] | None:
+    """Least-squares step (1 before the end, 0 after) through (position, garment share) samples:
+    the end, the last position and the root-mean-square error; ``None`` with fewer than 3 samples."""
+    if len(points) < 3:
+        return None
+    ts = np.array([t for t, _ in points])
+    gs = np.array([g for _, g in points])
+    best_cost, best_end = math.inf, 0.0
+    for end in [ts.min() - 0.05, *sorted({round(t + 0.05, 2) for t in ts})]:
+        cost = float(np.where(ts < end, (1 - gs) ** 2, gs**2).sum())
+        if cost < best_cost - 1e-9:
+            best_cost, best_end = cost, end
+    return best_end, float(ts.max()), math.sqrt(best_cost / len(points))
+
+
 class OfflineLabeler(Labeler):
     """Geometry-and-colour answers for the categories they can judge (see module docstring)."""
 
     name = "offline"
-    model_version = "offline-1"
+    model_version = "offline-2"
 
     def __init__(self, min_region: float = 0.004) -> None:
         self.min_region = min_region
@@ -216,38 +258,39 @@ class _View:
 
     def _garment_end(
         self, joints: Sequence[tuple[int, int, int]], inside: Sequence[int], bare: Sequence[int], radius: float
-    ) -> tuple[float, float, float] | None:
-        """Where a garment ends along the limbs (both sides pooled: sleeves and trouser legs match).
-
-        Fits one step (garment before, skin after) to the profiles of every limb by least squares.
-        Returns the end in limb units, the last sampled position (an end past it means the garment
-        reaches at least that far) and the fit's root-mean-square error; ``None`` without evidence.
-        """
-        pts = [p for j in joints for p in self._limb_profile(j, inside, bare, radius)]
-        if len(pts) < 3:
+    ) -> _Fit | None:
+        """Where a garment ends along the limbs (both sides pooled: sleeves and trouser legs match),
+        with the same fit on each side alone (``sides``: they disagree when the parse fails on one)."""
+        profiles = [self._limb_profile(j, inside, bare, radius) for j in joints]
+        pooled = _step_fit([p for prof in profiles for p in prof])
+        if pooled is None:
             return None
-        ts = np.array([t for t, _ in pts])
-        gs = np.array([g for _, g in pts])
-        best_cost, best_end = math.inf, 0.0
-        for end in [ts.min() - 0.05, *sorted({round(t + 0.05, 2) for t in ts})]:
-            cost = float(np.where(ts < end, (1 - gs) ** 2, gs**2).sum())
-            if cost < best_cost - 1e-9:
-                best_cost, best_end = cost, end
-        return best_end, float(ts.max()), math.sqrt(best_cost / len(pts))
+        sides = tuple(_Fit(*f) for f in map(_step_fit, profiles) if f is not None)
+        return _Fit(*pooled, sides=sides if len(sides) >= 2 else ())
 
-    @staticmethod
-    def _censored(
-        dist: dict[str, float], edges: Sequence[float], names: Sequence[str], at_least: float, top: float
-    ) -> dict[str, float]:
-        """A garment seen to reach ``at_least`` and maybe further: classes by how much of
-        [at_least, top] they cover (uniform over where it really ends)."""
-        bounds = [-math.inf, *edges, math.inf]
-        out = {}
-        for i, n in enumerate(names):
-            lo, hi = max(bounds[i], at_least), min(bounds[i + 1], top)
-            out[n] = max(hi - lo, 0.0)
-        total = sum(out.values())
-        return {n: v / total for n, v in out.items()} if total > 0 else dict(dist)
+    @classmethod
+    def _end_distribution(cls, fit: _Fit, edges: Sequence[float], names: Sequence[str]) -> dict[str, float]:
+        """Classes of where the garment ends: half from the pooled fit, half from the sides' own fits
+        (sides that disagree split the confidence), each blurred by its fit error and mixed with a
+        uniform share as large as that error (a profile unlike a step is likely a failed parse).
+
+        A garment seen as far as the limb is seen (the end beyond the last sample) ends anywhere from
+        there to past the limb's end, uniformly.
+        """
+        if fit.sides:
+            parts = [cls._end_distribution(f, edges, names) for f in fit.sides]
+            own = cls._end_distribution(_Fit(fit.end, fit.last, fit.rmse), edges, names)
+            return {n: 0.5 * own[n] + 0.5 * float(np.mean([p[n] for p in parts])) for n in names}
+        sigma = 0.08 + 0.5 * fit.rmse
+        if fit.end <= fit.last:
+            dist = soft_bins(fit.end, edges, names, sigma, LIMB_START, LIMB_END)
+        else:
+            ends = np.linspace(fit.last + 0.05, LIMB_END, 12)
+            parts = [soft_bins(float(e), edges, names, sigma, LIMB_START, LIMB_END) for e in ends]
+            dist = {n: float(np.mean([p[n] for p in parts])) for n in names}
+        # A profile far from a clean step is likely a failed parse: that share of belief says nothing.
+        junk = min(MAX_JUNK, fit.rmse)
+        return {n: (1 - junk) * v + junk / len(names) for n, v in dist.items()}
 
     def _shoulder_width(self) -> float:
         k = self.ctx.person.keypoints
@@ -264,13 +307,9 @@ class _View:
         fit = self._garment_end(arms, inside, bare, SLEEVE_RADIUS * self._shoulder_width())
         if fit is None:
             return None
-        end, last, rmse = fit
-        dist = soft_bins(end, SLEEVE_EDGES, SLEEVES, sigma=0.1 + 0.5 * rmse)
-        if end > last:  # covered as far as the arm is seen
-            dist = self._censored(dist, SLEEVE_EDGES, SLEEVES, last, 2.2)
-        return dist
+        return self._end_distribution(fit, SLEEVE_EDGES, SLEEVES)
 
-    def _hem(self) -> tuple[float, float, float] | None:
+    def _hem(self) -> _Fit | None:
         """Where the lower garment ends along the legs (0 hip, 1 knee, 2 ankle)."""
         if self.ctx.person.keypoints is None:
             return None
@@ -293,10 +332,7 @@ class _View:
         hem = self._hem()
         if hem is None or self.frac("pants", "skirt", "dress") < 2 * self.min_region:
             return None
-        end, last, rmse = hem
-        dist = soft_bins(end, HEM_EDGES, HEMS, sigma=0.1 + 0.5 * rmse)
-        if end > last:
-            dist = self._censored(dist, HEM_EDGES, HEMS, last, 2.2)
+        dist = self._end_distribution(hem, HEM_EDGES, HEMS)
         p = _presence(self.frac("pants", "skirt"), at=2 * self.min_region) * self._lower_visible()
         return {**{k: v * p for k, v in dist.items()}, "n/a": 1.0 - p}
 
@@ -328,7 +364,7 @@ class _View:
                 break
         return end
 
-    def _skirt_share(self, hem: tuple[float, float, float] | None) -> float:
+    def _skirt_share(self, hem: _Fit | None) -> float:
         """Probability that the lower garment is one piece around both legs (skirt) rather than two legs.
 
         A crotch seen well above the hem makes two legs; garment along the midline down past the knees
@@ -340,7 +376,7 @@ class _View:
         crotch = self._crotch()
         if hem is None or crotch is None:
             return vote
-        reach = min(hem[0], hem[1] + 0.05)  # how far down the garment is seen
+        reach = min(hem.end, hem.last + 0.05)  # how far down the garment is seen
         if reach - crotch >= 0.2:
             return 0.1
         if crotch >= 0.9 and crotch >= reach - 0.1:
@@ -353,11 +389,10 @@ class _View:
         hem = self._hem()
         if hem is None:
             short = 0.25  # no leg seen below the hips: length unknown, most bottoms are long
+        elif hem.end > hem.last:  # garment all the way the legs are seen: short only if the frame cuts above the hem
+            short = 0.25 * _phi((SHORT_HEM - hem.last) / 0.15)
         else:
-            end, last, rmse = hem
-            short = _phi((SHORT_HEM - end) / (0.1 + 0.5 * rmse))
-            if end > last:  # garment all the way the legs are seen: short only if the frame cuts above the hem
-                short = 0.25 * _phi((SHORT_HEM - last) / 0.15)
+            short = _phi((SHORT_HEM - hem.end) / (0.08 + 0.5 * hem.rmse))
         skirt = self._skirt_share(hem)
         colour = self.colour(("pants", "skirt")) or {}
         denim = colour.get("blue", 0.0) + colour.get("navy", 0.0)
