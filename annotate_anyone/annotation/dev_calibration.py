@@ -84,3 +84,31 @@ def coverage(
         version = model_versions.get(cat.id)
         out[cat.id] = calibrations.get((version, cat.id)) if version else None
     return out
+
+
+def packaged_versions() -> frozenset[str]:
+    """Model versions of the labelers that ship in the package (the default engine's)."""
+    from annotate_anyone.annotation.labelers.demographics import MODEL_VERSION
+    from annotate_anyone.annotation.labelers.offline import OfflineLabeler
+
+    return frozenset({OfflineLabeler.model_version, MODEL_VERSION})
+
+
+def coverage_rows(taxonomy: Taxonomy | None = None) -> list[dict[str, Any]]:
+    """Every category with how it is answered before anyone labels: by a packaged labeler with a
+    dev-set calibration (its dev accuracy and out-of-fold ECE), or "needs a model or a person"."""
+    from annotate_anyone.annotation.taxonomy import load_taxonomy
+
+    taxonomy = taxonomy or load_taxonomy()
+    versions = packaged_versions()
+    by_cat = {cat: cal for (version, cat), cal in dev_calibrations().items() if version in versions}
+    rows = []
+    for cat in taxonomy.categories():
+        cal = by_cat.get(cat.id)
+        how = (
+            f"offline ({cal.model_version}), dev set n={cal.n}, accuracy {cal.accuracy:.0%}, ECE {cal.ece:.2f}"
+            if cal is not None
+            else NEEDS_PERSON
+        )
+        rows.append({"category": cat.id, "covered": cal is not None, "how": how})
+    return rows

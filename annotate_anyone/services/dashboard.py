@@ -262,6 +262,13 @@ def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
     return {"rounds": rounds, "error": None}
 
 
+def category_coverage() -> list[dict[str, Any]] | None:
+    """How each category is answered before anyone labels it: a packaged labeler with a dev-set
+    calibration, or "needs a model or a person"; ``None`` until that module lands."""
+    rows = optional_provider("annotate_anyone.annotation.dev_calibration", "coverage_rows")
+    return None if rows is None else rows()
+
+
 def attribute_rows(image: Image) -> list[dict[str, Any]]:
     """An image's labels per person, sorted for reading: group, key, value, confidence, provenance."""
     rows = []

@@ -158,3 +158,24 @@ def test_shipped_calibration_matches_the_labelers_and_marks_what_needs_a_person(
     assert NEEDS_PERSON == "needs a model or a person"
     with pytest.raises(Exception, match="calibration file"):
         parse_calibrations({"calibrations": [{"model_version": "x"}]})
+
+
+def test_dashboard_says_which_categories_need_a_model_or_a_person(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from annotate_anyone.api.app import create_app
+    from annotate_anyone.db.base import session_scope
+    from annotate_anyone.services import auth
+    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", workers=1)
+    init_home(settings)
+    with session_scope(settings.db_url) as session:
+        key = auth.create_api_key(session, name="eng", role="engineer")[1]
+    page = TestClient(create_app(settings)).get("/ui/flywheel", headers={"Authorization": f"Bearer {key}"})
+    assert page.status_code == 200
+    covered = {(v, c) for v, c in dev_calibrations()}
+    assert "<td>1.body_shape</td><td>needs a model or a person</td>" in page.text
+    assert (OfflineLabeler.model_version, "6.sleeve_length") in covered
+    assert f"<td>6.sleeve_length</td><td>offline ({OfflineLabeler.model_version})" in page.text

@@ -246,7 +246,8 @@ def review_page(request: Request, session: SessionDep, settings: SettingsDep, pr
 
 @router.get("/ui/flywheel", response_class=HTMLResponse)
 def flywheel_page(request: Request, session: SessionDep, settings: SettingsDep, principal: PoolReader) -> Response:
-    return render(request, "flywheel.html", {"report": dashboard.flywheel(session, settings)})
+    context = {"report": dashboard.flywheel(session, settings), "coverage": dashboard.category_coverage()}
+    return render(request, "flywheel.html", context)
 
 
 # ---------------------------------------------------------------------------------------- releases
