@@ -1,13 +1,14 @@
 """Labeling configs generated from the taxonomy: one project per (taxonomy version, task kind).
 
-* ``attributes``: the image with the person box drawn (a pre-filled rectangle) and one ``Choices`` per
-  attribute of the taxonomy. Options come from the task (dynamic choices), so a task shows only the
-  attributes routed for that person; every other attribute's option list is empty and renders nothing.
+* ``attributes``: the image with the person box drawn (a pre-filled rectangle), the parsing overlay in a
+  collapsed panel, the questions about the person, a checklist of parts, and each part's questions shown
+  only once the part is ticked (layout.py). Options come from the task (dynamic choices), so a task shows
+  only the questions routed for that person; every other option list is empty and renders nothing.
 * ``parsing``: ``BrushLabels`` with the ATR labels, pre-filled with our parsing map.
 * ``box``: the pre-filled person box to confirm, adjust or reject.
 
 Hotkeys never collide: Label Studio's own single-key shortcuts are left out of the pool, and each task's
-options draw distinct keys from it.
+options draw distinct keys from it, all of them or none.
 """
 
 from __future__ import annotations
@@ -17,17 +18,34 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from annotate_anyone.annotation.taxonomy import Taxonomy
+from annotate_anyone.review import layout
 
 KINDS = ("attributes", "parsing", "box")
 IMAGE = "image"
 PERSON = "person"
 PARSING = "parsing"
 BOX_CHECK = "box_check"
+OVERLAY = "overlay"  # the optional parsing layer: an image inside a collapsed panel
+OVERLAY_TITLE = "overlay_title"
+SUMMARY = "aa_summary"  # the task's labelled summary line (the model's lowest confidence, ...)
+PERSON_HEAD = "aa_person_head"
+PARTS_QUESTION = "parts_q"
+PARTS_OPTIONS = "parts_opts"
+STYLE = (
+    ".aa-summary { background: #fff8e1; padding: 4px 8px; border-left: 4px solid #f0a000; }"
+    " .aa-part { border-left: 3px solid #4363d8; padding-left: 8px; margin: 6px 0; }"
+    " .aa-model { color: #5a5a5a; font-size: 85%; margin-left: 4px; }"
+)
 NA_LABEL = "not visible / not applicable"
 BOX_CHOICES = ("box ok", "box adjusted", "not a person")
 PERSON_HOTKEY = "alt+p"
 # Single keys Label Studio does not use itself (it takes u h o e m k w p r v b and the modified keys).
 HOTKEY_POOL = tuple("1234567890") + tuple("acdfgijlnqstxyz")
+# Label Studio gives every option without a hotkey the next free one of these (Hotkey.makeComb) until they
+# run out: "some, not all". A task whose options cannot all have keys binds them all to a hidden control
+# instead (``KEY_SINK``), so no option gets one.
+LS_AUTO_KEYS = tuple("1234567890qwetasdfgzxcvbyiopjklnm")
+KEY_SINK = "aa_no_hotkeys"
 ATR_COLORS = (
     "#000000", "#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#4363d8", "#911eb4", "#f032e6",
     "#a9a9a9", "#808000", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#800000", "#aaffc3", "#000075",
@@ -73,32 +91,102 @@ def stored_value(shown: str, taxonomy: Taxonomy) -> str:
 
 
 def assign_hotkeys(option_lists: list[list[str]], pool: tuple[str, ...] = HOTKEY_POOL) -> list[list[str | None]]:
-    """Distinct hotkeys across all options of one task, in order; options past the pool get none."""
+    """Distinct hotkeys for every option of one task, in order, or none at all when they do not all fit.
+
+    Keys that run out halfway would leave the later questions mouse-only while the first ones have keys,
+    which reads as a bug; so a task's options either all have a key or none has.
+    """
+    if sum(len(options) for options in option_lists) > len(pool):
+        return [[None] * len(options) for options in option_lists]
     keys = iter(pool)
-    return [[next(keys, None) for _ in options] for options in option_lists]
+    return [[next(keys) for _ in options] for options in option_lists]
+
+
+def part_head_field(group: int) -> str:
+    """The data field of a part's heading (empty when the task asks nothing about the part)."""
+    return f"g{group}_head"
+
+
+def _question(name: str, group: int, key: str) -> list[str]:
+    return [
+        "    <View>",
+        f'      <Header value="${question_field(group, key)}" size="6"/>',
+        f'      <Choices name="{name}" toName="{IMAGE}" value="${options_field(group, key)}"'
+        ' choice="single-radio" showInline="true"/>',
+        "    </View>",
+    ]
 
 
 def attribute_config(taxonomy: Taxonomy) -> str:
-    """The attribute-review config: image, person box, one dynamic ``Choices`` per taxonomy attribute."""
+    """The attribute-review config: presence first, then each part's questions once the part is ticked.
+
+    Every taxonomy attribute has a dynamic ``Choices`` (its options come from the task, so only routed
+    questions show); the parts checklist (``layout.PARTS``) gates each part's block with ``visibleWhen``.
+    See :mod:`annotate_anyone.review.layout` for the rules.
+    """
     blocks = [
         "<View>",
+        f"  <Style>{STYLE}</Style>",
+        '  <View className="aa-summary">',
+        f'    <Header value="${SUMMARY}" size="6"/>',
+        "  </View>",
         f'  <Image name="{IMAGE}" value="$image" zoom="true" zoomControl="true"/>',
         f'  <RectangleLabels name="{PERSON}" toName="{IMAGE}" strokeWidth="3" opacity="0.1">',
         f'    <Label value="person" background="#ff0000" hotkey="{PERSON_HOTKEY}"/>',
         "  </RectangleLabels>",
+        '  <Collapse bordered="true">',
+        f'    <Panel value="${OVERLAY_TITLE}">',
+        f'      <Image name="{OVERLAY}" value="${OVERLAY}"/>',
+        "    </Panel>",
+        "  </Collapse>",
+        f'  <Header value="${PERSON_HEAD}" size="5"/>',
+    ]
+    person = [g for g in layout.PERSON_GROUPS] + [
+        g.index for g in taxonomy.groups if g.index not in layout.PART_LABELS and g.index not in layout.PERSON_GROUPS
+    ]
+    for index in person:
+        for attr in taxonomy.group(index).attributes:
+            blocks += _question(control_name(index, attr.key), index, attr.key)
+    blocks += [
+        f'  <Header value="${PARTS_QUESTION}" size="5"/>',
+        f'  <Choices name="{layout.PARTS}" toName="{IMAGE}" value="${PARTS_OPTIONS}" choice="multiple"'
+        ' showInline="true"/>',
     ]
     for group in taxonomy.groups:
-        for attr in group.attributes:
+        label = layout.PART_LABELS.get(group.index)
+        if label is None:
+            continue
+        blocks += [
+            f'  <View visibleWhen="choice-selected" whenTagName="{layout.PARTS}" whenChoiceValue={quoteattr(label)}'
+            ' className="aa-part">',
+            f'    <Header value="${part_head_field(group.index)}" size="5"/>',
+        ]
+        for attr in layout.part_order(group):
             name = control_name(group.index, attr.key)
+            rule = layout.CONDITIONS.get((group.index, attr.key))
+            if rule is None:
+                blocks += _question(name, group.index, attr.key)
+                continue
+            parent, values = rule
             blocks += [
-                "  <View>",
-                f'    <Header value="${question_field(group.index, attr.key)}" size="6"/>',
-                f'    <Choices name="{name}" toName="{IMAGE}" value="${options_field(group.index, attr.key)}"'
-                ' choice="single-radio" showInline="true"/>',
-                "  </View>",
+                f'    <View visibleWhen="choice-selected" whenTagName="{control_name(group.index, parent)}"'
+                f" whenChoiceValue={quoteattr(','.join(values))}>",
+                *("  " + line for line in _question(name, group.index, attr.key)),
+                "    </View>",
             ]
-    blocks.append("</View>")
+        blocks.append("  </View>")
+    blocks += [
+        '  <View style="display: none">',
+        f'    <Choices name="{KEY_SINK}" toName="{IMAGE}" value="${KEY_SINK}" choice="multiple"/>',
+        "  </View>",
+        "</View>",
+    ]
     return "\n".join(blocks)
+
+
+def key_sink(assigned: bool) -> list[dict[str, str]]:
+    """The hidden control's options: none when the task's options have keys, else one per auto key."""
+    return [] if assigned else [{"value": f"key {k}", "hotkey": k} for k in LS_AUTO_KEYS]
 
 
 def parsing_config(taxonomy: Taxonomy) -> str:
@@ -140,9 +228,14 @@ def box_config() -> str:
 
 INSTRUCTIONS = {
     "attributes": (
-        "<p>Look only at the person inside the red box. Each question is pre-filled with the model's answer: "
-        "keep it if it is right, pick the right value if not. Choose <b>{na}</b> when the item cannot be seen "
-        "or does not apply. Number and letter keys select options; Ctrl+Enter submits.</p>"
+        "<p>Look only at the person inside the red box. First answer the questions about the person, then tick "
+        "<b>every part you can see</b> the person wearing or carrying: the questions about a part appear once it is "
+        "ticked. A part left unticked counts as absent or not visible. Choose <b>{na}</b> when an item cannot be "
+        "seen or does not apply.</p><p>Small grey percentages are the model's calibrated scores for its top answers; "
+        "an answer is pre-selected only when the model is at least {preselect} sure, so check it like any other. "
+        "The summary line above the photo gives the model's lowest confidence among this task's questions. "
+        "Questions you leave blank come back later in a new task. Open <i>Body-part overlay</i> to compare with "
+        "the model's parsing. Ctrl+Enter submits.</p>"
     ),
     "parsing": (
         "<p>The brush layers are the model's body-part parsing of the person. Paint over wrong areas with the "
@@ -155,8 +248,8 @@ INSTRUCTIONS = {
 }
 
 
-def project_spec(kind: str, taxonomy: Taxonomy) -> ProjectSpec:
-    """The project for ``kind`` under ``taxonomy``."""
+def project_spec(kind: str, taxonomy: Taxonomy, *, preselect: float = 0.9) -> ProjectSpec:
+    """The project for ``kind`` under ``taxonomy`` (``preselect``: the confidence that pre-selects an answer)."""
     if kind == "attributes":
         config = attribute_config(taxonomy)
     elif kind == "parsing":
@@ -172,5 +265,5 @@ def project_spec(kind: str, taxonomy: Taxonomy) -> ProjectSpec:
         taxonomy_version=taxonomy.version,
         title=f"Annotate Anyone {kind} {taxonomy.version}",
         label_config=config,
-        instructions=INSTRUCTIONS[kind].format(na=NA_LABEL),
+        instructions=INSTRUCTIONS[kind].format(na=NA_LABEL, preselect=f"{preselect:.0%}"),
     )

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, Person, ReviewTask
+from annotate_anyone.db.models import Image, ImageStatus, Person, ReviewTask
 from annotate_anyone.errors import AnnotateAnyoneError
-from annotate_anyone.review import configs, engine
+from annotate_anyone.review import configs, engine, layout
 from annotate_anyone.review.builders import TaskBuilder
 from annotate_anyone.review.client import OutTask, ReviewBackend
 from annotate_anyone.review.models import ReviewProject
@@ -29,6 +29,7 @@ from annotate_anyone.review.settings import ReviewSettings
 log = logging.getLogger(__name__)
 
 QUEUED, PUSHING, PUSHED, ANSWERED, FAILED = "queued", "pushing", "pushed", "answered", "failed"
+WITHDRAWN = "withdrawn"  # its image left the data (demoted, dropped, taken down): deleted from the backend
 GOLD_TEMPLATE = "gold"  # status of a gold item itself; each time it is mixed in, a copy is pushed
 
 
@@ -43,6 +44,7 @@ class PushReport:
     requeued: int = 0
     duplicates_deleted: int = 0
     failed: int = 0
+    withdrawn: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -53,6 +55,16 @@ def review_meta(task: ReviewTask) -> dict:
 
 def set_review_meta(task: ReviewTask, **values: object) -> None:
     task.payload = {**(task.payload or {}), "review": {**review_meta(task), **values}}
+
+
+def gone_persons(session: Session, person_ids: list[int]) -> dict[int, str]:
+    """Persons whose image is no longer kept (demoted near-duplicate, dropped, taken down) -> the reason."""
+    rows = session.execute(
+        select(Person.id, Image.status, Image.drop_reason)
+        .join(Image, Image.id == Person.image_id)
+        .where(Person.id.in_(person_ids), Image.status != ImageStatus.kept)
+    )
+    return {pid: reason or f"image:{status.value}" for pid, status, reason in rows}
 
 
 def overlap_for(task_id: int, options: ReviewSettings) -> int:
@@ -113,7 +125,8 @@ class Pusher:
 
     def project(self) -> ReviewProject:
         with session_scope(self.db_url) as session:
-            project = ensure_project(session, self.backend, configs.project_spec(self.kind, self.taxonomy))
+            spec = configs.project_spec(self.kind, self.taxonomy, preselect=self.options.preselect_confidence)
+            project = ensure_project(session, self.backend, spec)
         if self.webhook:
             self.backend.ensure_webhook(project.external_id, *self.webhook)
         return project
@@ -182,7 +195,13 @@ class Pusher:
             real = sum(1 for t in tasks if not t.is_gold)
             tasks = self._mix_gold(session, tasks, real)
             built: list[tuple[ReviewTask, OutTask]] = []
+            gone = gone_persons(session, [t.person_id for t in tasks if t.person_id is not None])
             for task in tasks:
+                if task.person_id in gone:
+                    task.status = WITHDRAWN
+                    set_review_meta(task, withdrawn=gone[task.person_id])
+                    report.withdrawn += 1
+                    continue
                 try:
                     out = self._build(session, task)
                 except (AnnotateAnyoneError, KeyError, ValueError) as exc:
@@ -258,7 +277,9 @@ class Pusher:
             routed = engine.routed_attributes(session, task)
             if not routed:
                 raise ValueError("no routed attributes")
-            return self.builder.attributes(task, person, image, routed, overlap)
+            plan = layout.plan(self.taxonomy, [(r.group, r.key) for r in routed])
+            set_review_meta(task, layout=plan.to_meta())
+            return self.builder.attributes(task, person, image, routed, overlap, plan=plan)
         if self.kind == "box":
             return self.builder.box(task, person, image, overlap)
         return self.builder.parsing(task, person, image, overlap)

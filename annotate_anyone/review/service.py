@@ -8,6 +8,7 @@ kinds (one unit each) when imported.
 from __future__ import annotations
 
 import hmac
+import io
 from dataclasses import asdict
 from typing import Any, BinaryIO
 
@@ -25,7 +26,15 @@ from annotate_anyone.review.flagging import flag_annotators
 from annotate_anyone.review.models import ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.push import Pusher, PushReport
 from annotate_anyone.review.settings import ReviewSettings, review_settings
-from annotate_anyone.review.sync import Applier, SyncReport, process_events, receive_event, reconcile
+from annotate_anyone.review.sync import (
+    FOLLOW_UP,
+    Applier,
+    SyncReport,
+    process_events,
+    receive_event,
+    reconcile,
+    withdraw_gone,
+)
 from annotate_anyone.services import jobs
 from annotate_anyone.settings import Settings, is_placeholder
 from annotate_anyone.storage import ObjectStore, open_store
@@ -64,11 +73,14 @@ def make_pusher(
     def image_url(person: Person, image: Image) -> str:
         return media.image_url(settings, store, person, image, options.media_ttl_s)
 
+    def overlay_url(person: Person, image: Image) -> str | None:
+        return media.overlay_url(settings, store, person, image, options.media_ttl_s)
+
     return Pusher(
         db_url=settings.db_url,
         backend=backend or make_backend(settings, options),
         taxonomy=taxonomy,
-        builder=TaskBuilder(taxonomy, store, image_url),
+        builder=TaskBuilder(taxonomy, store, image_url, options=options, overlay_url=overlay_url),
         options=options,
         kind=kind,
         webhook=(webhook_url(settings), settings.webhook_secret) if webhook else None,
@@ -102,9 +114,11 @@ def sync_review(
     flag: bool = True,
     options: ReviewSettings | None = None,
 ) -> dict[str, Any]:
-    """Apply pending webhook events, reconcile every project, then flag annotators below the gold bar."""
+    """Withdraw tasks whose image left the data, apply pending webhook events, reconcile every project, then
+    flag annotators below the gold bar."""
     backend = backend or make_backend(settings, options)
     applier = make_applier(settings, options)
+    withdrawn = withdraw_gone(settings.db_url, backend)
     events = process_events(settings.db_url, backend, applier)
     with session_scope(settings.db_url) as session:
         project_ids = list(
@@ -118,7 +132,7 @@ def sync_review(
         with session_scope(settings.db_url) as session:
             applier.refresh_reliability(session)
             flagged = asdict(flag_annotators(session, applier, applier.options, utcnow()))
-    return {"events": asdict(events), "projects": projects, "flags": flagged}
+    return {"withdrawn": withdrawn, "events": asdict(events), "projects": projects, "flags": flagged}
 
 
 def handle_events(settings: Settings, backend: ReviewBackend | None = None) -> SyncReport:
@@ -167,7 +181,24 @@ def review_status(session: Session) -> dict[str, Any]:
         }
         for p in session.scalars(select(ReviewProject).order_by(ReviewProject.id))
     ]
-    return {"tasks": tasks, "answers": answers, "pending_events": pending, "projects": projects}
+    follow_ups: dict[str, int] = {}
+    waiting = 0  # questions a partial answer left open, asked again in a follow-up not answered yet
+    for status, entries in session.execute(
+        select(ReviewTask.status, ReviewTask.payload["attributes"]).where(
+            ReviewTask.payload["purpose"].as_string() == FOLLOW_UP
+        )
+    ):
+        follow_ups[status] = follow_ups.get(status, 0) + 1
+        if status in ("queued", "pushing", "pushed"):
+            waiting += len(entries or [])
+    return {
+        "tasks": tasks,
+        "answers": answers,
+        "pending_events": pending,
+        "projects": projects,
+        "follow_ups": follow_ups,
+        "unanswered_questions": waiting,
+    }
 
 
 def annotator_stats(session: Session) -> list[dict[str, Any]]:
@@ -181,14 +212,23 @@ def agreement(session: Session) -> dict[str, dict[str, float]]:
 
 
 def open_media(
-    session: Session, settings: Settings, store: ObjectStore, *, person_id: int, expires: int, sig: str
+    session: Session,
+    settings: Settings,
+    store: ObjectStore,
+    *,
+    person_id: int,
+    expires: int,
+    sig: str,
+    layer: str | None = None,
 ) -> tuple[BinaryIO, str]:
-    """The image of a person for a signed media link: (stream, media type)."""
-    media.verify_media(settings, person_id, expires, sig)
+    """The image of a person (or its parsing overlay) for a signed media link: (stream, media type)."""
+    media.verify_media(settings, person_id, expires, sig, layer=layer)
     person = session.get(Person, person_id)
     image = session.get(Image, person.image_id) if person is not None else None
     if image is None:
         raise NotFound(f"no person {person_id}")
+    if layer == "parsing":
+        return io.BytesIO(media.render_overlay(store, person, image)), "image/jpeg"
     return store.open(image.storage_key), f"image/{(image.format or 'jpeg').lower()}"
 
 

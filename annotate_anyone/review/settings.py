@@ -28,7 +28,11 @@ class ReviewSettings(BaseModel):
     backoff_max_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=60.0, gt=0, description="HTTP timeout of one backend call")
     sync_overlap_s: float = Field(default=120.0, ge=0, description="reconcile re-reads this far before its cursor")
-    max_hotkeys: int = Field(default=25, ge=0, le=25)
+    max_hotkeys: int = Field(default=25, ge=0, le=25, description="hotkeys per task (all options get one, or none)")
+    preselect_confidence: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="the model's answer is pre-selected only at or above this confidence"
+    )
+    max_followups: int = Field(default=2, ge=0, description="times a task's unanswered questions are asked again")
 
 
 def review_settings(settings: Settings) -> ReviewSettings:

@@ -23,8 +23,16 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.taxonomy import Taxonomy, split_category
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Image, Person, ReviewTask
-from annotate_anyone.review import configs, engine, qa
+from annotate_anyone.db.models import (
+    Attribute,
+    AttributeOrigin,
+    AttributeState,
+    Image,
+    ImageStatus,
+    Person,
+    ReviewTask,
+)
+from annotate_anyone.review import configs, engine, layout, qa
 from annotate_anyone.review.builders import box_from_region, parsing_from_result
 from annotate_anyone.review.client import (
     REF_FIELD,
@@ -36,12 +44,23 @@ from annotate_anyone.review.client import (
     parse_time,
 )
 from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
-from annotate_anyone.review.push import ANSWERED, PUSHED, PUSHING, QUEUED, review_meta, set_review_meta
+from annotate_anyone.review.push import (
+    ANSWERED,
+    GOLD_TEMPLATE,
+    PUSHED,
+    PUSHING,
+    QUEUED,
+    WITHDRAWN,
+    gone_persons,
+    review_meta,
+    set_review_meta,
+)
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 ACTIVE, DELETED, CANCELLED, SENT_BACK = "active", "deleted", "cancelled", "sent_back"
+FOLLOW_UP = "followup"  # the payload purpose of a task holding another task's unanswered questions
 
 
 @dataclass
@@ -54,6 +73,7 @@ class SyncReport:
     unchanged: int = 0
     withdrawn: int = 0
     orphans: int = 0
+    tasks_withdrawn: int = 0
     requeued_deleted: int = 0
     deleted_answered: list[int] = field(default_factory=list)
     events: int = 0
@@ -80,12 +100,20 @@ class Applier:
     # ------------------------------------------------------------------ parse
 
     def parse(self, task: ReviewTask, result: list[dict[str, Any]]) -> tuple[dict, dict]:
-        """(choices by category id, extra) from one annotation's result."""
+        """(choices by category id, extra) from one annotation's result.
+
+        An attribute task's answers are read through the layout it was shown with: answers to questions
+        that were hidden are dropped, and the parts checklist settles the presence (and, for a part left
+        out, every routed question) of each part it listed.
+        """
         choices: dict[str, str] = {}
         extra: dict[str, Any] = {}
+        ticked: list[str] | None = None
         for region in result:
             name, value = region.get("from_name"), region.get("value") or {}
-            if region.get("type") == "choices" and name in self.controls and value.get("choices"):
+            if region.get("type") == "choices" and name == layout.PARTS:
+                ticked = [str(v) for v in value.get("choices") or []]
+            elif region.get("type") == "choices" and name in self.controls and value.get("choices"):
                 category = self.controls[name]
                 choices[category.id] = configs.stored_value(value["choices"][0], self.taxonomy)
             elif name == configs.BOX_CHECK and value.get("choices"):
@@ -94,6 +122,11 @@ class Applier:
                 extra["box_region"] = value
         if task.kind == "parsing":
             extra["parsing_result"] = [r for r in result if r.get("type") == "brushlabels"]
+        shown = task_layout(task)
+        if task.kind == "attributes" and shown is not None:
+            choices = layout.settle(shown, self.taxonomy, ticked, choices)
+            if ticked is not None:
+                extra["parts"] = ticked
         return choices, extra
 
     # ------------------------------------------------------------------ apply
@@ -172,17 +205,58 @@ class Applier:
             return
         if task.kind == "attributes":
             self._settle_attributes(session, task, answers)
+            if task.status == ANSWERED and "followup" not in review_meta(task):
+                self._follow_up(session, task, answers)
         elif answers:
             self._settle_person(session, task, answers[-1])
+
+    def _follow_up(self, session: Session, task: ReviewTask, answers: list[ReviewAnswer]) -> None:
+        """Routed questions the task's answers left open leave the task: into a follow-up task, queued.
+
+        After ``max_followups`` rounds they go back to the routing pool instead (no task holds them, so
+        the next annotation round routes them again). Either way the task records what it left open.
+        """
+        shown = task_layout(task)
+        if shown is None:
+            return
+        missing = set(layout.unanswered(shown, [a.choices or {} for a in answers]))
+        if not missing:
+            set_review_meta(task, followup=None)
+            return
+        entries = list((task.payload or {}).get("attributes") or [])
+        routed = engine.routed_attributes(session, task)
+        keep = [e for e, r in zip(entries, routed, strict=True) if r.category not in missing]
+        move = [e for e, r in zip(entries, routed, strict=True) if r.category in missing]
+        task.payload = {**(task.payload or {}), "attributes": keep}
+        depth = int(review_meta(task).get("depth") or 0)
+        follow_up = None
+        if move and depth < self.options.max_followups:
+            follow_up = ReviewTask(
+                person_id=task.person_id,
+                kind=task.kind,
+                status=QUEUED,
+                priority=task.priority,
+                payload={
+                    "taxonomy_version": (task.payload or {}).get("taxonomy_version"),
+                    "purpose": FOLLOW_UP,
+                    "attributes": move,
+                    "review": {"followup_of": task.id, "depth": depth + 1},
+                },
+            )
+            session.add(follow_up)
+            session.flush()
+        set_review_meta(task, followup=follow_up.id if follow_up else None, unanswered=sorted(missing))
 
     def _settle_attributes(self, session: Session, task: ReviewTask, answers: list[ReviewAnswer]) -> None:
         categories = {r.category for r in engine.routed_attributes(session, task)}
         votes: dict[str, dict[str, str]] = {c: {} for c in categories}
         when: dict[str, Any] = {}
+        moved = set(review_meta(task).get("unanswered") or [])  # asked again elsewhere: not settled here
         for answer in answers:
             when[answer.annotator] = answer.answered_at
             for category, value in (answer.choices or {}).items():
-                votes.setdefault(category, {})[answer.annotator] = value
+                if category not in moved:
+                    votes.setdefault(category, {})[answer.annotator] = value
         accuracy = self._accuracy if self._accuracy is not None else qa.accuracies(session)
         version = (task.payload or {}).get("taxonomy_version") or self.taxonomy.version
         for category, by_annotator in votes.items():
@@ -224,6 +298,12 @@ class Applier:
         if task.kind == "parsing" and extra.get("parsing_key"):
             person.parsing_key = extra["parsing_key"]
             person.parsing_model = f"human:{answer.annotator}"
+
+
+def task_layout(task: ReviewTask) -> layout.Layout | None:
+    """The layout an attribute task was pushed with (``None`` for tasks pushed before layouts existed)."""
+    meta = review_meta(task).get("layout")
+    return layout.Layout.from_meta(meta) if meta else None
 
 
 def task_person(session: Session, task: ReviewTask) -> tuple[int, int]:
@@ -346,7 +426,11 @@ def _tasks_deleted(session: Session, project: ReviewProject, externals: list[str
     if not externals:
         return
     for task in session.scalars(
-        select(ReviewTask).where(ReviewTask.project_ref == project.external_id, ReviewTask.external_id.in_(externals))
+        select(ReviewTask).where(
+            ReviewTask.project_ref == project.external_id,
+            ReviewTask.external_id.in_(externals),
+            ReviewTask.status != WITHDRAWN,  # we deleted it ourselves
+        )
     ):
         answered = session.scalars(
             select(ReviewAnswer.id).where(ReviewAnswer.task_id == task.id, ReviewAnswer.status == ACTIVE)
@@ -434,3 +518,41 @@ def _apply_chunk(
             ):
                 if answer.external_id not in current:
                     report.withdrawn += applier.withdraw(session, answer)
+
+
+# ---------------------------------------------------------------------- withdrawal
+
+
+def withdraw_gone(db_url: str, backend: ReviewBackend) -> dict[str, int]:
+    """Take tasks away from annotators once their image left the data (demoted, dropped, taken down).
+
+    Open tasks (queued, pushed, gold templates) of such persons are deleted in the backend first, then
+    marked ``withdrawn`` with the reason; a backend outage leaves them for the next sync. Answered tasks
+    keep their answers. Returns withdrawn counts by reason.
+    """
+    with session_scope(db_url) as session:
+        tasks = list(session.scalars(
+            select(ReviewTask)
+            .join(Person, Person.id == ReviewTask.person_id)
+            .join(Image, Image.id == Person.image_id)
+            .where(Image.status != ImageStatus.kept, ReviewTask.status.in_((QUEUED, PUSHED, GOLD_TEMPLATE)))
+        ))  # fmt: skip
+        gone = gone_persons(session, [t.person_id for t in tasks])
+        targets = [(t.id, t.person_id, t.project_ref, t.external_id, t.status) for t in tasks]
+    by_project: dict[str, list[str]] = {}
+    for _, _, project, external, status in targets:
+        if status == PUSHED and project and external:
+            by_project.setdefault(project, []).append(external)
+    for project, externals in by_project.items():
+        backend.delete_tasks(project, externals)
+    counts: dict[str, int] = {}
+    with session_scope(db_url) as session:
+        for task_id, person_id, *_ in targets:
+            task = session.get(ReviewTask, task_id)
+            if task is None or task.status not in (QUEUED, PUSHED, GOLD_TEMPLATE):
+                continue
+            reason = gone.get(person_id, "image:gone")
+            task.status = WITHDRAWN
+            set_review_meta(task, withdrawn=reason, withdrawn_at=utcnow().isoformat())
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts

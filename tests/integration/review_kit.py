@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Attribute, AttributeState, Image, Person, ReviewTask
-from annotate_anyone.review import configs
+from annotate_anyone.review import configs, layout
 from annotate_anyone.storage import ObjectStore
 
 CATEGORIES = [(6, "color"), (3, "hair_color"), (0, "age"), (8, "type"), (14, "overall_style")]
@@ -118,19 +118,25 @@ class Annotator:
         response = self.http.get(f"/api/projects/{project}/next")
         return response.json() if response.status_code == 200 else None
 
-    def answer(self, task: dict[str, Any], values: dict[str, str], taxonomy: Taxonomy, lead_time: float) -> int:
-        """Submit one value per asked category (``"6.color" -> value``)."""
+    def answer(
+        self, task: dict[str, Any], values: dict[str, str], taxonomy: Taxonomy, lead_time: float, parts: bool = True
+    ) -> int:
+        """Submit one value per asked category (``"6.color" -> value``), as the form sends it.
+
+        With ``parts``, the parts checklist is answered the way an honest annotator would: a part is ticked
+        when one of its given values says it is there (a part left out settles its questions as n/a).
+        """
         result = []
+        ticked: list[str] = []
         for category, value in values.items():
             group, key = category.split(".")
-            result.append(
-                {
-                    "from_name": configs.control_name(int(group), key),
-                    "to_name": configs.IMAGE,
-                    "type": "choices",
-                    "value": {"choices": [configs.display_value(value, taxonomy)]},
-                }
-            )
+            label = layout.PART_LABELS.get(int(group))
+            if label and not taxonomy.is_absent(int(group), key, value) and label not in ticked:
+                ticked.append(label)
+            result.append(_choice(configs.control_name(int(group), key), [configs.display_value(value, taxonomy)]))
+        offered = [o["value"] for o in task["data"].get(configs.PARTS_OPTIONS) or []]
+        if parts and offered:
+            result.append(_choice(layout.PARTS, ticked or [layout.NONE_OF_THESE]))
         response = self.http.post(
             f"/api/tasks/{task['id']}/annotations/", json={"result": result, "lead_time": lead_time}
         )
@@ -139,6 +145,10 @@ class Annotator:
 
     def delete(self, annotation_id: int) -> None:
         assert self.http.delete(f"/api/annotations/{annotation_id}/").status_code == 204
+
+
+def _choice(name: str, values: list[str]) -> dict[str, Any]:
+    return {"from_name": name, "to_name": configs.IMAGE, "type": "choices", "value": {"choices": values}}
 
 
 def asked_categories(task: dict[str, Any], taxonomy: Taxonomy) -> list[str]:

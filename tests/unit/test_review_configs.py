@@ -1,26 +1,64 @@
-"""Labeling configs generated from the taxonomy: well-formed, one control per attribute, hotkeys that never collide."""
+"""Labeling configs generated from the taxonomy: well-formed, one control per attribute, part questions behind their
+part, consistent wording, hotkeys for all options or none."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
 from annotate_anyone.annotation.taxonomy import load_taxonomy
-from annotate_anyone.review import configs
+from annotate_anyone.review import configs, layout
 
 TAXONOMY = load_taxonomy()
 LS_SINGLE_KEYS = set("uhoemkwprvb")  # Label Studio's own single-key shortcuts
 
 
-def test_attribute_config_has_one_dynamic_choices_per_attribute() -> None:
+def test_attribute_config_has_one_dynamic_choices_per_attribute_and_the_parts_checklist() -> None:
     root = ET.fromstring(configs.attribute_config(TAXONOMY))
-    choices = root.findall(".//Choices")
-    names = [c.get("name") for c in choices]
-    assert len(names) == len(set(names)) == len(TAXONOMY.categories())
+    names = [c.get("name") for c in root.findall(".//Choices")]
+    assert len(names) == len(set(names)) == len(TAXONOMY.categories()) + 2  # + the checklist and the key sink
+    assert set(configs.LS_AUTO_KEYS) >= set(configs.HOTKEY_POOL)
     for c in TAXONOMY.categories():
         tag = root.find(f".//Choices[@name='{configs.control_name(c.group, c.key)}']")
         assert tag.get("value") == f"${configs.options_field(c.group, c.key)}"
         assert tag.get("toName") == configs.IMAGE and tag.get("choice") == "single-radio"
+    checklist = root.find(f".//Choices[@name='{layout.PARTS}']")
+    assert checklist.get("choice") == "multiple" and checklist.get("value") == f"${configs.PARTS_OPTIONS}"
     assert root.find(".//RectangleLabels/Label").get("value") == "person"
+    assert root.find(f".//Collapse/Panel/Image[@name='{configs.OVERLAY}']") is not None  # the optional layer
+
+
+def _parents(root: ET.Element) -> dict[ET.Element, ET.Element]:
+    return {child: parent for parent in root.iter() for child in parent}
+
+
+def test_part_questions_sit_behind_their_part_and_person_questions_behind_nothing() -> None:
+    root = ET.fromstring(configs.attribute_config(TAXONOMY))
+    parents = _parents(root)
+
+    def gates(name: str) -> list[tuple[str, str]]:
+        node, out = root.find(f".//Choices[@name='{name}']"), []
+        while node in parents:
+            node = parents[node]
+            if node.get("visibleWhen"):
+                out.append((node.get("whenTagName"), node.get("whenChoiceValue")))
+        return out
+
+    for c in TAXONOMY.categories():
+        found = gates(configs.control_name(c.group, c.key))
+        if c.group in layout.PART_LABELS:
+            assert (layout.PARTS, layout.PART_LABELS[c.group]) in found, c.id
+        else:
+            assert found == [], c.id
+    assert gates("g9_boots_length") == [("g9_type", "boots"), (layout.PARTS, "shoes")]
+    assert gates(layout.PARTS) == []
+
+
+def test_part_questions_name_their_part_consistently() -> None:
+    for index, label in layout.PART_LABELS.items():
+        noun = label.split(" or ")[0]  # "coat or jacket": questions say "coat"
+        for attr in TAXONOMY.group(index).attributes:
+            wanted = "boots" if attr.key == "boots_length" else noun
+            assert wanted in attr.question.lower(), (index, attr.key, attr.question)
 
 
 def test_parsing_config_lists_the_atr_labels_with_distinct_safe_hotkeys() -> None:
@@ -37,13 +75,12 @@ def test_box_config_and_hotkeys() -> None:
     assert [c.get("value") for c in root.findall(".//Choice")] == list(configs.BOX_CHOICES)
 
 
-def test_assign_hotkeys_is_distinct_across_a_task_and_stops_at_the_pool() -> None:
-    lists = [[f"v{i}" for i in range(15)] for _ in range(3)]  # 45 options, 25 keys
-    keys = [k for row in configs.assign_hotkeys(lists) for k in row]
-    given = [k for k in keys if k]
-    assert len(given) == len(set(given)) == len(configs.HOTKEY_POOL)
-    assert not set(given) & LS_SINGLE_KEYS
-    assert keys[len(given) :] == [None] * (len(keys) - len(given))
+def test_hotkeys_cover_every_option_of_a_task_or_none() -> None:
+    fits = [[f"v{i}" for i in range(8)] for _ in range(3)]  # 24 options, 25 keys
+    keys = [k for row in configs.assign_hotkeys(fits) for k in row]
+    assert None not in keys and len(keys) == len(set(keys)) and not set(keys) & LS_SINGLE_KEYS
+    too_many = [[f"v{i}" for i in range(15)] for _ in range(3)]  # 45 options
+    assert {k for row in configs.assign_hotkeys(too_many) for k in row} == {None}
 
 
 def test_na_value_is_shown_in_words_and_stored_as_the_taxonomy_value() -> None:

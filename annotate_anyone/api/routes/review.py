@@ -70,9 +70,14 @@ def media(
     store: StoreDep,
     exp: Annotated[int, Query(ge=0, le=2**62)],
     sig: Annotated[str, Query(pattern="^[0-9a-f]{64}$")],
+    layer: Annotated[Literal["parsing"] | None, Query(description="parsing: the parsing overlay")] = None,
 ) -> StreamingResponse:
-    stream, media_type = service.open_media(session, settings, store, person_id=person_id, expires=exp, sig=sig)
-    return StreamingResponse(stream, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
+    stream, media_type = service.open_media(
+        session, settings, store, person_id=person_id, expires=exp, sig=sig, layer=layer
+    )
+    # Label Studio fetches images with CORS (crossOrigin="anonymous"); the link itself is the credential.
+    headers = {"Cache-Control": "private, max-age=3600", "Access-Control-Allow-Origin": "*"}
+    return StreamingResponse(stream, media_type=media_type, headers=headers)
 
 
 @router.post("/push", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, summary="Push queued tasks")

@@ -1,0 +1,81 @@
+"""The presence-first layout: what a task shows when, and how an answer is read back (checklist, hidden
+questions, conditions, what is left unanswered)."""
+
+from __future__ import annotations
+
+import pytest
+
+from annotate_anyone.annotation.taxonomy import load_taxonomy
+from annotate_anyone.db.models import ReviewTask
+from annotate_anyone.review import configs, layout
+from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.sync import Applier
+from annotate_anyone.storage import LocalStore
+
+TAXONOMY = load_taxonomy()
+ROUTED = [(14, "overall_style"), (0, "age"), (5, "pattern"), (5, "type"), (12, "present"), (12, "material"),
+          (9, "boots_length")]  # fmt: skip
+
+
+def test_plan_puts_person_questions_first_and_parts_in_group_order_with_conditions_pulled_in() -> None:
+    plan = layout.plan(TAXONOMY, ROUTED)
+    assert plan.person == ((0, "age"), (14, "overall_style"))
+    assert [(p.label, p.presence_key, p.questions) for p in plan.parts] == [
+        ("dress", "type", ("type", "pattern")),
+        ("shoes", "type", ("type", "boots_length")),  # the shoe type is asked because boots height needs it
+        ("belt", "present", ("material",)),
+    ]
+    assert "9.type" not in plan.routed and "9.boots_length" in plan.routed
+    assert layout.Layout.from_meta(plan.to_meta()) == plan
+
+
+def test_part_questions_show_only_once_the_part_is_ticked_and_conditions_once_met() -> None:
+    plan = layout.plan(TAXONOMY, ROUTED)
+    assert layout.visible(plan, None, {}) == ["0.age", "14.overall_style", layout.PARTS]
+    assert layout.visible(plan, ["dress"], {}) == ["0.age", "14.overall_style", layout.PARTS, "5.type", "5.pattern"]
+    assert layout.visible(plan, ["shoes"], {"9.type": "sneakers"})[-1] == "9.type"
+    assert layout.visible(plan, ["shoes"], {"9.type": "boots"})[-2:] == ["9.type", "9.boots_length"]
+
+
+def test_the_checklist_settles_presence_and_hidden_questions_count_for_nothing() -> None:
+    plan = layout.plan(TAXONOMY, ROUTED)
+    answers = {"0.age": "adult", "5.pattern": "floral", "12.material": "leather", "9.type": "sneakers"}
+    assert layout.settle(plan, TAXONOMY, None, answers) == {"0.age": "adult"}  # no checklist: no part answer
+    got = layout.settle(plan, TAXONOMY, ["shoes", layout.NONE_OF_THESE], answers)
+    assert got == {
+        "0.age": "adult",
+        "5.type": "n/a",  # dress left out: absent or not visible
+        "5.pattern": "n/a",  # answered while hidden: dropped, settled by the checklist instead
+        "9.type": "sneakers",
+        "9.boots_length": "n/a",  # not boots
+        "12.present": "no",
+        "12.material": "n/a",
+    }
+    ticked = layout.settle(plan, TAXONOMY, ["dress", "belt"], answers)
+    assert ticked["12.present"] == "yes" and ticked["12.material"] == "leather" and ticked["5.pattern"] == "floral"
+    assert "5.type" not in ticked  # ticked but its kind not chosen: still open
+    assert layout.unanswered(plan, [ticked]) == ["14.overall_style", "5.type"]
+
+
+def test_presence_probability_of_both_kinds_of_part() -> None:
+    assert layout.presence_probability(TAXONOMY, "type", {"n/a": 0.8, "gown": 0.2}) == pytest.approx(0.2)
+    assert layout.presence_probability(TAXONOMY, "present", {"yes": 0.3, "no": 0.7}) == 0.3
+    assert layout.presence_probability(TAXONOMY, "present", {}) is None
+
+
+def test_an_annotation_is_read_through_the_layout_its_task_was_pushed_with(tmp_path) -> None:
+    applier = Applier(TAXONOMY, LocalStore(str(tmp_path)), ReviewSettings())
+    plan = layout.plan(TAXONOMY, ROUTED)
+    task = ReviewTask(id=1, kind="attributes", payload={"review": {"layout": plan.to_meta()}})
+
+    def choice(name: str, *values: str) -> dict:
+        return {"from_name": name, "to_name": configs.IMAGE, "type": "choices", "value": {"choices": list(values)}}
+
+    result = [choice("g0_age", "not visible / not applicable"), choice(layout.PARTS, "belt"),
+              choice("g12_material", "leather"), choice("g5_pattern", "floral")]  # fmt: skip
+    choices, extra = applier.parse(task, result)
+    assert choices == {"0.age": "n/a", "5.type": "n/a", "5.pattern": "n/a", "9.type": "n/a",
+                       "9.boots_length": "n/a", "12.present": "yes", "12.material": "leather"}  # fmt: skip
+    assert extra["parts"] == ["belt"]
+    legacy = ReviewTask(id=2, kind="attributes", payload={})  # pushed before layouts: read as it is
+    assert applier.parse(legacy, result)[0] == {"0.age": "n/a", "12.material": "leather", "5.pattern": "floral"}
