@@ -233,10 +233,14 @@ class _Scene:
         self.hip_w = max(float(np.linalg.norm(lh - rh)), 0.5 * self.shoulder_w)
         # Torso frame: t = 0 at the shoulders, 1 at the hips (along the spine); s = pixels sideways.
         down = axis / max(float(np.linalg.norm(axis)), 1e-6) if np.linalg.norm(axis) > 1 else np.array([0.0, 1.0])
+        self.down = down.astype(np.float32)
         dx, dy = self.xs - self.shoulder_mid[0], self.ys - self.shoulder_mid[1]
         self.t = ((dx * down[0] + dy * down[1]) / self.torso_len).astype(np.float32)
         self.s = (dx * -down[1] + dy * down[0]).astype(np.float32)
         self.face = self._face_box(faces)
+        fx0, _, fx1, fy1 = self.face
+        chin = np.array([(fx0 + fx1) / 2, fy1], np.float32) - self.shoulder_mid
+        self.t_chin = float(chin @ self.down) / self.torso_len  # the chin's height along the body
         self.fg = mask if mask is not None else self._skeleton_mask()
         self.hair_c: np.ndarray | None = None
         self.top_c: np.ndarray | None = None
@@ -368,8 +372,8 @@ class _Scene:
         mid = center - np.array([0.0, 0.1 * fh], np.float32)
         face_ellipse = ellipse(self.shape, mid, 0.45 * fw, 0.5 * fh)
         inner = ellipse(self.shape, mid, 0.32 * fw, 0.36 * fh)
-        shoulder_y = float(self.shoulder_mid[1])
         head_zone = (xs >= fx0 - 0.6 * fw) & (xs <= fx1 + 0.6 * fw) & (ys <= fy1) & self.fg
+        head_zone &= self.t < self.t_chin + 0.05  # not a bent-over back beside the face
         # Hair colour: beside the face (temples), else above it; never skin.
         d_skin = self.dist(self.skin.mean)
         temples = (
@@ -408,7 +412,7 @@ class _Scene:
         low = self.fg & hair & lateral & reach & (self.labels == 0)
         if self.top_c is not None:
             closer = d_hair < self.dist(self.top_c) - 0.02
-            low &= closer | (ys < shoulder_y - 0.1 * fh)
+            low &= closer | (self.t < -0.05)  # above the shoulder line (along the body)
         seeds = self.labels == ATR["hair"]
         comp, n = ndimage.label(low | seeds)
         if n:
@@ -482,15 +486,17 @@ class _Scene:
                 self.paint(region & is_skin, label)
                 self.paint(region & sleeve & (self.t < 1.2), "upper-clothes")
 
-    def _waist(self, is_skin: np.ndarray) -> float:
-        """Where the top ends, in torso units (0 shoulders, 1 hips)."""
+    def _waist(self, is_skin: np.ndarray, height: np.ndarray, thighs: np.ndarray) -> float:
+        """Where the top ends, in torso units (0 shoulders, 1 hips), from the torso's column and the
+        thighs (``height``: the body height of each pixel, along the spine and then along the thighs)."""
         default = 0.85  # trousers are worn a little above the hip joints
         if self.top_c is None or self.low_c is None or float(delta(self.top_c, self.low_c)) < 0.05:
             return default
         bins_n = 28  # t from 0.4 to 1.8 in steps of 0.05
-        band = (self.t > 0.4) & (self.t < 1.8) & (np.abs(self.s) < 0.6 * self.hip_w) & self.fg & ~is_skin
+        half = max(0.6 * self.hip_w, 0.2 * self.torso_len)  # side views have the hip joints together
+        band = (height > 0.4) & (height < 1.8) & ((np.abs(self.s) < half) | thighs) & self.fg & ~is_skin
         closer_low = self.dist(self.low_c) < self.dist(self.top_c)
-        bins = np.clip(((self.t - 0.4) / 0.05).astype(int), 0, bins_n - 1)
+        bins = np.clip(((height - 0.4) / 0.05).astype(int), 0, bins_n - 1)
         total = np.bincount(bins[band], minlength=bins_n).astype(np.float64)
         low = np.bincount(bins[band & closer_low], minlength=bins_n).astype(np.float64)
         if total.sum() < 50:
@@ -511,16 +517,25 @@ class _Scene:
         if min(lh[1], rh[1]) >= h:  # hips below the frame: no lower body in view
             return
         hip_w = self.hip_w
-        dist = {}
+        # Body height: t along the spine, then from the hip joint along each thigh (a bent or seated
+        # body's thighs are not in line with the spine).
+        height, thighs, dist = self.t.copy(), np.zeros(self.shape, bool), {}
         for hip, knee, ankle, label in ((kp.L_HIP, kp.L_KNEE, kp.L_ANKLE, "left-leg"),
                                         (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE, "right-leg")):  # fmt: skip
-            d = segment_distance(self.shape, self.pt(hip), self.pt(knee)) / 0.55
+            along, d = segment_coords(self.shape, self.pt(hip), self.pt(knee))
+            d = d / (0.55 * hip_w)
+            on_thigh = (d < 1) & (along > 0)
+            thigh_len = float(np.linalg.norm(self.pt(knee) - self.pt(hip)))
+            height = np.where(on_thigh, np.maximum(height, 1.0 + along * thigh_len / self.torso_len), height)
+            thighs |= on_thigh
             if self.visible(knee, ankle):
-                d = np.minimum(d, segment_distance(self.shape, self.pt(knee), self.pt(ankle)) / 0.35)
-            dist[label] = d / hip_w  # < 1 inside the leg's capsule
+                shin = segment_distance(self.shape, self.pt(knee), self.pt(ankle)) / (0.35 * hip_w)
+                height = np.where(shin < 1, np.maximum(height, 1.0 + thigh_len / self.torso_len), height)
+                d = np.minimum(d, shin)
+            dist[label] = d  # < 1 inside the leg's capsule
+        self.waist = waist = self._waist(is_skin, height, thighs)
+        below = height >= waist
         legs = (dist["left-leg"] < 1) | (dist["right-leg"] < 1)
-        self.waist = waist = self._waist(is_skin)
-        below = self.t >= waist
         hips_block = (self.t < 1.3) & (np.abs(self.s) < 0.5 * hip_w + 0.3 * self.shoulder_w)
         zone = (legs | hips_block) & below
         skirt_like = self._skirt_like(is_skin)
@@ -536,10 +551,18 @@ class _Scene:
         if skirt_like:  # the garment spans the gap between the legs
             kl, kr = self.pt(kp.L_KNEE), self.pt(kp.R_KNEE)
             garment |= polygon(self.shape, [lh, rh, kr, kl]) & ~is_skin & below
+        from scipy import ndimage
+
+        # The bottoms hang from the waist in one piece: garment specks further down a bare leg (a
+        # strap, an anklet, a shadow) are not part of them.
+        # Connected away from the mask's edge, where blended background pixels join everything up.
+        comp, n = ndimage.label(garment & ndimage.binary_erosion(self.fg, iterations=2))
+        waistband = (height >= waist) & (height < waist + 0.4) & (comp > 0)
+        if n and waistband.any():
+            kept = np.isin(comp, np.unique(comp[waistband]))
+            garment &= ndimage.binary_dilation(kept, iterations=3)
         outer = self._outerwear(is_skin)
         if outer is not None:  # a coat or long top hanging down from the torso over the bottoms stays top
-            from scipy import ndimage
-
             hanging = garment & outer
             comp, n = ndimage.label(hanging | (self.fg & ~is_skin & ~below & (self.t > 0.3)))
             if n:
@@ -629,7 +652,7 @@ class _Scene:
     def _torso(self) -> None:
         ls, rs, lh, rh = (self.pt(i) for i in (kp.L_SHOULDER, kp.R_SHOULDER, kp.L_HIP, kp.R_HIP))
         out_l = (ls - rs) / np.linalg.norm(ls - rs) * 0.22 * self.shoulder_w
-        up = np.array([0.0, -0.25 * self.torso_len], np.float32)
+        up = -0.25 * self.torso_len * self.down
         torso = polygon(self.shape, [ls + out_l + up, rs - out_l + up, rh - out_l * 0.8, lh + out_l * 0.8])
         # A top that ends below the hips: the hip block down to the waist line.
         torso |= (self.t > 0.5) & (self.t < self.waist) & (np.abs(self.s) < 0.5 * self.hip_w + 0.3 * self.shoulder_w)
@@ -637,7 +660,9 @@ class _Scene:
 
     def _leftovers(self, is_skin: np.ndarray) -> None:
         """Mask pixels no part claimed (the pose misplaced a limb): below the hips, skin is leg and,
-        beyond the ankles, garment is shoe, each on the side of the nearer leg."""
+        beyond the ankles, garment is shoe, each on the side of the nearer leg; above the chin (along
+        the body), what is not skin is hair."""
+        self.paint(self.fg & (self.labels == 0) & (self.t < self.t_chin) & ~is_skin, "hair")
         todo = self.fg & (self.labels == 0) & (self.t > 1.0)
         if not todo.any() or not self.visible(kp.L_ANKLE, kp.R_ANKLE):
             return
@@ -645,10 +670,10 @@ class _Scene:
         lk, rk = self.pt(kp.L_KNEE), self.pt(kp.R_KNEE)
         left = segment_distance(self.shape, lk, la) <= segment_distance(self.shape, rk, ra)
         beyond = np.zeros(self.shape, bool)
-        for knee, ankle in ((lk, la), (rk, ra)):
+        for knee, ankle in ((lk, la), (rk, ra)):  # from a little above the ankle (a strap, a boot's top)
             shin = ankle - knee
-            down = shin / max(float(np.linalg.norm(shin)), 1e-6)
-            beyond |= (self.xs - ankle[0]) * down[0] + (self.ys - ankle[1]) * down[1] > 0
+            length = max(float(np.linalg.norm(shin)), 1e-6)
+            beyond |= (self.xs - ankle[0]) * shin[0] / length + (self.ys - ankle[1]) * shin[1] / length > -0.15 * length
         self.paint(todo & is_skin & left, "left-leg")
         self.paint(todo & is_skin & ~left, "right-leg")
         self.paint(todo & ~is_skin & beyond & left, "left-shoe")
