@@ -14,6 +14,7 @@ from annotate_anyone.annotation.flywheel import flywheel_report, run_round
 from annotate_anyone.annotation.labelers.offline import OfflineLabeler
 from annotate_anyone.annotation.models import ModelPrediction
 from annotate_anyone.annotation.parsing import decode_map
+from annotate_anyone.annotation.parsing.geometric import GeometricParser
 from annotate_anyone.annotation.service import (
     add_gold,
     annotate_persons,
@@ -87,7 +88,7 @@ def test_annotate_real_photos_route_label_and_caption_idempotently(env):
     with session_scope(url) as s:
         first = _counts(s)
         person = s.get(Person, pid)
-        assert person.shot_type == "upper_body" and person.parsing_model == "geometric-1"
+        assert person.shot_type == "upper_body" and person.parsing_model == GeometricParser.model_version
         label_map = decode_map(store.get_bytes(person.parsing_key))
         assert label_map.shape == rgb.shape[:2] and (label_map == 11).any()
         assert person.caption == "a upper body shot"  # no attribute accepted yet: the shot phrase alone (CosmicMan's)
