@@ -4,18 +4,24 @@ The mask says where the person is; the skeleton says which part of the body a pi
 colour models decide between the candidates:
 
 * skin, a Gaussian in OkLab sampled from the face (from the mouth and chin when the photo cuts the
-  face off), separates bare arms, legs, neck and face from garments;
+  face off; the face box itself comes from the landmarks when no face was detected), decided by
+  majority over a small window, separates bare arms, legs, neck and face from garments;
 * the hair colour, sampled beside and above the face, grows hair from the head down over the
-  shoulders, but only where a pixel is closer to the hair than to the top (black hair over a black
-  top stays top below the shoulders);
-* the top colour (chest) against the bottom colour (thighs) places the waist line: the row along
-  the torso where most garment pixels turn from one to the other; with the same colour above and
-  below, the waist sits just above the hip joints;
-* an open gap between the knees separates trousers from a skirt; a skirt the colour of the top,
-  with no waist line between them, is a dress (sleeves included).
+  shoulders, but only where a pixel is closer to the hair than to the skin and, below the shoulder
+  line, than to the top (black hair over a black top stays top there);
+* the top colour (chest) against the bottom colour (thighs) places the waist line: the change point
+  in body height (along the spine, then along the thighs) where garment pixels turn from one to the
+  other; with the same colour above and below, the waist sits just above the hip joints. The
+  bottoms are what hangs from the waist in one piece; what is closer to the top's colours (a coat,
+  a tunic) stays top; skin-coloured bottoms are told by the hips, which are never bare;
+* a garment covers a limb segment in one piece, so a segment that is mostly garment is all garment;
+* the filled space between the thighs separates a skirt from trousers (legs standing together in
+  trousers fill it too; covered shins then say trousers); a skirt the colour of the top, with no
+  waist line between them, is a dress (sleeves included).
 
-Shoes are the garment pixels around heel, ankle and toe; neck and neckline skin is face (as SCHP on
-ATR labels it). Whatever of the mask is left takes the label of the nearest labelled pixel. Coarse by
+Shoes are the garment pixels around heel, ankle and toe (and what is left below the ankles); neck
+and neckline skin is face (as SCHP on ATR labels it). Whatever of the mask is left takes the label
+of the nearest labelled pixel. Crops longer than ``work_side`` are parsed scaled down. Coarse by
 construction: it cannot see bags, belts or scarves.
 """
 
