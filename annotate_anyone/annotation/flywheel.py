@@ -4,7 +4,8 @@ A round: recalibrate every model on the human answers so far, retrain the learne
 version), re-label the pool, route, and snapshot the report. The report says how many labels were
 auto-accepted and routed, how many human answers arrived, each category's accuracy on the gold set
 (and its change since the last round), the expected error of the auto-accepted labels, and the
-human hours saved against labelling everything by hand.
+human hours: spent on answers, saved by the labels actually auto-accepted (a routed label nobody has
+answered yet saves nothing: it is ``still_open``), and the estimate for labelling everything by hand.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def flywheel_report(
     human_labels = answers_total
     hours_manual = manual_labels * config.seconds_per_label / 3600
     hours_spent = human_labels * config.seconds_per_label / 3600
+    per_label_h = config.seconds_per_label / 3600
     routing = annotate_stats or {}
     passing = sorted(c for c, e in accuracy.items() if e["n"] >= config.min_gold and e["accuracy"] >= config.gate)
     return {
@@ -149,10 +151,11 @@ def flywheel_report(
         "per_category": accuracy,
         "categories_passing_gate": passing,
         "expected_error_auto_accepted": None if auto_conf is None else builtins.round(1.0 - float(auto_conf), 4),
-        "human_hours": {
+        "human_hours": {  # saved: only for labels the model's answer settled (auto-accepted), never for open ones
             "manual_estimate": builtins.round(hours_manual, 3),
             "spent": builtins.round(hours_spent, 3),
-            "saved": builtins.round(hours_manual - hours_spent, 3),
+            "saved": builtins.round(states.get(AttributeState.auto_accepted, 0) * per_label_h, 3),
+            "still_open": builtins.round(states.get(AttributeState.needs_review, 0) * per_label_h, 3),
             "human_share": builtins.round(human_labels / manual_labels, 4) if manual_labels else None,
             "seconds_per_label": config.seconds_per_label,
         },

@@ -48,9 +48,10 @@ def status(
     from annotate_anyone.review import service
     from annotate_anyone.settings import get_settings
 
-    with session_scope(get_settings().db_url) as session:
+    settings = get_settings()
+    with session_scope(settings.db_url) as session:
         out = service.review_status(session)
         if annotators:
-            out["annotators"] = service.annotator_stats(session)
+            out["annotators"] = service.annotator_stats(session, settings.review)
             out["agreement"] = service.agreement(session)
     console.print_json(json.dumps(out, default=str))

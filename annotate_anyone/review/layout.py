@@ -179,6 +179,15 @@ def unanswered(layout: Layout, answers: Iterable[Mapping[str, str]]) -> list[str
     return [c for c in sorted(layout.routed) if c not in settled]
 
 
+def category_title(taxonomy: Taxonomy, group: int, key: str) -> str:
+    """A category as people read it: ``"6.color"`` -> ``"Top · color"``, ``"3.hair_length"`` -> ``"Hair · length"``."""
+    spec = taxonomy.group(group)
+    part = PART_LABELS.get(group, spec.name)
+    words = key.removeprefix(f"{spec.name}_").replace("_", " ")
+    words = {"type": "kind", PRESENT: "worn"}.get(words, words)
+    return f"{part[:1].upper()}{part[1:]} · {words}"
+
+
 def presence_probability(taxonomy: Taxonomy, key: str, distribution: Mapping[str, float]) -> float | None:
     """The model's probability that a part is there, from its presence question's distribution."""
     if not distribution:

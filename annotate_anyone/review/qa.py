@@ -11,7 +11,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from statistics import median
 
 from sqlalchemy import select
@@ -38,6 +38,11 @@ def majority(votes: Mapping[str, str]) -> Vote:
     value = max(counts, key=lambda v: (counts[v], -order[v]))
     total = sum(counts.values())
     return Vote(value, counts[value] / total, {v: c / total for v, c in counts.items()})
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive (they are stored in UTC)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def reliability(correct: int, total: int, prior: tuple[float, float] = (4.0, 1.0)) -> float:
@@ -156,11 +161,20 @@ def agreement(session: Session) -> dict[str, dict[str, float]]:
     return {c: {"agreement": a / p, "pairs": p, "items": n} for c, (a, p, n) in sorted(sums.items()) if p}
 
 
-def annotator_stats(session: Session, now: datetime) -> list[dict[str, object]]:
-    """Throughput and accuracy per annotator (for the dashboard)."""
+def annotator_stats(
+    session: Session, now: datetime, *, window_days: float = 7.0, min_answers: int = 20, min_gold: int = 5
+) -> list[dict[str, object]]:
+    """Throughput and accuracy per annotator (for the dashboard).
+
+    ``answers_per_hour`` is computed over the answers of the last ``window_days`` (their lead times) and only
+    once there are ``min_answers`` of them; ``gold_accuracy`` once ``min_gold`` gold questions were answered.
+    Below that the figure is ``None`` and ``rate_note`` / ``gold_note`` say why, instead of a rate from one
+    answer.
+    """
     gold = gold_accuracy(session)
     flagged = {a.name: a for a in session.scalars(select(ReviewAnnotator))}
-    rows: dict[str, dict[str, list]] = defaultdict(lambda: {"times": [], "leads": []})
+    since = now - timedelta(days=window_days)
+    rows: dict[str, dict[str, list]] = defaultdict(lambda: {"times": [], "leads": [], "recent": []})
     for annotator, answered_at, lead in session.execute(
         select(ReviewAnswer.annotator, ReviewAnswer.answered_at, ReviewAnswer.lead_time).where(
             ReviewAnswer.status.in_((ACTIVE, "sent_back"))
@@ -169,12 +183,17 @@ def annotator_stats(session: Session, now: datetime) -> list[dict[str, object]]:
         rows[annotator]["times"].append(answered_at)
         if lead is not None:
             rows[annotator]["leads"].append(float(lead))
+            if _aware(answered_at) >= _aware(since):
+                rows[annotator]["recent"].append(float(lead))
     out = []
+    days = f"{window_days:g} day" + ("" if window_days == 1 else "s")
     for name in sorted(set(rows) | set(gold)):
         times = rows[name]["times"]
         leads = rows[name]["leads"]
+        recent = rows[name]["recent"]
         correct, total = gold.get(name, (0, 0))
-        hours = sum(leads) / 3600.0
+        hours = sum(recent) / 3600.0
+        enough = len(recent) >= min_answers and hours > 0
         member = flagged.get(name)
         out.append(
             {
@@ -182,9 +201,14 @@ def annotator_stats(session: Session, now: datetime) -> list[dict[str, object]]:
                 "answers": len(times),
                 "gold_correct": correct,
                 "gold_total": total,
-                "gold_accuracy": (correct / total) if total else None,
+                "gold_accuracy": (correct / total) if total >= min_gold else None,
+                "gold_note": None if total >= min_gold else f"not enough gold answers yet ({total} of {min_gold})",
                 "median_lead_time_s": median(leads) if leads else None,
-                "answers_per_hour": (len(leads) / hours) if hours > 0 else None,
+                "window_answers": len(recent),
+                "answers_per_hour": (len(recent) / hours) if enough else None,
+                "rate_note": None
+                if enough
+                else f"not enough answers yet ({len(recent)} of {min_answers} in the last {days})",
                 "last_answer_at": max(times).isoformat() if times else None,
                 "flagged": bool(member and member.flagged),
                 "flag_reason": member.flag_reason if member else None,

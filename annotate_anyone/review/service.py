@@ -201,9 +201,16 @@ def review_status(session: Session) -> dict[str, Any]:
     }
 
 
-def annotator_stats(session: Session) -> list[dict[str, Any]]:
-    """Per-annotator throughput, gold accuracy and flag (the dashboard's table)."""
-    return qa.annotator_stats(session, utcnow())
+def annotator_stats(session: Session, options: ReviewSettings | None = None) -> list[dict[str, Any]]:
+    """Per-annotator throughput (over a window, once there are enough answers), gold accuracy and flag."""
+    options = options or ReviewSettings()
+    return qa.annotator_stats(
+        session,
+        utcnow(),
+        window_days=options.rate_window_days,
+        min_answers=options.rate_min_answers,
+        min_gold=options.gold_min_answers,
+    )
 
 
 def agreement(session: Session) -> dict[str, dict[str, float]]:

@@ -33,6 +33,8 @@ class ReviewSettings(BaseModel):
         default=0.9, ge=0.0, le=1.0, description="the model's answer is pre-selected only at or above this confidence"
     )
     max_followups: int = Field(default=2, ge=0, description="times a task's unanswered questions are asked again")
+    rate_window_days: float = Field(default=7.0, gt=0, description="an annotator's answers per hour: over this window")
+    rate_min_answers: int = Field(default=20, ge=1, description="answers in the window before a rate is shown")
 
 
 def review_settings(settings: Settings) -> ReviewSettings:

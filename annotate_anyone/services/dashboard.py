@@ -181,7 +181,12 @@ def overview(session: Session, settings: Settings) -> dict[str, Any]:
 
 
 def review_categories(session: Session) -> list[dict[str, Any]]:
-    """Per category (``group.key``): model labels routed to humans vs human answers recorded."""
+    """Per category: its name as people read it ("Dress · pattern", with ``group.key``), model labels routed to
+    humans, and human answers recorded."""
+    from annotate_anyone.annotation.taxonomy import load_taxonomy
+    from annotate_anyone.review.layout import category_title
+
+    taxonomy = load_taxonomy()
     rows = session.execute(
         select(Attribute.group, Attribute.key, Attribute.origin, Attribute.state, func.count()).group_by(
             Attribute.group, Attribute.key, Attribute.origin, Attribute.state
@@ -189,7 +194,10 @@ def review_categories(session: Session) -> list[dict[str, Any]]:
     )
     cats: dict[str, dict[str, Any]] = {}
     for group, key, origin, state, n in rows:
-        entry = cats.setdefault(f"{group}.{key}", {"category": f"{group}.{key}", "routed": 0, "answered": 0})
+        name = category_title(taxonomy, group, key) if 0 <= group < len(taxonomy.groups) else f"{group}.{key}"
+        entry = cats.setdefault(
+            f"{group}.{key}", {"category": f"{group}.{key}", "name": name, "routed": 0, "answered": 0}
+        )
         if origin == AttributeOrigin.human:
             entry["answered"] += n
         elif state in ROUTED:
@@ -211,18 +219,23 @@ def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
         "projects": [],
         "error": None,
         "label_studio_url": settings.label_studio_url,
+        "follow_ups": None,
+        "unanswered_questions": None,
+        "rate_window_days": settings.review.rate_window_days,
     }
     try:
         if status is not None:
             state = status(session)
             out["tasks"] = state.get("tasks")
+            out["follow_ups"] = state.get("follow_ups")
+            out["unanswered_questions"] = state.get("unanswered_questions")
             base = (settings.label_studio_url or "").rstrip("/")
             out["projects"] = [
                 {**p, "url": f"{base}/projects/{p['external_id']}" if base and p.get("external_id") else None}
                 for p in state.get("projects", [])
             ]
         if annotators is not None:
-            out["annotators"] = annotators(session)
+            out["annotators"] = annotators(session, settings.review)
     except Exception as exc:  # an optional module's failure is reported on its page, not as a 500
         logger.exception("review statistics failed")
         out["error"] = f"{type(exc).__name__}: {exc}"
@@ -251,6 +264,7 @@ def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
                     "round": number,
                     "human_share": hours.get("human_share"),
                     "hours_saved": hours.get("saved"),
+                    "hours_open": hours.get("still_open"),
                     "accuracy": {
                         cat: (v.get("accuracy") if isinstance(v, dict) else v) for cat, v in per_category.items()
                     },

@@ -126,8 +126,8 @@ def review_status(session: SessionDep, principal: ReviewReader) -> dict[str, Any
 
 
 @router.get("/annotators", summary="Per-annotator throughput, gold accuracy and flags")
-def annotators(session: SessionDep, principal: ReviewReader) -> list[dict[str, Any]]:
-    return service.annotator_stats(session)
+def annotators(session: SessionDep, settings: SettingsDep, principal: ReviewReader) -> list[dict[str, Any]]:
+    return service.annotator_stats(session, settings.review)
 
 
 @router.get("/agreement", summary="Per-attribute agreement on overlapped tasks")
