@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import utcnow
@@ -47,6 +46,16 @@ def trusted_root(kind: str, uri: str, roots: list[Path] | None = None) -> str | 
     return str(real(path) if kind == SourceKind.folder.value else real(path).parent)
 
 
+def _columns(kind: str, uri: str, options: dict[str, Any] | None, allow_private: bool, root: str | None) -> dict:
+    """The checked column values of a new source (see :func:`create_source`)."""
+    source_kind = _kind(kind)
+    if len(json.dumps(options or {}, default=str)) > MAX_OPTIONS_BYTES:
+        raise InvalidInput(f"source options take at most {MAX_OPTIONS_BYTES} bytes of JSON")
+    if root is None:
+        root = trusted_root(source_kind.value, uri)
+    return {"kind": source_kind, "uri": uri, "options": options or {}, "allow_private": allow_private, "root": root}
+
+
 def create_source(
     session: Session,
     *,
@@ -59,14 +68,10 @@ def create_source(
 ) -> Source:
     """Register a source; names are unique. A local source without ``root`` gets :func:`trusted_root`:
     call this only for paths the machine's user named (the API goes through :func:`register_source`)."""
-    source_kind = _kind(kind)
+    columns = _columns(kind, uri, options, allow_private, root)
     if session.scalar(select(Source).where(Source.name == name)):
         raise Conflict(f"a source named {name!r} already exists")
-    if len(json.dumps(options or {}, default=str)) > MAX_OPTIONS_BYTES:
-        raise InvalidInput(f"source options take at most {MAX_OPTIONS_BYTES} bytes of JSON")
-    if root is None:
-        root = trusted_root(source_kind.value, uri)
-    source = Source(name=name, kind=source_kind, uri=uri, options=options or {}, allow_private=allow_private, root=root)
+    source = Source(name=name, **columns)
     session.add(source)
     session.flush()
     return source
@@ -110,16 +115,31 @@ def register_source(
     )
 
 
-def get_or_create_source(session: Session, *, name: str, kind: str, uri: str, **kwargs: Any) -> Source:
-    """The source called ``name``, created if missing (two processes creating it at once get the same row)."""
+def get_or_create_source(
+    session: Session,
+    *,
+    name: str,
+    kind: str,
+    uri: str,
+    options: dict[str, Any] | None = None,
+    allow_private: bool = False,
+    root: str | None = None,
+) -> Source:
+    """The source called ``name``, created if missing: ``INSERT ... ON CONFLICT (name) DO NOTHING``, so two
+    processes creating it at once get the same row (no error, no savepoint)."""
     source = session.scalar(select(Source).where(Source.name == name))
     if source is not None:
         return source
-    try:
-        with session.begin_nested():
-            return create_source(session, name=name, kind=kind, uri=uri, **kwargs)
-    except (IntegrityError, Conflict):  # another process created it meanwhile
-        return session.scalars(select(Source).where(Source.name == name)).one()
+    columns = _columns(kind, uri, options, allow_private, root)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    session.execute(
+        upsert(Source.__table__).values(name=name, **columns).on_conflict_do_nothing(index_elements=["name"])
+    )
+    return session.scalars(select(Source).where(Source.name == name)).one()
 
 
 def get_source(session: Session, source_id: int) -> Source:

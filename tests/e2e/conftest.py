@@ -40,7 +40,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     from annotate_anyone.services.setup import init_home
 
     root = tmp_path_factory.mktemp("e2e")
-    settings = demo_settings(Settings(home=root / "home", workers=1))
+    settings = demo_settings(Settings(home=root / "home", workers=1, source_roots=[root]))  # the admin adds a folder
     init_home(settings)
     folder = root / "demo-images"
     write_demo_images(folder)

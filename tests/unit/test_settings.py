@@ -47,3 +47,9 @@ def test_service_refuses_placeholder_secrets(field: str, value: str) -> None:
 def test_service_needs_database_and_storage() -> None:
     with pytest.raises(ConfigError, match="AA_DATABASE_URL"):
         Settings(**{**SERVICE, "database_url": None})
+
+
+@pytest.mark.parametrize(("value", "roots"), [("/a:/b", ["/a", "/b"]), ('["/c", "/d e"]', ["/c", "/d e"]), ("", [])])
+def test_source_roots_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str, roots: list[str]) -> None:
+    monkeypatch.setenv("AA_SOURCE_ROOTS", value)
+    assert Settings().source_roots == [Path(r) for r in roots]
