@@ -46,7 +46,9 @@ def trusted_root(kind: str, uri: str, roots: list[Path] | None = None) -> str | 
     return str(real(path) if kind == SourceKind.folder.value else real(path).parent)
 
 
-def _columns(kind: str, uri: str, options: dict[str, Any] | None, allow_private: bool, root: str | None) -> dict:
+def _columns(
+    kind: str, uri: str, options: dict[str, Any] | None = None, allow_private: bool = False, root: str | None = None
+) -> dict[str, Any]:
     """The checked column values of a new source (see :func:`create_source`)."""
     source_kind = _kind(kind)
     if len(json.dumps(options or {}, default=str)) > MAX_OPTIONS_BYTES:
@@ -115,22 +117,13 @@ def register_source(
     )
 
 
-def get_or_create_source(
-    session: Session,
-    *,
-    name: str,
-    kind: str,
-    uri: str,
-    options: dict[str, Any] | None = None,
-    allow_private: bool = False,
-    root: str | None = None,
-) -> Source:
+def get_or_create_source(session: Session, *, name: str, kind: str, uri: str, **fields: Any) -> Source:
     """The source called ``name``, created if missing: ``INSERT ... ON CONFLICT (name) DO NOTHING``, so two
     processes creating it at once get the same row (no error, no savepoint)."""
     source = session.scalar(select(Source).where(Source.name == name))
     if source is not None:
         return source
-    columns = _columns(kind, uri, options, allow_private, root)
+    columns = _columns(kind, uri, **fields)  # options, allow_private, root: as for create_source
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as upsert
