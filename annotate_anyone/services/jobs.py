@@ -196,18 +196,18 @@ def reclaim_stale(settings: Settings, requeue: Callable[[int], None] | None = No
 
     With ``requeue`` (service mode: the executor's ``submit``), each stale running job gets a fresh
     heartbeat and is queued again: its plan re-lists the units not done, which the workers redo
-    (idempotently). Without (embedded: the process that ran it is gone), stale running jobs and queued
-    jobs that never started are marked ``interrupted`` and release their sources.
+    (idempotently). Without (embedded: the process that ran it is gone), stale running jobs are marked
+    ``interrupted`` and release their sources. Queued jobs are left alone (a broker, or a CLI running
+    several jobs in turn, holds them; ``annotate-anyone run JOB`` starts one nobody will).
     """
     cutoff = stale_before(settings)
     silent = or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.created_at < cutoff))
-    live = [JobStatus.running] if requeue else list(LIVE)
     with session_scope(settings.db_url) as session:
-        stale = list(session.scalars(select(Job.id).where(Job.status.in_(live), silent).order_by(Job.id)))
+        stale = list(session.scalars(select(Job.id).where(Job.status == JobStatus.running, silent).order_by(Job.id)))
     done: list[int] = []
     for job_id in stale:
         with session_scope(settings.db_url) as session:
-            guard = update(Job).where(Job.id == job_id, Job.status.in_(live), silent)
+            guard = update(Job).where(Job.id == job_id, Job.status == JobStatus.running, silent)
             if requeue:
                 if session.execute(guard.values(heartbeat_at=utcnow())).rowcount:
                     done.append(job_id)

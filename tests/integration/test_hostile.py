@@ -519,10 +519,11 @@ def test_service_mode_requeues_stale_running_jobs_once(home: Settings) -> None:
     report = recover(home, requeue=submitted.append)
     assert report["requeued"] == [stale] and submitted == [stale]  # a queued job waits on the broker: left
     assert recover(home, requeue=submitted.append)["requeued"] == []  # its heartbeat was renewed
-    assert recover(home)["interrupted"] == [queued]  # embedded: a queued job nobody runs is interrupted
+    assert recover(home)["interrupted"] == []  # nothing is silent now, and queued jobs are never reclaimed
     with session_scope(home.db_url) as session:
         assert jobs.get_job(session, stale).status == JobStatus.running
         assert jobs.get_job(session, fresh).status == JobStatus.running
+        assert jobs.get_job(session, queued).status == JobStatus.queued
 
 
 # ----------------------------------------------------------------------------------- 7. rate limits
