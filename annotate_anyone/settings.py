@@ -120,7 +120,10 @@ class Settings(BaseSettings):
     batch_size: int = 32
     near_dup_threshold: int | None = 6  # max Hamming distance of 64-bit pHashes; None turns it off
     task_max_retries: int = 5
-    visibility_timeout: int = 3600
+    # Redis redelivers a unit whose worker died after this many seconds. Units are one batch (AA_BATCH_SIZE
+    # items) and take seconds to a minute or two; longer than this, a unit still running is delivered again
+    # (idempotent, so only wasted work). Shorter: a killed worker's units come back sooner.
+    visibility_timeout: int = Field(default=600, ge=1)
     rescan_interval_s: int = 3600
     round_threshold: int = 1000  # new persons that trigger an annotation round automatically (0: never)
     store_unsynced_prefixes: list[str] = Field(

@@ -1,7 +1,7 @@
 """How many questions an annotator sees per person, before (every routed question on one page) and now
 (presence first: the parts checklist, each part's questions once it is ticked).
 
-    python bench/review_questions.py PHOTO_DIR [PHOTO_DIR ...]
+    python bench/review_questions.py [PHOTO_DIR ...]     # default: tests/data/people-coco
 
 Runs the demo's flywheel (ingest, one annotation round, export) on the package photos (``make demo``'s)
 and each folder's, in a temporary embedded home, and lays out every routed attribute task the way review
@@ -38,7 +38,10 @@ MIN_FRACTION = 0.004  # share of the person's parsed pixels that counts as "the 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="folders of photos (e.g. the COCO people fixtures)")
+    parser.add_argument(
+        "folders", nargs="*", type=Path, default=[REPO / "tests" / "data" / "people-coco"],
+        help="folders of photos (default: the COCO people fixtures in the repository)",
+    )  # fmt: skip
     args = parser.parse_args()
     for folder in args.folders:
         if not folder.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -82,11 +83,26 @@ def revoke_key(key_id: Annotated[int, typer.Argument(help="The key's id (see `ke
 def create_user(
     username: Annotated[str, typer.Argument()],
     role: RoleOption = "engineer",
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+    password: Annotated[
+        str | None, typer.Option(help="The password (visible to other local users: prefer --password-stdin)")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input")
+    ] = False,
 ) -> None:
-    """Create a dashboard user."""
+    """Create a dashboard user; the password is asked for on a terminal, else read with --password-stdin.
+
+    Scripts: ``printf '%s\\n' "$PASSWORD" | annotate-anyone users create ada --role admin --password-stdin``.
+    """
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services import audit, auth
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password is None:
+        if not sys.stdin.isatty():
+            raise typer.BadParameter("no terminal to ask for the password on: pipe it in with --password-stdin")
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     with session_scope(get_settings().db_url) as session:
         user = auth.create_user(session, username=username, password=password, role=role)
@@ -138,15 +154,20 @@ def disable_user(user_id: Annotated[int, typer.Argument()]) -> None:
 
 
 def print_local_admin(settings: Settings) -> None:
-    """Embedded profile: on a fresh home, create the local admin and print its credentials once."""
-    if settings.profile != "embedded":
-        return
+    """On a database without any admin (either profile), create the first admin and print its credentials once;
+    afterwards, print where to log in and how to add one."""
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services.auth import ensure_local_admin
 
     with session_scope(settings.db_url) as session:
         created = ensure_local_admin(session)
+    login = f"{settings.public_url.rstrip('/')}/login"
     if created:
-        console.print("[bold]local admin created[/] (shown this once; store them now)")
-        console.print(f"dashboard login: {created['username']} / {created['password']}")
-        console.print(f"admin API key:   {created['key']}")
+        console.print("[bold]first admin created[/] (shown this once; store them now)")
+        console.print(f"dashboard login: {created['username']} / {created['password']}  at {login}")
+        console.print(f"admin API key:   {created['key']}  (header Authorization: Bearer <key>)")
+    else:
+        console.print(f"dashboard: log in at {login} with an admin account")
+    console.print(
+        "more users: printf '%s\\n' \"$PASSWORD\" | annotate-anyone users create NAME --role admin --password-stdin"
+    )
