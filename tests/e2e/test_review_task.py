@@ -78,6 +78,8 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
         context = browser.new_context(viewport={"width": 1400, "height": 3400})
         context.set_default_timeout(60_000)
         page = context.new_page()
+        loaded: list[tuple[str, int]] = []
+        page.on("response", lambda r: loaded.append((r.url, r.status)))
         try:
             page.goto(f"{label_studio.url}/user/login")
             page.fill("input[name=email]", LS_USERNAME)
@@ -98,6 +100,9 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
             hints = page.get_by_text(re.compile(r"^\[\w\]$")).all()  # Label Studio's "[1]" next to a keyed option
             assert not [h for h in hints if h.is_visible()]  # more options than keys: none rather than some
             _shot(page, "review-01-task-before-answering")
+            page.get_by_text("Body-part overlay (the model's parsing): open to compare").click()  # the optional layer
+            page.wait_for_timeout(1000)
+            assert any("layer=parsing" in url and status == 200 for url, status in loaded), loaded
 
             _tick(page, "dress")
             _question(page, 5, "pattern").wait_for(state="visible")
