@@ -159,7 +159,12 @@ def sync_gold_templates(session: Session, *, max_questions: int = 5) -> int:
     from annotate_anyone.annotation.models import GoldPerson
 
     have = set(
-        session.scalars(select(ReviewTask.person_id).where(ReviewTask.is_gold.is_(True), ReviewTask.status == "gold"))
+        session.scalars(
+            select(ReviewTask.person_id).where(
+                ReviewTask.is_gold.is_(True),
+                ReviewTask.status.in_(("gold", "withdrawn")),  # withdrawn: image gone
+            )
+        )
     )
     made = 0
     for person_id in session.scalars(select(GoldPerson.person_id).order_by(GoldPerson.id)):
