@@ -10,7 +10,9 @@
   shows the hips at all, and whether it fills the midline between the legs down to its hem (a
   skirt) or leaves it at a crotch above the hem (trousers, shorts);
 * hair length: the lowest row of the hair connected to the head, against chin, shoulder joints and
-  armpits (from the pose, not from the parser's face region, which includes the neck).
+  armpits (from the pose, not from the parser's face region, which includes the neck); below the
+  chin the hair is followed by its colour in the image (sampled on the parsed hair above the eyes),
+  not by the parser's hair, which paints blond hair as face and dark tops as hair.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ HAIR_LENGTHS = ("short", "above shoulders", "above chest", "below chest")
 # Hair bottom in units of chin (0) to shoulder joints (1): short ends within the upper third of the
 # neck, above shoulders before the top of the shoulders (about 0.8), above chest before the armpits.
 HAIR_SHORT, HAIR_SHOULDERS = 0.33, 0.8
+HAIR_DELTA, HAIR_SPREAD_CAP = 0.09, 0.2  # OkLab distance within which a pixel has the hair's colour
+HAIR_ROW = 0.06  # a row of hair below the chin is at least this wide (shoulder widths): not a stray edge
+# Typical proportions in eye-to-mouth distances (MediaPipe landmarks on the dev set's upright people):
+# chin to shoulder joints 1.5, shoulder width 4.7; a neck under 0.5 is a bent head, under 3 wide a profile.
+NECK_EMS, MIN_NECK_EMS, SHOULDER_EMS = 1.5, 0.5, 3.0
 HAT_PRIOR = {"hat": 0.4, "cap": 0.25, "beanie": 0.1, "helmet": 0.1, "beret": 0.05, "military cap": 0.1}
 
 
@@ -114,7 +121,7 @@ class OfflineLabeler(Labeler):
     """Geometry-and-colour answers for the categories they can judge (see module docstring)."""
 
     name = "offline"
-    model_version = "offline-2"
+    model_version = "offline-3"
 
     def __init__(self, min_region: float = 0.004) -> None:
         self.min_region = min_region
@@ -407,8 +414,57 @@ class _View:
             "n/a": 1 - p,
         }
 
+    def _hair_colored(self, eye: float, mouth: float, shoulder: float, cx: float, sw: float) -> np.ndarray | None:
+        """Pixels of the hair's own colour around head and shoulders, or ``None`` without a colour to go by.
+
+        The colour is sampled on the parsed hair above the eyes (its spread, up to a cap, widens the
+        match for highlights and shade). A pixel counts when it is on the person, closer to the hair
+        than to the face's skin (blond hair is nearly skin-coloured) and, below the shoulder joints,
+        than to the chest (a top of the hair's colour stays top); never on the face between eyes and
+        chin, the front of the neck or the parsed arms. The parser paints long blond hair as face and
+        cuts hair off at the shoulders; the colours decide here.
+        """
+        from annotate_anyone.annotation.colors import oklab
+
+        k = self.ctx.person.keypoints
+        assert k is not None
+        h, w = self.map.shape
+        em = mouth - eye
+        y0, y1 = int(max(eye - 4 * em, 0)), int(min(shoulder + 1.5 * sw, h))
+        x0, x1 = int(max(cx - sw, 0)), int(min(cx + sw + 1, w))
+        if y1 - y0 < 4 or x1 - x0 < 4:
+            return None
+        lab = oklab(self.ctx.image[y0:y1, x0:x1, :3])
+        sub = self.map[y0:y1, x0:x1]
+        ys, xs = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]
+        ex0, ex1 = sorted((float(k[kp.L_EYE, 0]), float(k[kp.R_EYE, 0])))
+        crown = (sub == ATR["hair"]) & (ys < eye)
+        skin = (xs >= ex0) & (xs <= ex1) & (ys > eye + 0.2 * em) & (ys < mouth)
+        if crown.sum() < 20 or skin.sum() < 4:
+            return None
+        hair_c = np.median(lab[crown], 0)
+        d_hair = np.linalg.norm(lab - hair_c, axis=-1)
+        spread = min(float(np.percentile(d_hair[crown], 75)), HAIR_SPREAD_CAP)
+        like = (d_hair < max(HAIR_DELTA, spread)) & (d_hair < np.linalg.norm(lab - np.median(lab[skin], 0), axis=-1))
+        like &= (sub > 0) & ~np.isin(sub, [ATR["left-arm"], ATR["right-arm"]])
+        chest = (np.abs(xs - cx) < 0.25 * sw) & (ys > shoulder + 0.3 * sw)
+        if chest.sum() >= 20:
+            d_top = np.linalg.norm(lab - np.median(lab[chest], 0), axis=-1)
+            like &= (d_hair < d_top - 0.02) | (ys < shoulder)
+        fx, fw, chin = (ex0 + ex1) / 2, max(ex1 - ex0, em), mouth + 0.8 * em
+        face = ((xs - fx) / (0.9 * fw)) ** 2 + ((ys - (eye + chin) / 2) / ((chin - eye) / 2 + 0.2 * em)) ** 2 <= 1
+        neck = (np.abs(xs - fx) < 0.5 * fw) & (ys >= chin) & (ys < shoulder)
+        out = np.zeros((h, w), bool)
+        out[y0:y1, x0:x1] = like & ~face & ~neck
+        return out
+
     def hair_length(self) -> dict[str, float] | None:
-        """Where the hair ends against chin, shoulders and armpits (hair connected to the head only)."""
+        """Where the hair ends against chin, shoulders and armpits (hair connected to the head only).
+
+        Below the chin the hair is what has the hair's colour (``_hair_colored``), else the parsed hair.
+        A pose without a neck (head bent forward, profile) takes the neck and the shoulder width from
+        the head's size (eyes to mouth), at their typical proportions.
+        """
         k = self.ctx.person.keypoints
         if (
             k is None
@@ -418,12 +474,16 @@ class _View:
         h, w = self.map.shape
         eye = float(k[kp.L_EYE, 1] + k[kp.R_EYE, 1]) / 2
         mouth = float(k[MOUTH_L, 1] + k[MOUTH_R, 1]) / 2
-        chin = mouth + 0.8 * (mouth - eye)  # the mouth sits about 0.55 of the way from the eyes to the chin
+        em = mouth - eye
+        if em < 2.0:
+            return None  # upside down or too small: no vertical scale
+        chin = mouth + 0.8 * em  # the mouth sits about 0.55 of the way from the eyes to the chin
         shoulder = float(k[kp.L_SHOULDER, 1] + k[kp.R_SHOULDER, 1]) / 2
+        sw = max(self._shoulder_width(), SHOULDER_EMS * em)
         unit = shoulder - chin
-        sw = self._shoulder_width()
-        if unit < 0.1 * sw:
-            return None  # head lowered or lying down: no vertical scale
+        if unit < MIN_NECK_EMS * em:
+            unit = NECK_EMS * em
+            shoulder = chin + unit
         cx = float(k[kp.L_SHOULDER, 0] + k[kp.R_SHOULDER, 0]) / 2
         hair = self.region("hair")
         ys, xs = np.ogrid[:h, :w]
@@ -432,6 +492,9 @@ class _View:
             return None  # bald, covered or not parsed
         from scipy import ndimage
 
+        colored = self._hair_colored(eye, mouth, shoulder, cx, sw)
+        if colored is not None:
+            hair = seed | colored
         near = hair & (np.abs(xs - cx) < 0.9 * sw)
         cc, _ = ndimage.label(near)
         ids = np.unique(cc[seed & near])
@@ -443,7 +506,7 @@ class _View:
         for y in range(int(max(chin, 0)), h):
             if frontal and y > shoulder and centre[y]:
                 break  # "hair" across the middle of the chest of a frontal person is the top, not hair
-            if rows[y] >= max(2.0, 0.03 * sw):
+            if rows[y] >= max(2.0, HAIR_ROW * sw):
                 bottom, gap = float(y), 0
             else:
                 gap += 1
