@@ -59,6 +59,7 @@ HAIR_ROW = 0.06  # a row of hair below the chin is at least this wide (shoulder 
 # Typical proportions in eye-to-mouth distances (MediaPipe landmarks on the dev set's upright people):
 # chin to shoulder joints 1.5, shoulder width 4.7; a neck under 0.5 is a bent head, under 3 wide a profile.
 NECK_EMS, MIN_NECK_EMS, SHOULDER_EMS = 1.5, 0.5, 3.0
+HAIR_REACH_EMS = 1.5  # hair beside the face: within this of the eyes' midline (a face is 2.4 wide)
 HAT_PRIOR = {"hat": 0.4, "cap": 0.25, "beanie": 0.1, "helmet": 0.1, "beret": 0.05, "military cap": 0.1}
 
 
@@ -461,7 +462,8 @@ class _View:
     def hair_length(self) -> dict[str, float] | None:
         """Where the hair ends against chin, shoulders and armpits (hair connected to the head only).
 
-        Below the chin the hair is what has the hair's colour (``_hair_colored``), else the parsed hair.
+        Below the chin the hair is what has the hair's colour (``_hair_colored``), else the parsed hair,
+        within a band beside the face that widens downwards.
         A pose without a neck (head bent forward, profile) takes the neck and the shoulder width from
         the head's size (eyes to mouth), at their typical proportions.
         """
@@ -495,7 +497,11 @@ class _View:
         colored = self._hair_colored(eye, mouth, shoulder, cx, sw)
         if colored is not None:
             hair = seed | colored
-        near = hair & (np.abs(xs - cx) < 0.9 * sw)
+        # Hair hangs beside the face and drapes outwards at most at 45 degrees below the chin; what
+        # joins it further out (a collar, a dark top's shoulders, a helmet ring) is not hair.
+        fx = float(k[kp.L_EYE, 0] + k[kp.R_EYE, 0]) / 2
+        band = np.abs(xs - fx) < HAIR_REACH_EMS * em + np.maximum(ys - chin, 0)
+        near = hair & band & (np.abs(xs - cx) < 0.9 * sw)
         cc, _ = ndimage.label(near)
         ids = np.unique(cc[seed & near])
         strands = np.isin(cc, ids[ids > 0])
