@@ -500,7 +500,7 @@ class _View:
         # Hair hangs beside the face and drapes outwards at most at 45 degrees below the chin; what
         # joins it further out (a collar, a dark top's shoulders, a helmet ring) is not hair.
         fx = float(k[kp.L_EYE, 0] + k[kp.R_EYE, 0]) / 2
-        band = np.abs(xs - fx) < HAIR_REACH_EMS * em + np.maximum(ys - chin, 0)
+        band = (ys < chin) | (np.abs(xs - fx) < HAIR_REACH_EMS * em + (ys - chin))
         near = hair & band & (np.abs(xs - cx) < 0.9 * sw)
         cc, _ = ndimage.label(near)
         ids = np.unique(cc[seed & near])
