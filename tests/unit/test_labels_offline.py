@@ -179,3 +179,21 @@ def test_dashboard_says_which_categories_need_a_model_or_a_person(tmp_path):
     assert "<td>1.body_shape</td><td>needs a model or a person</td>" in page.text
     assert (OfflineLabeler.model_version, "6.sleeve_length") in covered
     assert f"<td>6.sleeve_length</td><td>offline ({OfflineLabeler.model_version})" in page.text
+
+
+@pytest.mark.parametrize(("hair_end", "expected"), [(45, "short"), (55, "above shoulders"), (75, "above chest")])
+def test_hair_length_follows_the_hairs_colour_where_the_parse_paints_it_as_face_or_top(hair_end, expected):
+    """The parse has hair only on the crown; the image has brown strands beside the face down to ``hair_end``."""
+    ctx = _draw(2.0, 2.0)
+    m, rgb = ctx.parsing, ctx.image
+    assert m is not None
+    rgb[m == ATR["face"]] = (225, 185, 155)
+    rgb[m == ATR["upper-clothes"]] = (40, 60, 170)
+    rgb[m == ATR["hair"]] = (95, 60, 30)
+    strands = np.zeros(m.shape, bool)
+    strands[12:hair_end, 100:106] = strands[12:hair_end, 135:141] = True
+    rgb[strands] = (95, 60, 30)
+    m[strands & (m == 0)] = ATR["upper-clothes"]  # the parser's miss: hair painted as top (and face above)
+    cats = [c for c in load_taxonomy().categories() if c.id == "3.hair_length"]
+    (pred,) = OfflineLabeler().label(ctx, cats)
+    assert pred.value == expected
