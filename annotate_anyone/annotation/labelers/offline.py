@@ -49,6 +49,7 @@ LIMB_START, LIMB_END = -0.1, 2.2  # where a garment can end along a limb (past t
 HEMS = ("short", "knee-length", "midi", "long")
 HEM_EDGES = (0.8, 1.25, 1.7)  # in leg units: 0 hip joint, 1 knee, 2 ankle
 HEM_RADIUS = 0.08
+MIDLINE_SKIRT_ODDS = 3.0  # garment filling the midline down to the hem: skirt over legs, 3 to 1
 SHORT_HEM = 1.25  # shorts end above or at the knee, trousers past the middle of the shin
 HAIR_LENGTHS = ("short", "above shoulders", "above chest", "below chest")
 # Hair bottom in units of chin (0) to shoulder joints (1): short ends within the upper third of the
@@ -376,8 +377,8 @@ class _View:
         """Probability that the lower garment is one piece around both legs (skirt) rather than two legs.
 
         A crotch seen well above the hem makes two legs; garment along the midline down past the knees
-        makes a skirt; otherwise (legs pressed together, a frame cutting the thighs) the parser's own
-        vote (skirt vs pants pixels) decides.
+        makes a skirt more likely (3 to 1: legs pressed together fill it too), weighed against the
+        parser's own vote (skirt vs pants pixels); otherwise (a frame cutting the thighs) the vote decides.
         """
         skirt, pants = self.frac("skirt"), self.frac("pants")
         vote = 0.1 + 0.8 * skirt / (skirt + pants) if skirt + pants > 0 else 0.5
@@ -387,8 +388,9 @@ class _View:
         reach = min(hem.end, hem.last + 0.05)  # how far down the garment is seen
         if reach - crotch >= 0.2:
             return 0.1
-        if crotch >= 0.9 and crotch >= reach - 0.1:
-            return 0.9
+        if crotch >= 0.9 and crotch >= reach - 0.1:  # also legs pressed together: evidence, not proof
+            odds = MIDLINE_SKIRT_ODDS * vote / (1 - vote)
+            return odds / (1 + odds)
         return vote
 
     def bottoms_type(self) -> dict[str, float] | None:
