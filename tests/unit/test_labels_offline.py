@@ -86,6 +86,18 @@ def test_bottoms_from_the_hem_along_the_legs_and_the_gap_between_them():
     assert _answers(_draw(0.5, 1.2, skirt=True))["8.type"] == "skirt"  # the midline is garment down to the hem
 
 
+def test_legs_pressed_together_in_trousers_the_parser_calls_pants_stay_trousers():
+    ctx = _draw(0.5, 2.0)
+    k = ctx.person.keypoints
+    for t0 in np.arange(0, 2.0, 0.05):  # the gap between the legs filled with the trousers too
+        left = _limb_point(k, (kp.L_HIP, kp.L_KNEE, kp.L_ANKLE), t0)
+        right = _limb_point(k, (kp.R_HIP, kp.R_KNEE, kp.R_ANKLE), t0)
+        ctx.parsing[capsule(ctx.parsing.shape, left, right, 4)] = ATR["pants"]
+    assert _answers(ctx)["8.type"] in {"pants", "jeans", "leggings"}
+    ctx.parsing[ctx.parsing == ATR["pants"]] = ATR["skirt"]  # the same shape the parser calls a skirt
+    assert _answers(ctx)["8.type"] == "skirt"
+
+
 def test_a_frame_cut_above_the_hips_leaves_the_bottoms_unanswered():
     ctx = _draw(0.5, 2.0)
     ctx.parsing[140:] = 0  # the photo ends just below the hip joints
