@@ -26,6 +26,12 @@ def test_requests_without_a_key_are_refused(embedded: Settings) -> None:
     assert response.status_code == 401 and response.json()["error"] == "unauthorized"
 
 
+def test_release_file_names_with_a_newline_still_need_a_key(embedded: Settings) -> None:
+    anonymous = TestClient(create_app(embedded))
+    assert anonymous.get("/releases/1/files/%0Ax").status_code == 401  # was a 404 from no matching route
+    assert _client(embedded).get("/releases/1/files/%0Ax").status_code == 404  # authorised: no such release
+
+
 def test_health_and_version(embedded: Settings) -> None:
     client = _client(embedded)
     assert TestClient(create_app(embedded)).get("/health").json()["status"] == "ok"

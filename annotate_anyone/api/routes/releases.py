@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from annotate_anyone.api.auth import ReleaseReader
 from annotate_anyone.api.deps import SessionDep, StoreDep
@@ -14,6 +15,22 @@ from annotate_anyone.api.schemas import ReleaseOut
 from annotate_anyone.db.models import Release
 from annotate_anyone.services import release_views, releases
 
+
+
+class AnyPath(Convertor[str]):
+    """Like Starlette's ``path`` but matching every character (its ``.*`` stops at a newline, so a name with
+    ``%0A`` matched no route: a 404 before authentication instead of a 401)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPath())
 router = APIRouter(prefix="/releases", tags=["releases"])
 Version = Path(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$", examples=["2026.11.24.1"])
 
@@ -40,7 +57,7 @@ def get_changes(session: SessionDep, store: StoreDep, principal: ReleaseReader, 
     return release_views.changes(store, version)
 
 
-@router.get("/{version}/files/{name:path}", summary="Download one file the manifest lists", response_model=None)
+@router.get("/{version}/files/{name:anypath}", summary="Download one file the manifest lists", response_model=None)
 def download(
     session: SessionDep, store: StoreDep, principal: ReleaseReader, name: str, version: str = Version
 ) -> Response:
