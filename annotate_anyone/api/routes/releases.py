@@ -16,7 +16,6 @@ from annotate_anyone.db.models import Release
 from annotate_anyone.services import release_views, releases
 
 
-
 class AnyPath(Convertor[str]):
     """Like Starlette's ``path`` but matching every character (its ``.*`` stops at a newline, so a name with
     ``%0A`` matched no route: a 404 before authentication instead of a 401)."""
