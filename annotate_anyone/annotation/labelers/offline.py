@@ -421,7 +421,8 @@ class _View:
         """Pixels of the hair's own colour around head and shoulders, or ``None`` without a colour to go by.
 
         The colour is sampled on the parsed hair above the eyes (its spread, up to a cap, widens the
-        match for highlights and shade). A pixel counts when it is on the person, closer to the hair
+        match for highlights and shade). A pixel counts when it is on the person, of that colour or
+        parsed as hair (a good parser's hair is kept; a poor one's passes the same tests), closer to the hair
         than to the face's skin (blond hair is nearly skin-coloured) and, below the shoulder joints,
         than to the chest (a top of the hair's colour stays top); never on the face between eyes and
         chin, the front of the neck or the parsed arms. The parser paints long blond hair as face and
@@ -448,7 +449,8 @@ class _View:
         hair_c = np.median(lab[crown], 0)
         d_hair = np.linalg.norm(lab - hair_c, axis=-1)
         spread = min(float(np.percentile(d_hair[crown], 75)), HAIR_SPREAD_CAP)
-        like = (d_hair < max(HAIR_DELTA, spread)) & (d_hair < np.linalg.norm(lab - np.median(lab[skin], 0), axis=-1))
+        d_skin = np.linalg.norm(lab - np.median(lab[skin], 0), axis=-1)
+        like = ((d_hair < max(HAIR_DELTA, spread)) | (sub == ATR["hair"])) & (d_hair < d_skin)
         like &= (sub > 0) & ~np.isin(sub, [ATR["left-arm"], ATR["right-arm"]])
         chest = (np.abs(xs - cx) < 0.25 * sw) & (ys > shoulder + 0.3 * sw)
         if chest.sum() >= 20:
