@@ -209,3 +209,30 @@ def test_hair_length_follows_the_hairs_colour_where_the_parse_paints_it_as_face_
     cats = [c for c in load_taxonomy().categories() if c.id == "3.hair_length"]
     (pred,) = OfflineLabeler().label(ctx, cats)
     assert pred.value == expected
+
+
+def test_the_sleeve_end_lies_within_the_sampling_gap_by_the_boundary_samples_garment_share():
+    from annotate_anyone.annotation.labelers.offline import _step_fit
+
+    def end(boundary_share: float) -> float:
+        profile = [(t / 10, 1.0) for t in range(7)] + [(0.7, boundary_share)] + [(t / 10, 0.0) for t in range(8, 21)]
+        fit = _step_fit(profile)
+        assert fit is not None
+        return fit[0]
+
+    assert end(1.0) == pytest.approx(0.75)  # a clean step: halfway between the last garment and first skin sample
+    assert end(0.7) == pytest.approx(0.72)  # the boundary sample is 70% garment: the end is just past its middle
+    assert end(1.0) > end(0.7) > 0.65
+
+
+def test_when_the_arms_disagree_the_cleaner_step_weighs_more():
+    from annotate_anyone.annotation.labelers.offline import SLEEVE_EDGES, SLEEVES, _Fit, _View
+
+    clean_short, noisy_long = _Fit(0.5, 2.0, 0.02), _Fit(1.9, 2.0, 0.4)
+    pooled = _Fit(1.0, 2.0, 0.3, sides=(clean_short, noisy_long))
+    dist = _View._end_distribution(pooled, SLEEVE_EDGES, SLEEVES)
+    assert max(dist, key=dist.get) == "short sleeve"
+    swapped = _View._end_distribution(
+        _Fit(1.0, 2.0, 0.3, sides=(_Fit(0.5, 2.0, 0.4), _Fit(1.9, 2.0, 0.02))), SLEEVE_EDGES, SLEEVES
+    )
+    assert max(swapped, key=swapped.get) == "long sleeve"

@@ -5,7 +5,9 @@
 * item presence from the parsing map (hat, sunglasses, dress, skirt vs trousers), only for labels
   the parser can output at all (a parser that never draws bags says nothing about bags);
 * sleeve length: where garment turns to arm skin along shoulder-elbow-wrist (one step fitted to
-  both arms), in arm units against the elbow and the wrist;
+  both arms, placed within the sampling gap by the garment share of the samples either side), in arm
+  units against the elbow and the wrist; when the two arms disagree, the arm with the cleaner step
+  weighs more;
 * bottoms: where the lower garment ends along hip-knee-ankle (the same step fit), whether its frame
   shows the hips at all, and whether it fills the midline between the legs down to its hem (a
   skirt) or leaves it at a crotch above the hem (trousers, shorts);
@@ -116,14 +118,29 @@ def _step_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float, floa
         cost = float(np.where(ts < end, (1 - gs) ** 2, gs**2).sum())
         if cost < best_cost - 1e-9:
             best_cost, best_end = cost, end
-    return best_end, float(ts.max()), math.sqrt(best_cost / len(points))
+    return _refine_end(ts, gs, best_end), float(ts.max()), math.sqrt(best_cost / len(points))
+
+
+def _refine_end(ts: np.ndarray, gs: np.ndarray, end: float) -> float:
+    """Place the end within the gap between the samples either side of it: each sample sees a window as
+    wide as the spacing, so a step at e gives the two samples garment shares summing to (e - t_before) /
+    spacing + 1/2. Ends at the first or past the last sample stay where the fit put them."""
+    before, after = ts[ts < end], ts[ts >= end]
+    if not len(before) or not len(after):
+        return end
+    t0, t1 = float(before.max()), float(after.min())
+    gap = t1 - t0
+    if gap > 0.1 + 1e-6:  # samples skipped around the end: no better place than the middle
+        return end
+    share = float(gs[np.isclose(ts, t0)].mean() + gs[np.isclose(ts, t1)].mean())
+    return float(np.clip(t0 - gap / 2 + gap * share, t0, t1))
 
 
 class OfflineLabeler(Labeler):
     """Geometry-and-colour answers for the categories they can judge (see module docstring)."""
 
     name = "offline"
-    model_version = "offline-3"
+    model_version = "offline-4"
 
     def __init__(self, min_region: float = 0.004) -> None:
         self.min_region = min_region
@@ -280,7 +297,8 @@ class _View:
     @classmethod
     def _end_distribution(cls, fit: _Fit, edges: Sequence[float], names: Sequence[str]) -> dict[str, float]:
         """Classes of where the garment ends: half from the pooled fit, half from the sides' own fits
-        (sides that disagree split the confidence), each blurred by its fit error and mixed with a
+        (sides that disagree split the confidence, weighted by 1 / (0.1 + rmse): a side whose profile is
+        far from a step is more likely a failed parse), each blurred by its fit error and mixed with a
         uniform share as large as that error (a profile unlike a step is likely a failed parse).
 
         A garment seen as far as the limb is seen (the end beyond the last sample) ends anywhere from
@@ -288,8 +306,9 @@ class _View:
         """
         if fit.sides:
             parts = [cls._end_distribution(f, edges, names) for f in fit.sides]
+            weights = np.array([1.0 / (0.1 + f.rmse) for f in fit.sides])  # the cleaner step counts more
             own = cls._end_distribution(_Fit(fit.end, fit.last, fit.rmse), edges, names)
-            return {n: 0.5 * own[n] + 0.5 * float(np.mean([p[n] for p in parts])) for n in names}
+            return {n: 0.5 * own[n] + 0.5 * float(np.average([p[n] for p in parts], weights=weights)) for n in names}
         sigma = 0.08 + 0.5 * fit.rmse
         if fit.end <= fit.last:
             dist = soft_bins(fit.end, edges, names, sigma, LIMB_START, LIMB_END)
