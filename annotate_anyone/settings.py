@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from annotate_anyone.annotation.config import AnnotationConfig
@@ -27,9 +27,14 @@ SECRET_FIELDS = ("secret_key", "webhook_secret")
 SECRETS_FILE = "secrets.json"  # in the home: random secrets written by ``init`` (embedded), mode 0600
 
 
-def is_placeholder(secret: str) -> bool:
+def reveal(secret: SecretStr | str | None) -> str | None:
+    """The plain text of a secret setting (they are :class:`SecretStr`, so reprs and logs show ``**********``)."""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+
+
+def is_placeholder(secret: SecretStr | str | None) -> bool:
     """Whether ``secret`` is one of the well-known placeholders (anyone could forge with it)."""
-    return secret.strip().lower() in PLACEHOLDER_SECRETS
+    return (reveal(secret) or "").strip().lower() in PLACEHOLDER_SECRETS
 
 
 INGEST_STAGES = ("read", "decode", "takedown", "seen", "quality", "humans", "brisque", "safety", "store")
@@ -94,16 +99,18 @@ class Settings(BaseSettings):
 
     s3_endpoint_url: str | None = None
     s3_access_key: str | None = None
-    s3_secret_key: str | None = None
+    s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
     s3_public_endpoint_url: str | None = None  # endpoint that browsers reach, for presigned URLs
 
     label_studio_url: str | None = None
-    label_studio_token: str | None = None
+    label_studio_token: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
 
-    secret_key: str = "change-me"  # embedded: replaced by the home's generated secrets file when present
-    webhook_secret: str = "change-me"
+    # Secrets are SecretStr (read them with ``reveal``). Embedded: placeholders are replaced by the home's
+    # generated secrets file when present.
+    secret_key: SecretStr = SecretStr("change-me")
+    webhook_secret: SecretStr = SecretStr("change-me")
     source_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folders under which API callers (admins) may register local sources; a JSON list or "
@@ -115,6 +122,10 @@ class Settings(BaseSettings):
     fetch_deadline_s: float = Field(default=60.0, gt=0, description="Wall-clock bound on one whole fetch")
     job_heartbeat_s: float = Field(default=10.0, gt=0, description="How often a working job says it is alive")
     job_stale_s: float = Field(default=120.0, gt=0, description="Silence after which a job is reclaimed")
+    log_level: str | None = Field(
+        default=None, description="Log level (DEBUG, INFO, ...); default INFO for serve/worker, WARNING for the CLI"
+    )
+    log_format: Literal["json", "text"] = Field(default="json", description="One JSON object per line, or text")
 
     workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     batch_size: int = 32
@@ -179,7 +190,7 @@ class Settings(BaseSettings):
         stored = json.loads(path.read_text())
         for name in SECRET_FIELDS:
             if is_placeholder(getattr(self, name)) and isinstance(stored.get(name), str):
-                setattr(self, name, stored[name])
+                setattr(self, name, SecretStr(stored[name]))
 
     @property
     def has_placeholder_secrets(self) -> bool:

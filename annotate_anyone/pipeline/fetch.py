@@ -32,7 +32,7 @@ from annotate_anyone.pipeline.sources.confine import (
     open_regular,
 )
 from annotate_anyone.pipeline.stage import Stage
-from annotate_anyone.settings import Settings, get_settings
+from annotate_anyone.settings import Settings, get_settings, reveal
 
 PROJECT_URL = "https://github.com/annotate-anyone/annotate-anyone"
 USER_AGENT = f"annotate-anyone/{__version__} (+{PROJECT_URL})"
@@ -399,7 +399,7 @@ def make_s3_client(settings: Settings) -> Any:
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
+        aws_secret_access_key=reveal(settings.s3_secret_key),
         region_name=settings.s3_region,
         config=Config(
             signature_version="s3v4",

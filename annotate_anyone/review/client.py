@@ -181,9 +181,11 @@ class LabelStudioBackend(ReviewBackend):
 
     @classmethod
     def from_settings(cls, settings: Any, options: ReviewSettings | None = None) -> LabelStudioBackend:
+        from annotate_anyone.settings import reveal
+
         if not settings.label_studio_url or not settings.label_studio_token:
             raise ConfigError("set AA_LABEL_STUDIO_URL and AA_LABEL_STUDIO_TOKEN to use Label Studio")
-        return cls(settings.label_studio_url, settings.label_studio_token, options)
+        return cls(settings.label_studio_url, reveal(settings.label_studio_token), options)
 
     def close(self) -> None:
         self.http.close()

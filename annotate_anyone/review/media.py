@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from annotate_anyone.db.models import Image, Person
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.review.settings import review_settings
-from annotate_anyone.settings import Settings, is_placeholder
+from annotate_anyone.settings import Settings, is_placeholder, reveal
 from annotate_anyone.storage import ObjectStore
 
 MEDIA_PATH = "/review/media"
@@ -38,7 +38,8 @@ def signed_media_url(
 ) -> str:
     """``{public_url}/review/media/{person_id}?exp=...&sig=...`` (``&layer=parsing``: the parsing overlay)."""
     expires = int((now or time.time()) + min(ttl_s, max_ttl(settings)))
-    query: dict[str, str | int] = {"exp": expires, "sig": _signature(settings.secret_key, person_id, expires, layer)}
+    key = reveal(settings.secret_key) or ""
+    query: dict[str, str | int] = {"exp": expires, "sig": _signature(key, person_id, expires, layer)}
     if layer:
         query["layer"] = layer
     return f"{settings.public_url.rstrip('/')}{MEDIA_PATH}/{person_id}?{urlencode(query)}"
@@ -56,7 +57,8 @@ def verify_media(
         raise InvalidInput("media link expired")
     if expires > now + max_ttl(settings) + CLOCK_SKEW_S:
         raise InvalidInput("media link lives longer than any link this server signs")
-    if not hmac.compare_digest(_signature(settings.secret_key, person_id, expires, layer).encode(), sig.encode()):
+    key = reveal(settings.secret_key) or ""
+    if not hmac.compare_digest(_signature(key, person_id, expires, layer).encode(), sig.encode()):
         raise InvalidInput("bad media signature")
 
 

@@ -36,7 +36,7 @@ from annotate_anyone.review.sync import (
     withdraw_gone,
 )
 from annotate_anyone.services import jobs
-from annotate_anyone.settings import Settings, is_placeholder
+from annotate_anyone.settings import Settings, is_placeholder, reveal
 from annotate_anyone.storage import ObjectStore, open_store
 
 WEBHOOK_PATH = "/review/webhook"
@@ -83,7 +83,7 @@ def make_pusher(
         builder=TaskBuilder(taxonomy, store, image_url, options=options, overlay_url=overlay_url),
         options=options,
         kind=kind,
-        webhook=(webhook_url(settings), settings.webhook_secret) if webhook else None,
+        webhook=(webhook_url(settings), reveal(settings.webhook_secret)) if webhook else None,
     )
 
 
@@ -142,7 +142,7 @@ def handle_events(settings: Settings, backend: ReviewBackend | None = None) -> S
 
 def webhook_secret_ok(settings: Settings, secret: str | None) -> bool:
     """Whether ``secret`` is the configured webhook secret (never a placeholder: those are refused)."""
-    expected = settings.webhook_secret
+    expected = reveal(settings.webhook_secret) or ""
     if not secret or is_placeholder(expected):
         return False
     return hmac.compare_digest(secret.encode(), expected.encode())

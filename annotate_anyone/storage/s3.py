@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotate_anyone.errors import ConfigError, NotFound, StorageError
-from annotate_anyone.settings import Settings, get_settings
+from annotate_anyone.settings import Settings, get_settings, reveal
 from annotate_anyone.storage.base import ObjectStore
 
 MB = 1024 * 1024
@@ -89,7 +89,7 @@ class S3Store(ObjectStore):
             # optional setting: the S3 address as browsers outside the servers' network reach it
             public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
             access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key,
+            secret_key=reveal(settings.s3_secret_key),
             region=settings.s3_region,
             create_bucket=create_bucket,
         )

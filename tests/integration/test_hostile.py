@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from annotate_anyone.api.app import create_app
@@ -41,7 +42,7 @@ from annotate_anyone.services.ratelimit import MemoryRateLimiter
 from annotate_anyone.services.recovery import recover
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.services.sources import create_source
-from annotate_anyone.settings import SECRETS_FILE, Settings
+from annotate_anyone.settings import SECRETS_FILE, Settings, reveal
 from tests.hostile import ANY, DripServer, LoopbackGuard, jpeg_bytes, spend_tokens, write_corpus
 from tests.services import free_port
 
@@ -106,9 +107,12 @@ def test_init_generates_private_secrets_and_placeholders_are_refused(tmp_path: P
     assert path == bare.resolved_home / SECRETS_FILE and stat.S_IMODE(path.stat().st_mode) == 0o600
     loaded = Settings(home=tmp_path / "home")
     stored = json.loads(path.read_text())
-    assert loaded.secret_key == stored["secret_key"] and loaded.webhook_secret == stored["webhook_secret"]
-    assert not loaded.has_placeholder_secrets and len(loaded.secret_key) >= 32
-    assert loaded.secret_key != Settings(home=tmp_path / "other").secret_key  # other homes: other secrets
+    assert reveal(loaded.secret_key) == stored["secret_key"]
+    assert reveal(loaded.webhook_secret) == stored["webhook_secret"]
+    assert not loaded.has_placeholder_secrets and len(reveal(loaded.secret_key)) >= 32
+    assert stored["secret_key"] not in repr(loaded)  # SecretStr: never in reprs or logs
+    other = Settings(home=tmp_path / "other")
+    assert reveal(loaded.secret_key) != reveal(other.secret_key)  # other homes: other secrets
     init_home(bare)
     assert json.loads(path.read_text()) == stored  # init again keeps them
     check_listen(loaded, "0.0.0.0")
@@ -128,7 +132,7 @@ def test_forged_and_endless_media_links_are_refused(home: Settings) -> None:
     forged = hmac.new(b"change-me", f"1:{now + 60}".encode(), hashlib.sha256).hexdigest()
     response = client.get("/review/media/1", params={"exp": now + 60, "sig": forged})
     assert response.status_code == 422 and "signature" in response.json()["detail"]
-    endless = hmac.new(home.secret_key.encode(), f"1:{2**62}".encode(), hashlib.sha256).hexdigest()
+    endless = hmac.new(reveal(home.secret_key).encode(), f"1:{2**62}".encode(), hashlib.sha256).hexdigest()
     response = client.get("/review/media/1", params={"exp": 2**62, "sig": endless})  # even correctly signed
     assert response.status_code == 422 and "longer" in response.json()["detail"]
     url = media.signed_media_url(home, 1, ttl_s=10**9)  # asking for more gets the maximum
@@ -136,7 +140,7 @@ def test_forged_and_endless_media_links_are_refused(home: Settings) -> None:
     assert exp <= time.time() + media.max_ttl(home) + 1
     assert client.get(url.removeprefix(home.public_url)).status_code == 404  # verifies; no person 1
     placeholder = Settings(home=home.home, secret_key="change-me")
-    placeholder.secret_key = "change-me"  # a home without generated secrets
+    placeholder.secret_key = SecretStr("change-me")  # a home without generated secrets
     with pytest.raises(Exception, match="AA_SECRET_KEY"):
         media.verify_media(placeholder, 1, now + 60, forged)
 
@@ -148,7 +152,7 @@ def test_webhook_refuses_placeholder_and_checks_the_secret_before_the_body(home:
     nested = b"[" * 100_000 + b"]" * 100_000
     headers = {"content-type": "application/json"}
     assert client.post("/review/webhook", content=nested, headers=headers).status_code == 403  # not parsed
-    with_secret = {**headers, "X-AA-Webhook-Secret": home.webhook_secret}
+    with_secret = {**headers, "X-AA-Webhook-Secret": reveal(home.webhook_secret)}
     assert client.post("/review/webhook", content=nested, headers=with_secret).status_code == 422
     assert client.post("/review/webhook", content=b"{" * 10, headers=with_secret).status_code == 422
 
@@ -375,7 +379,7 @@ def test_chunked_bodies_are_cut_at_the_cap_on_a_live_server(home: Settings) -> N
 
     with app_in_thread(create_app(settings)) as base:
         for path, headers in (
-            ("/review/webhook", {"X-AA-Webhook-Secret": settings.webhook_secret}),
+            ("/review/webhook", {"X-AA-Webhook-Secret": reveal(settings.webhook_secret)}),
             ("/sources", {}),
         ):
             response = httpx.post(

@@ -17,7 +17,7 @@ from annotate_anyone.review import configs, layout, service
 from annotate_anyone.review.client import LabelStudioBackend
 from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.settings import ReviewSettings
-from annotate_anyone.settings import Settings
+from annotate_anyone.settings import Settings, reveal
 from annotate_anyone.storage import open_store
 from tests.integration.review_kit import Annotator, ApiServer, asked_categories, make_world, wait_for
 from tests.services import free_port, port_is_free
@@ -190,7 +190,7 @@ def test_push_answer_webhooks_reconcile_gold(tmp_path: Path, label_studio) -> No
     with session_scope(settings.db_url) as session:
         event = session.scalars(select(ReviewEvent).where(ReviewEvent.action == "ANNOTATION_CREATED")).first()
         payload = dict(event.payload)
-        service.accept_webhook(session, settings, secret=settings.webhook_secret, payload=payload)
+        service.accept_webhook(session, settings, secret=reveal(settings.webhook_secret), payload=payload)
     replay = service.handle_events(settings)
     assert replay.unchanged == 1 and replay.new == 0
 
