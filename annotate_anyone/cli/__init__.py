@@ -14,10 +14,23 @@ from annotate_anyone.cli import daring
 from annotate_anyone.cli.auth import keys_app, users_app
 from annotate_anyone.cli.flywheel import flywheel_app
 from annotate_anyone.cli.review import review_app
+from annotate_anyone.cli.scripting import (
+    FINAL_STATES,
+    ProjectGroup,
+    filter_native_stderr,
+    follow_job,
+    job_exit_status,
+    package_version,
+    quiet_third_party,
+    set_verbose,
+)
+from annotate_anyone.errors import InvalidInput
 from annotate_anyone.release.cli import release_app
 from annotate_anyone.settings import Settings, get_settings
 
-app = typer.Typer(help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Annotate Anyone: a data flywheel for human-centric image datasets.", no_args_is_help=True, cls=ProjectGroup
+)
 console = Console()
 notes = Console(stderr=True)  # messages that must not mix into --json output
 app.add_typer(keys_app, name="keys")
@@ -30,6 +43,36 @@ daring.register(app)
 
 def settings() -> Settings:
     return get_settings()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"annotate-anyone {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Tracebacks of errors, and the model libraries' own logs")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Options of every command. Exit status: 0 done, 1 a job failed (or an unexpected error), 2 a usage or
+    project error (one line on stderr), 3 a followed job was cancelled, 4 it was interrupted."""
+    set_verbose(verbose)
+    quiet_third_party(verbose)
+    if not verbose and (native := filter_native_stderr()) is not None:
+        ctx.call_on_close(native.close)
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (a JSON object on stdout)")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="Service mode: follow the queued job until it ends (exit status: its outcome)")
+]
 
 
 ALREADY_RUNNING_EXIT = 2  # exit status of a job refused because another one lists the same source
@@ -57,8 +100,8 @@ def run_inline(job_id: int, progress: Any = None) -> None:
         raise typer.Exit(ALREADY_RUNNING_EXIT) from None
 
 
-def run_job_inline(kind: str, params: dict[str, Any], label: str) -> int:
-    """Create a job and run it here with a progress bar (embedded) or queue it (service)."""
+def run_job_inline(kind: str, params: dict[str, Any], label: str, *, wait: bool = False, as_json: bool = False) -> int:
+    """Create a job and run it here with a progress bar (embedded) or queue it (service; ``wait`` follows it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from annotate_anyone.db.base import session_scope
@@ -73,32 +116,58 @@ def run_job_inline(kind: str, params: dict[str, Any], label: str) -> int:
     executor = get_executor(s)
     if not isinstance(executor, InlineExecutor):
         executor.submit(job_id)
-        console.print(f"queued job {job_id} ({kind}); follow it with `annotate-anyone status --job {job_id}`")
+        if wait:
+            notes.print(f"queued job {job_id} ({kind})", highlight=False)
+            follow_job(job_id, job_info)
+        else:
+            notes.print(
+                f"queued job {job_id} ({kind}); follow it with `annotate-anyone status --job {job_id} --follow`",
+                highlight=False,
+            )
         return job_id
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=notes if as_json else console, transient=False) as bar:
         task = bar.add_task(label, total=None)
         run_inline(job_id, progress=lambda done, total: bar.update(task, completed=done, total=total))
     return job_id
 
 
-def print_job(job_id: int) -> dict[str, Any]:
+def job_info(job_id: int) -> dict[str, Any]:
+    """One job row as a JSON-ready object (the shape of ``status --job N --json``)."""
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services.jobs import get_job
 
     with session_scope(settings().db_url) as session:
         job = get_job(session, job_id)
-        info = {
+        return {
             "id": job.id,
             "kind": job.kind,
             "status": job.status.value,
             "done": job.done,
             "total": job.total,
             "failed": job.failed,
+            "counters": job.counters or {},
             "result": job.result,
             "error": job.error,
+            "created_at": job.created_at.isoformat() if job.created_at else None,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         }
-        funnel = job.counters or {}
+
+
+def finish_job(job_id: int, as_json: bool = False) -> None:
+    """Print a job (a JSON object with ``as_json``); a job that ended badly sets the exit status."""
+    info = job_info(job_id)
+    if as_json:
+        typer.echo(json.dumps(info, default=str))
+    else:
+        print_job(job_id, info)
+    if info["status"] in FINAL_STATES and info["status"] != "succeeded":
+        raise typer.Exit(job_exit_status(info["status"]))
+
+
+def print_job(job_id: int, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    info = info or job_info(job_id)
+    funnel = info["counters"]
     console.print(f"job {info['id']} {info['kind']}: [bold]{info['status']}[/] {info['done']}/{info['total']}")
     if funnel.get("steps"):
         print_funnel(funnel)
@@ -146,11 +215,14 @@ def ingest(
         bool, typer.Option(help="The URL list names local files (relative to its folder), not only http(s) URLs")
     ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Retry items that failed before")] = False,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Register (or reuse) a source and ingest what is new in it.
 
     Local reads stay inside the folder you name (or the URL list's folder, or the configured source root
-    holding it): symlinks out of it are not followed. Exit status 2: another ingest of the source is running.
+    holding it): symlinks out of it are not followed. Exit status 2: the source cannot be read, or another
+    ingest of the source is running.
     """
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services.setup import init_home
@@ -161,6 +233,10 @@ def ingest(
     kind = kind or guess_kind(uri)
     if kind == "folder":
         uri = str(Path(uri).expanduser().resolve())
+        if not Path(uri).is_dir():
+            raise InvalidInput(f"not a folder: {uri}")
+    elif kind == "url_list" and "://" not in uri and not Path(uri).expanduser().is_file():
+        raise InvalidInput(f"no such URL list file: {uri}")
     options: dict[str, Any] = {"url_column": url_column} if kind == "url_list" else {}
     if kind == "url_list" and local_list:
         options["local"] = True
@@ -175,12 +251,14 @@ def ingest(
             root=trusted_root(kind, uri, s.source_roots),
         )
         source_id = source.id
-    job_id = run_job_inline("ingest", {"source_ids": [source_id], "retry_failed": retry_failed}, "ingest")
-    print_job(job_id)
+    job_id = run_job_inline(
+        "ingest", {"source_ids": [source_id], "retry_failed": retry_failed}, "ingest", wait=wait, as_json=as_json
+    )
+    finish_job(job_id, as_json)
 
 
 @app.command()
-def rescan() -> None:
+def rescan(wait: WaitOpt = False) -> None:
     """Ingest what is new in every source (the embedded counterpart of the scheduled re-scan)."""
     from annotate_anyone.executors.base import get_executor
     from annotate_anyone.executors.inline import InlineExecutor
@@ -199,58 +277,67 @@ def rescan() -> None:
         else:
             executor.submit(job_id)
             console.print(f"queued job {job_id}")
+            if wait:
+                follow_job(job_id, job_info)
 
 
 @app.command()
-def run(job_id: Annotated[int, typer.Argument(help="A queued or interrupted job's id")]) -> None:
+def run(
+    job_id: Annotated[int, typer.Argument(help="A queued or interrupted job's id")], as_json: JsonOpt = False
+) -> None:
     """Run (or resume) a job in this process; an ``interrupted`` one continues with what is not done."""
     recover_here(settings())
     run_inline(job_id)
-    print_job(job_id)
+    finish_job(job_id, as_json)
 
 
 @app.command()
 def status(
     job: Annotated[int | None, typer.Option(help="Show one job")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="With --job: follow it until it ends (exit status: its outcome)")
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Pool overview (funnel, images, releases) and recent jobs."""
+    """Pool overview (funnel, images, releases) and recent jobs, or one job.
+
+    ``--json``: ``{"overview": {...}, "jobs": [...], "total": N}`` (the 10 newest jobs, N of all), or with ``--job``
+    the job object."""
+    from sqlalchemy import func, select
+
     from annotate_anyone.db.base import session_scope
+    from annotate_anyone.db.models import Job
     from annotate_anyone.services import jobs, stats
 
+    if follow and job is None:
+        raise typer.BadParameter("--follow needs --job JOB_ID", param_hint="--follow")
     recover_here(settings())
     if job is not None:
-        info = print_job(job) if not as_json else None
-        if as_json:
-            from annotate_anyone.services.jobs import get_job
-
-            with session_scope(settings().db_url) as session:
-                j = get_job(session, job)
-                info = {
-                    "id": j.id,
-                    "kind": j.kind,
-                    "status": j.status.value,
-                    "done": j.done,
-                    "total": j.total,
-                    "counters": j.counters,
-                    "result": j.result,
-                    "error": j.error,
-                }
-            typer.echo(json.dumps(info, default=str))
+        if follow:
+            follow_job(job, job_info)
+            finish_job(job, as_json)
+        elif as_json:
+            typer.echo(json.dumps(job_info(job), default=str))
+        else:
+            print_job(job)
         return
     with session_scope(settings().db_url) as session:
         overview = stats.overview(session)
-        recent = [(j.id, j.kind, j.status.value, j.done, j.total) for j in jobs.list_jobs(session, limit=10)]
+        recent = [
+            {"id": j.id, "kind": j.kind, "status": j.status.value, "done": j.done, "total": j.total}
+            for j in jobs.list_jobs(session, limit=10)
+        ]
+        total = session.scalar(select(func.count(Job.id))) or 0
     if as_json:
-        typer.echo(json.dumps({"overview": overview, "jobs": recent}, default=str))
+        typer.echo(json.dumps({"overview": overview, "jobs": recent, "total": total}, default=str))
         return
     print_funnel(overview["funnel"], "pool funnel")
     console.print(f"persons: {overview['persons']}  releases: {overview['releases']}")
-    table = Table(title="recent jobs")
+    table = Table(title=f"recent jobs ({len(recent)} of {total})")
     for col in ("id", "kind", "status", "progress"):
         table.add_column(col)
-    for job_id, kind, st, done, total in recent:
-        table.add_row(str(job_id), kind, st, f"{done}/{total}")
+    for row in recent:
+        table.add_row(str(row["id"]), row["kind"], row["status"], f"{row['done']}/{row['total']}")
     console.print(table)
 
 
@@ -258,26 +345,30 @@ def status(
 def export(
     version: Annotated[str | None, typer.Option(help="Release version (default: next in the scheme)")] = None,
     preset: Annotated[str, typer.Option(help="all-accepted | human-verified-only | confidence>=X")] = "all-accepted",
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export a release from the database."""
     params: dict[str, Any] = {"preset": preset}
     if version:
         params["version"] = version
-    job_id = run_job_inline("export", params, "export")
-    print_job(job_id)
+    job_id = run_job_inline("export", params, "export", wait=wait, as_json=as_json)
+    finish_job(job_id, as_json)
 
 
 @app.command()
 def annotate(
     scope: Annotated[str, typer.Option(help="all | new (persons never parsed)")] = "all",
     budget: Annotated[int | None, typer.Option(help="Most labels sent to humans (default: config)")] = None,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run one annotation round: recalibrate, retrain heads, parse, label and route."""
     params: dict[str, Any] = {"scope": scope}
     if budget is not None:
         params["budget"] = budget
-    job_id = run_job_inline("annotate", params, "annotate")
-    print_job(job_id)
+    job_id = run_job_inline("annotate", params, "annotate", wait=wait, as_json=as_json)
+    finish_job(job_id, as_json)
 
 
 @app.command()
