@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from annotate_anyone import __version__
 from annotate_anyone.api.limits import RequestLimits
+from annotate_anyone.api.observe import RequestObserver
 from annotate_anyone.api.routes import auth, health, images, jobs, keys, releases, review, sources, web
 from annotate_anyone.api.templating import WEB
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_depth=limits.max_json_depth,
         stream_paths=frozenset({"/review/webhook"}),  # checks its secret before it reads the body
     )
+    app.add_middleware(RequestObserver)  # outermost: request id, latency by route, one log line per request
     app.mount("/static", StaticFiles(directory=str(WEB / "static")), name="static")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

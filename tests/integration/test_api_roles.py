@@ -83,6 +83,7 @@ PUBLIC = {
     "/review/webhook",
     "/review/media/{person_id}",
     "/health",
+    "/ready",
     "/version",
     "/login",
     "/",

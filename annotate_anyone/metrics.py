@@ -1,0 +1,189 @@
+"""Prometheus metrics (``GET /metrics``, text exposition format).
+
+Two kinds:
+
+* **From the database, computed at scrape time** by :class:`DatabaseCollector`, so every server process
+  answers the same numbers whichever wrote the rows: jobs by kind and state, items by outcome and reason,
+  Label Studio sync lag and webhook backlog, and (service mode) the broker's queue depth.
+* **Per process**, observed where they happen: HTTP latency by route template and status, pipeline stage
+  durations, rate-limiter errors. Several server or worker processes add up through prometheus-client's
+  multiprocess mode: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder writable by every process
+  *before* they start (``annotate-anyone serve --workers N`` sets one up itself when it is unset) and clear
+  it when they all stop. Without it each process reports only its own observations.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, Collector
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what Prometheus 2 and 3 both read
+QUEUES = ("annotate-anyone",)  # the Celery queues (executors/celery.py: task_default_queue)
+
+HTTP_LATENCY = Histogram(
+    "aa_http_request_duration_seconds",
+    "HTTP request latency by method, route template and status code",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+STAGE_SECONDS = Histogram(
+    "aa_stage_duration_seconds",
+    "Time one pipeline stage spent on one batch of records",
+    ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+STAGE_RECORDS = Counter(
+    "aa_stage_records_total", "Records a pipeline stage saw, by result (passed or dropped)", ["stage", "result"]
+)
+RATE_LIMIT_ERRORS = Counter(
+    "aa_ratelimit_errors_total",
+    "Rate-limiter backend errors; each let its request through (the limiter fails open)",
+    ["backend"],
+)
+
+
+def observe_stage(stage: str, seconds: float, passed: int, dropped: int) -> None:
+    """Record one batch of a pipeline stage."""
+    STAGE_SECONDS.labels(stage).observe(seconds)
+    if passed:
+        STAGE_RECORDS.labels(stage, "passed").inc(passed)
+    if dropped:
+        STAGE_RECORDS.labels(stage, "dropped").inc(dropped)
+
+
+def _age_s(moment: datetime | None, now: datetime) -> float | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite gives naive datetimes; every stored time is UTC
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (now - moment).total_seconds())
+
+
+class DatabaseCollector(Collector):
+    """Metrics read from the database (and the broker) on each scrape.
+
+    ``aa_metrics_source_up{source}`` says whether each source answered; a source that did not leaves its
+    families out of that scrape rather than reporting zeros.
+    """
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("aa_metrics_source_up", "Whether a source answered this scrape", labels=["source"])
+        try:
+            families = self._from_database()
+        except Exception as exc:
+            log.warning("metrics: database query failed: %s", exc)
+            families = []
+        up.add_metric(["database"], 1.0 if families else 0.0)
+        yield from families
+        if self.settings.executor_name == "celery":
+            depth = GaugeMetricFamily("aa_queue_depth", "Messages waiting in a broker queue", labels=["queue"])
+            try:
+                for queue, size in queue_depths(self.settings.broker_url).items():
+                    depth.add_metric([queue], float(size))
+                up.add_metric(["broker"], 1.0)
+                yield depth
+            except Exception as exc:
+                log.warning("metrics: broker query failed: %s", exc)
+                up.add_metric(["broker"], 0.0)
+        yield up
+
+    def _from_database(self) -> list[Metric]:
+        from sqlalchemy import func, select
+
+        from annotate_anyone.db.base import session_scope
+        from annotate_anyone.db.models import Item, Job
+        from annotate_anyone.review.models import ReviewEvent, ReviewProject
+
+        jobs = GaugeMetricFamily("aa_jobs", "Jobs by kind and state", labels=["kind", "state"])
+        items = GaugeMetricFamily("aa_items", "Items by outcome and drop reason", labels=["outcome", "reason"])
+        lag = GaugeMetricFamily(
+            "aa_review_sync_lag_seconds",
+            "Seconds since each Label Studio project was last reconciled (since creation if never)",
+            labels=["project"],
+        )
+        pending = GaugeMetricFamily("aa_review_events_pending", "Label Studio webhook events not yet applied")
+        oldest = GaugeMetricFamily(
+            "aa_review_events_oldest_pending_seconds", "Age of the oldest webhook event not yet applied (0: none)"
+        )
+        now = datetime.now(UTC)
+        with session_scope(self.settings.db_url) as session:
+            for kind, state, count in session.execute(
+                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+            ):
+                jobs.add_metric([kind, _value(state)], float(count))
+            for outcome, reason, count in session.execute(
+                select(Item.status, Item.reason, func.count()).group_by(Item.status, Item.reason)
+            ):
+                items.add_metric([_value(outcome), reason or ""], float(count))
+            for kind, version, synced, created in session.execute(
+                select(ReviewProject.kind, ReviewProject.taxonomy_version, ReviewProject.last_sync_at,
+                       ReviewProject.created_at)
+            ):  # fmt: skip
+                lag.add_metric([f"{kind}/{version}"], _age_s(synced or created, now) or 0.0)
+            count, first = session.execute(
+                select(func.count(), func.min(ReviewEvent.received_at)).where(ReviewEvent.processed_at.is_(None))
+            ).one()
+            pending.add_metric([], float(count or 0))
+            oldest.add_metric([], _age_s(first, now) or 0.0)
+        return [jobs, items, lag, pending, oldest]
+
+
+def _value(state: Any) -> str:
+    return str(getattr(state, "value", state))
+
+
+def queue_depths(broker_url: str, queues: tuple[str, ...] = QUEUES, timeout: float = 2.0) -> dict[str, int]:
+    """Messages waiting in each Celery queue (Redis list lengths over every priority, or AMQP's
+    ``message_count``); a queue the broker does not know yet counts 0."""
+    from kombu import Connection
+    from kombu.exceptions import ChannelError
+
+    depths: dict[str, int] = {}
+    with Connection(broker_url, connect_timeout=timeout, transport_options={"socket_timeout": timeout}) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        channel = conn.channel()
+        try:
+            for queue in queues:
+                try:
+                    depths[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
+                except ChannelError:  # not declared yet (AMQP 404) or no key yet (Redis): nothing waiting
+                    depths[queue] = 0
+                    channel = conn.channel()  # AMQP closes the channel after a 404
+        finally:
+            channel.close()
+    return depths
+
+
+def _process_registry() -> CollectorRegistry:
+    """This process's metrics, or every process's in multiprocess mode."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def render(settings: Any) -> tuple[bytes, str]:
+    """The exposition body and its content type: per-process metrics, then the database's."""
+    database = CollectorRegistry(auto_describe=False)
+    database.register(DatabaseCollector(settings))
+    start = time.perf_counter()
+    body = generate_latest(_process_registry()) + generate_latest(database)
+    log.debug("metrics rendered in %.1f ms", 1000 * (time.perf_counter() - start))
+    return body, CONTENT_TYPE
