@@ -142,7 +142,7 @@ _QUIET_ENV = {
 # TensorFlow Lite's delegate notices); errors (E...) and fatal lines (F...) pass
 _NATIVE_NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    rb"|[IW]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] "
+    rb"|[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] "
     rb"|INFO: (Created|Initialized) TensorFlow Lite"
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[[IW]:onnxruntime:)"
 )
