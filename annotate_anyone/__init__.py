@@ -4,4 +4,9 @@ Importing the package is cheap: heavy dependencies (torch, transformers, mediapi
 only inside the stages and backends that need them.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("annotate-anyone")  # from the installed distribution's metadata (pyproject.toml)
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
@@ -10,9 +9,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from annotate_anyone import __version__
+from annotate_anyone._resources import resource_dir
 from annotate_anyone.services.auth import Perm, Principal
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+WEB = resource_dir("web")  # the top-level web/, shipped as annotate_anyone._resources.web
 templates = Jinja2Templates(directory=str(WEB / "templates"))
 
 # (label, path, permission): the navigation shows what the role may open
