@@ -80,6 +80,21 @@ class AuthConfig(BaseModel):
     last_used_every_s: float = 60.0  # write ``last_used_at`` at most this often
 
 
+class ModelsConfig(BaseModel):
+    """Where and how model-backed stages run (``AA_MODELS__*``); see executors/gpu.py."""
+
+    device: str = Field("auto", description="auto (CUDA when torch sees one, else CPU), cpu, cuda, cuda:N or mps")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bf16 on CUDA (fp16 where bf16 is unsupported), fp32 on CPU"
+    )
+    device_map: str | None = Field(None, description="transformers device_map (auto) for models larger than one GPU")
+    gpu_queue: str | None = Field(None, description="Celery queue for model-backed units (e.g. gpu); None: the default")
+    batch_size: int = Field(32, ge=1, description="most person crops per model forward (dynamic batching)")
+    batch_wait_ms: float = Field(0.0, ge=0, description="how long a batch waits to fill from other units' persons")
+    clip_checkpoint: str | None = Field(None, description="local CLIP/SigLIP folder: zero-shot first pass")
+    cascade_gate: float = Field(0.9, ge=0, le=1, description="calibrated CLIP confidence below which the VLM answers")
+
+
 class Settings(BaseSettings):
     """All configuration, read from ``AA_*`` environment variables (nested with ``__``)."""
 
@@ -146,6 +161,7 @@ class Settings(BaseSettings):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     humans: HumanConfig = Field(default_factory=HumanConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     review_sync_interval_s: int = 300  # Celery beat reconciliation with Label Studio (a full one daily)
