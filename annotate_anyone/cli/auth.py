@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -42,26 +44,48 @@ def create_key(
     typer.echo(raw)
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 @keys_app.command("list")
-def list_keys() -> None:
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help='Machine-readable: {"keys": [...], "total": N}')] = False,
+) -> None:
     """List keys (prefix, role, expiry, last use; never the keys)."""
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services import auth
 
+    with session_scope(get_settings().db_url) as session:
+        rows = [
+            {
+                "id": k.id,
+                "name": k.name,
+                "prefix": k.prefix,
+                "role": k.role.value,
+                "created_at": _iso(k.created_at),
+                "expires_at": _iso(k.expires_at),
+                "last_used_at": _iso(k.last_used_at),
+                "revoked_at": _iso(k.revoked_at),
+            }
+            for k in auth.list_api_keys(session)
+        ]
+    if as_json:
+        typer.echo(json.dumps({"keys": rows, "total": len(rows)}))
+        return
     table = Table(title="API keys")
     for col in ("id", "name", "prefix", "role", "expires", "last used", "state"):
         table.add_column(col)
-    with session_scope(get_settings().db_url) as session:
-        for k in auth.list_api_keys(session):
-            table.add_row(
-                str(k.id),
-                k.name,
-                k.prefix,
-                k.role.value,
-                str(k.expires_at or "never"),
-                str(k.last_used_at or "-"),
-                "revoked" if k.revoked_at else "active",
-            )
+    for k in rows:
+        table.add_row(
+            str(k["id"]),
+            k["name"],
+            k["prefix"],
+            k["role"],
+            k["expires_at"] or "never",
+            k["last_used_at"] or "-",
+            "revoked" if k["revoked_at"] else "active",
+        )
     console.print(table)
 
 
@@ -119,23 +143,39 @@ def create_user(
 
 
 @users_app.command("list")
-def list_users() -> None:
+def list_users(
+    as_json: Annotated[bool, typer.Option("--json", help='Machine-readable: {"users": [...], "total": N}')] = False,
+) -> None:
     """List dashboard users."""
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.services import auth
 
+    with session_scope(get_settings().db_url) as session:
+        rows = [
+            {
+                "id": u.id,
+                "username": u.username,
+                "role": u.role.value,
+                "created_at": _iso(u.created_at),
+                "last_login_at": _iso(u.last_login_at),
+                "disabled_at": _iso(u.disabled_at),
+            }
+            for u in auth.list_users(session)
+        ]
+    if as_json:
+        typer.echo(json.dumps({"users": rows, "total": len(rows)}))
+        return
     table = Table(title="users")
     for col in ("id", "username", "role", "last login", "state"):
         table.add_column(col)
-    with session_scope(get_settings().db_url) as session:
-        for u in auth.list_users(session):
-            table.add_row(
-                str(u.id),
-                u.username,
-                u.role.value,
-                str(u.last_login_at or "-"),
-                "disabled" if u.disabled_at else "active",
-            )
+    for u in rows:
+        table.add_row(
+            str(u["id"]),
+            u["username"],
+            u["role"],
+            u["last_login_at"] or "-",
+            "disabled" if u["disabled_at"] else "active",
+        )
     console.print(table)
 
 

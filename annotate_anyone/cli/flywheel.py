@@ -17,6 +17,7 @@ console = Console()
 @flywheel_app.command("report")
 def report(
     round_: Annotated[int | None, typer.Option("--round", help="Round number (default: latest)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One compact JSON object (default: pretty-printed)")] = False,
 ) -> None:
     """Labels auto-accepted vs routed, human answers, per-category accuracy, expected error, hours saved."""
     from annotate_anyone.annotation.flywheel import flywheel_report
@@ -24,7 +25,8 @@ def report(
 
     settings = get_settings()
     with session_scope(settings.db_url) as session:
-        console.print_json(json.dumps(flywheel_report(session, round_, settings=settings), default=str))
+        out = json.dumps(flywheel_report(session, round_, settings=settings), default=str)
+    typer.echo(out) if as_json else console.print_json(out)
 
 
 @flywheel_app.command("retrain")

@@ -42,6 +42,7 @@ def sync(
 @review_app.command("status")
 def status(
     annotators: Annotated[bool, typer.Option("--annotators", help="per-annotator stats too")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One compact JSON object (default: pretty-printed)")] = False,
 ) -> None:
     """Review queue, projects and sync cursors (and annotator stats)."""
     from annotate_anyone.db.base import session_scope
@@ -54,4 +55,5 @@ def status(
         if annotators:
             out["annotators"] = service.annotator_stats(session, settings.review)
             out["agreement"] = service.agreement(session)
-    console.print_json(json.dumps(out, default=str))
+    text = json.dumps(out, default=str)
+    typer.echo(text) if as_json else console.print_json(text)
