@@ -45,7 +45,7 @@ REVIEW_KIND = "attributes"
 OPEN_TASK = "queued"
 # Which model to trust for a category when no gold evidence exists yet (higher first).
 # A dedicated face model ("demographics": gender and age) outranks the generic ones on its categories.
-PRIOR_RANK = {"heads": 0.3, "vlm": 0.5, "offline": 0.6, "demographics": 0.7}
+PRIOR_RANK = {"heads": 0.3, "clip": 0.4, "vlm": 0.5, "offline": 0.6, "demographics": 0.7}
 
 
 # -- engine (models loaded once per process) ------------------------------------------------------
@@ -60,17 +60,15 @@ class Engine:
     vlm: Any = None  # VLMLabeler when configured
 
     @classmethod
-    def build(cls, config: AnnotationConfig) -> Engine:
+    def build(cls, config: AnnotationConfig, models: Any = None) -> Engine:
+        """``models``: the settings' ModelsConfig (CLIP checkpoint, cascade gate, device, dtype, batching)."""
+        from annotate_anyone.annotation.labelers.clip import model_labelers
+
         taxonomy = load_taxonomy(config.taxonomy_path)
         parser = make_parser(config.parser, checkpoint=config.parser_checkpoint)
         labelers: list[Labeler] = [OfflineLabeler(), DemographicsLabeler()]
-        vlm = None
-        if config.vlm_checkpoint:
-            from annotate_anyone.annotation.labelers.vlm import VLMLabeler
-
-            vlm = VLMLabeler.from_checkpoint(config.vlm_checkpoint, device=config.device)
-            labelers.append(vlm)
-        return cls(config, taxonomy, parser, labelers, vlm)
+        extra, vlm = model_labelers(config, models, taxonomy)  # each model loaded once per process
+        return cls(config, taxonomy, parser, [*labelers, *extra], vlm)
 
     @property
     def extractor(self) -> str:
@@ -81,10 +79,10 @@ class Engine:
 _ENGINES: dict[str, Engine] = {}
 
 
-def get_engine(config: AnnotationConfig) -> Engine:
-    key = config.model_dump_json()
+def get_engine(config: AnnotationConfig, models: Any = None) -> Engine:
+    key = config.model_dump_json() + (models.model_dump_json() if models is not None else "")
     if key not in _ENGINES:
-        _ENGINES[key] = Engine.build(config)
+        _ENGINES[key] = Engine.build(config, models)
     return _ENGINES[key]
 
 
@@ -343,7 +341,7 @@ def annotate_persons(
     ``budget``: most labels sent to humans by this call (default: the config's; ``None``: no cap).
     """
     config = annotation_config(settings)
-    engine = engine or get_engine(config)
+    engine = engine or get_engine(config, getattr(settings, "models", None))
     taxonomy = engine.taxonomy
     cats = list(categories or taxonomy.categories())
     stats: dict[str, Any] = defaultdict(int)
@@ -352,6 +350,9 @@ def annotate_persons(
     ).all()
     heads = latest_heads(session, store)
     labelers = [*engine.labelers, *([HeadLabeler(heads)] if heads is not None else [])]
+    for labeler in labelers:  # e.g. the CLIP -> VLM cascade reads its calibration
+        if hasattr(labeler, "prepare"):
+            labeler.prepare(session)
     work: list[_PersonWork] = []
     by_image: dict[int, list[Person]] = defaultdict(list)
     for p in persons:
@@ -373,13 +374,14 @@ def annotate_persons(
             if engine.vlm is not None:
                 ctx.features[engine.extractor] = engine.vlm.embed(ctx)
                 _upsert_feature(session, person.id, engine.extractor, ctx.features[engine.extractor])
-            w = _PersonWork(person, ctx)
-            for labeler in labelers:
-                w.preds.extend(labeler.label(ctx, cats))
-            _upsert_predictions(session, person.id, w.preds, taxonomy)
-            work.append(w)
-            stats["persons"] += 1
-            stats["predictions"] += len(w.preds)
+            work.append(_PersonWork(person, ctx))
+    for labeler in labelers:  # every labeler sees all persons of the call at once (model batching)
+        for w, preds in zip(work, labeler.label_many([w.ctx for w in work], cats), strict=True):
+            w.preds.extend(preds)
+    for w in work:
+        _upsert_predictions(session, w.person.id, w.preds, taxonomy)
+        stats["persons"] += 1
+        stats["predictions"] += len(w.preds)
     session.flush()
     decisions = _route(session, work, cats, taxonomy, config, budget=config.budget if budget == -1 else budget)
     for d in decisions:

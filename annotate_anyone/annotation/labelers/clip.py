@@ -311,17 +311,30 @@ class CascadeLabeler(Labeler):
         return self.label_many([ctx], categories)[0]
 
     def label_many(self, ctxs: Sequence[PersonContext], categories: Sequence[Category]) -> list[list[Prediction]]:
+        """First pass over all persons at once; persons with the same unsure categories go to ``second`` together."""
         firsts = self.first.label_many(ctxs, categories)
-        out: list[list[Prediction]] = []
-        for ctx, preds in zip(ctxs, firsts, strict=True):
+        out: list[list[Prediction]] = [list(preds) for preds in firsts]
+        by_unsure: dict[tuple[str, ...], list[int]] = {}
+        unsure_cats: dict[tuple[str, ...], list[Category]] = {}
+        for i, preds in enumerate(firsts):
             unsure = self.unsure(preds, categories)
             self.stats.persons += 1
             self.stats.categories += len(categories)
             self.stats.escalated += len(unsure)
             for cat in unsure:
                 self.stats.by_category[cat.id] = self.stats.by_category.get(cat.id, 0) + 1
-            out.append([*preds, *(self.second.label(ctx, unsure) if unsure else [])])
+            if unsure:
+                key = tuple(c.id for c in unsure)
+                by_unsure.setdefault(key, []).append(i)
+                unsure_cats[key] = unsure
+        for key, idx in by_unsure.items():
+            for i, preds in zip(idx, self.second.label_many([ctxs[i] for i in idx], unsure_cats[key]), strict=True):
+                out[i].extend(preds)
         return out
+
+    def prepare(self, session: Any) -> None:
+        """Take the first labeler's calibration from the rows the service fitted on human answers."""
+        self.set_calibration(calibrators_from_session(session, self.first.model_version))
 
     def fit_on_gold(
         self,
@@ -363,3 +376,44 @@ def calibrators_from_session(session: Any, model_version: str) -> dict[str, Cali
 
     rows = session.scalars(select(CalibrationRecord).where(CalibrationRecord.model_version == model_version))
     return {f"{r.group}.{r.key}": Calibrator.from_params(r.params) for r in rows}
+
+
+# -- the model-backed labelers of a process ---------------------------------------------------------------
+def model_labelers(config: Any, models: Any, taxonomy: Taxonomy) -> tuple[list[Labeler], Any]:
+    """The model-backed labelers the settings name, each loaded once per process: ``(labelers, vlm)``.
+
+    ``config`` is the :class:`~annotate_anyone.annotation.config.AnnotationConfig` (``vlm_checkpoint``),
+    ``models`` the ``ModelsConfig`` (``clip_checkpoint``, ``cascade_gate``, device, dtype, device_map,
+    batching; None: CPU defaults). CLIP alone is one more labeler; CLIP and a VLM make one
+    :class:`CascadeLabeler`, so the VLM answers only the categories CLIP is unsure of.
+    """
+    from annotate_anyone.executors.gpu import DynamicBatcher, load_once, resolve_device, resolve_dtype
+
+    device = resolve_device(models.device) if models is not None else getattr(config, "device", "cpu")
+    torch_dtype = resolve_dtype(getattr(models, "dtype", "auto"), device)
+    dtype_name = str(torch_dtype).removeprefix("torch.")
+    device_map = getattr(models, "device_map", None)
+    batch_size = int(getattr(models, "batch_size", 32))
+    wait_s = float(getattr(models, "batch_wait_ms", 0.0)) / 1000.0
+    vlm = None
+    if getattr(config, "vlm_checkpoint", None):
+        from annotate_anyone.annotation.labelers.vlm import VLMLabeler
+
+        ckpt = config.vlm_checkpoint
+        vlm = load_once("vlm", ckpt, lambda: VLMLabeler.from_checkpoint(ckpt, device=device, dtype=dtype_name),
+                        device=device, dtype=dtype_name)  # fmt: skip
+    clip_ckpt = getattr(models, "clip_checkpoint", None)
+    if not clip_ckpt:
+        return ([vlm] if vlm is not None else []), vlm
+
+    def build() -> CLIPLabeler:
+        labeler = CLIPLabeler(clip_ckpt, taxonomy=taxonomy, device=device, dtype=torch_dtype,
+                              device_map=device_map, batch_size=batch_size)  # fmt: skip
+        labeler.use_batcher(DynamicBatcher(labeler._embed_images, max_batch=batch_size, max_wait_s=wait_s))
+        return labeler
+
+    clip = load_once("clip", clip_ckpt, build, device=device, dtype=dtype_name, device_map=device_map,
+                     taxonomy=taxonomy.version, batch=(batch_size, wait_s))  # fmt: skip
+    if vlm is None:
+        return [clip], None
+    return [CascadeLabeler(clip, vlm, gate=float(getattr(models, "cascade_gate", 0.9)))], vlm
