@@ -117,6 +117,26 @@ def _question(name: str, group: int, key: str) -> list[str]:
     ]
 
 
+def _ruled_question(taxonomy: Taxonomy, group: int, key: str, indent: str) -> list[str]:
+    """A question, wrapped in the view that hides it when another answer settles it (``layout.RULES``).
+
+    ``only`` rules show it once the parent has one of their values (``choice-selected``); ``implies``
+    rules hide it while an implying answer is chosen (``choice-unselected``, so it shows before).
+    """
+    lines = _question(control_name(group, key), group, key)
+    rule = layout.RULES.get((group, key))
+    if rule is None:
+        return [indent + line for line in lines]
+    shown = [display_value(v, taxonomy) for v in rule.only] or [display_value(v, taxonomy) for v in rule.implies]
+    when = "choice-selected" if rule.only else "choice-unselected"
+    return [
+        f'{indent}    <View visibleWhen="{when}" whenTagName="{control_name(group, rule.parent)}"'
+        f" whenChoiceValue={quoteattr(','.join(shown))}>",
+        *(f"{indent}  {line}" for line in lines),
+        f"{indent}    </View>",
+    ]
+
+
 def attribute_config(taxonomy: Taxonomy) -> str:
     """The attribute-review config: presence first, then each part's questions once the part is ticked.
 
@@ -145,8 +165,8 @@ def attribute_config(taxonomy: Taxonomy) -> str:
         g.index for g in taxonomy.groups if g.index not in layout.PART_LABELS and g.index not in layout.PERSON_GROUPS
     ]
     for index in person:
-        for attr in taxonomy.group(index).attributes:
-            blocks += _question(control_name(index, attr.key), index, attr.key)
+        for attr in layout.part_order(taxonomy.group(index)):
+            blocks += _ruled_question(taxonomy, index, attr.key, "")
     blocks += [
         f'  <Header value="${PARTS_QUESTION}" size="5"/>',
         f'  <Choices name="{layout.PARTS}" toName="{IMAGE}" value="${PARTS_OPTIONS}" choice="multiple"'
@@ -162,18 +182,7 @@ def attribute_config(taxonomy: Taxonomy) -> str:
             f'    <Header value="${part_head_field(group.index)}" size="5"/>',
         ]
         for attr in layout.part_order(group):
-            name = control_name(group.index, attr.key)
-            rule = layout.CONDITIONS.get((group.index, attr.key))
-            if rule is None:
-                blocks += _question(name, group.index, attr.key)
-                continue
-            parent, values = rule
-            blocks += [
-                f'    <View visibleWhen="choice-selected" whenTagName="{control_name(group.index, parent)}"'
-                f" whenChoiceValue={quoteattr(','.join(values))}>",
-                *("  " + line for line in _question(name, group.index, attr.key)),
-                "    </View>",
-            ]
+            blocks += _ruled_question(taxonomy, group.index, attr.key, "")
         blocks.append("  </View>")
     blocks += [
         '  <View style="display: none">',

@@ -5,8 +5,11 @@ A person's routed questions are laid out in the paper's grouping:
 * **about the person** (groups 0-3 and 14: demographics, body, background, hair, style): always shown;
 * **one checklist of parts** ("Which of these can you see the person wearing or carrying?"): one
   option per part group (4-13, 15-19) that has a routed question;
-* **the part's own questions**, shown only once its part is ticked (Label Studio ``visibleWhen``), and
-  a question that depends on another answer (boots height) only once that answer is given.
+* **the part's own questions**, shown only once its part is ticked (Label Studio ``visibleWhen``);
+* **no question whose answer follows from another** (``RULES``): boots height is asked only once the shoes
+  are boots; a question another answer implies (a tank top is sleeveless, a hoodie is hooded, jeans are
+  denim, shorts are short, bald has no hair colour or length) is hidden while that answer is chosen, and
+  settled to the implied value.
 
 Answering the checklist answers the presence of every listed part: a ticked part is there (``present``
 = ``yes``), an unticked one is absent or not visible, so its routed questions are settled as the
@@ -35,8 +38,35 @@ PART_LABELS = {
     10: "headwear", 11: "bag", 12: "belt", 13: "scarf", 15: "headband", 16: "headscarf", 17: "veil",
     18: "socks", 19: "tie",
 }  # fmt: skip
-# A question shown only when another question of the same part has one of these values.
-CONDITIONS: dict[tuple[int, str], tuple[str, tuple[str, ...]]] = {(9, "boots_length"): ("type", ("boots",))}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one question depends on another question (``parent``) of the same group.
+
+    ``only``: the question is shown only once the parent is answered with one of these values; any other
+    answer settles it as n/a. ``implies``: parent answers that settle the question (``None``: n/a); it is
+    shown otherwise (also before the parent is answered), and hidden while an implying answer is chosen.
+    """
+
+    parent: str
+    only: tuple[str, ...] = ()
+    implies: Mapping[str, str | None] = field(default_factory=dict)
+
+
+# Only strict implications: an answer another answer forces (never a likely one, such as "gown" -> "maxi").
+RULES: dict[tuple[int, str], Rule] = {
+    (3, "hair_color"): Rule("hair_style", implies={"bald": None}),
+    (3, "hair_length"): Rule("hair_style", implies={"bald": None}),
+    (5, "collar_shape"): Rule("type", implies={"shirt dress": "collared"}),
+    (6, "sleeve_length"): Rule("type", implies={"tank top": "sleeveless"}),
+    (6, "collar_shape"): Rule("type", implies={"hoodie": "hooded", "polo shirt": "collared"}),
+    (7, "material"): Rule("type", implies={"denim jacket": "denim", "leather jacket": "leather"}),
+    (7, "collar_shape"): Rule("type", implies={"blazer": "lapel"}),
+    (8, "material"): Rule("type", implies={"jeans": "denim"}),
+    (8, "length"): Rule("type", implies={"shorts": "short"}),
+    (9, "boots_length"): Rule("type", only=("boots",)),
+}
 
 
 @dataclass(frozen=True)
@@ -86,8 +116,10 @@ class Layout:
 
 
 def part_order(group: GroupSpec) -> list[AttributeSpec]:
-    """A part's questions as asked: what kind of item it is first (other answers may depend on it)."""
-    return sorted(group.attributes, key=lambda a: a.key != group.presence_key)
+    """A group's questions as asked: what kind of item it is first, then the questions others depend on
+    (hair style before hair colour), then the rest in taxonomy order."""
+    parents = {r.parent for (g, _), r in RULES.items() if g == group.index}
+    return sorted(group.attributes, key=lambda a: (a.key != group.presence_key, a.key not in parents))
 
 
 def plan(taxonomy: Taxonomy, routed: Iterable[tuple[int, str]]) -> Layout:
@@ -97,14 +129,14 @@ def plan(taxonomy: Taxonomy, routed: Iterable[tuple[int, str]]) -> Layout:
     needs the shoe type) is asked with it.
     """
     wanted = {(int(g), str(k)) for g, k in routed}
-    for (g, k), (parent, _) in CONDITIONS.items():
-        if (g, k) in wanted:
-            wanted.add((g, parent))
+    for (g, k), rule in RULES.items():
+        if (g, k) in wanted and rule.only:
+            wanted.add((g, rule.parent))
     person: list[tuple[int, str]] = []
     parts: list[Part] = []
     for spec in taxonomy.groups:
         is_part = spec.index in PART_LABELS and spec.presence_key is not None
-        keys = [a.key for a in (part_order(spec) if is_part else spec.attributes) if (spec.index, a.key) in wanted]
+        keys = [a.key for a in part_order(spec) if (spec.index, a.key) in wanted]
         if not keys:
             continue
         if is_part:
@@ -116,55 +148,72 @@ def plan(taxonomy: Taxonomy, routed: Iterable[tuple[int, str]]) -> Layout:
     return Layout(tuple(person), tuple(parts), frozenset(category_id(g, k) for g, k in routed))
 
 
-def _condition_met(part: Part, key: str, choices: Mapping[str, str]) -> bool | None:
-    """Whether a conditional question is shown: True, False (answered otherwise), None (not yet answered)."""
-    rule = CONDITIONS.get((part.group, key))
+def implied(group: int, key: str, choices: Mapping[str, str], na: str) -> tuple[bool | None, str | None]:
+    """Whether question ``group.key`` is on screen given the answers so far, and the value another answer
+    settles it to: ``(True, None)`` shown; ``(False, value)`` settled by its parent's answer; ``(None, None)``
+    hidden until its parent is answered."""
+    rule = RULES.get((group, key))
     if rule is None:
-        return True
-    parent, values = rule
-    given = choices.get(category_id(part.group, parent))
-    if given is None:
-        return None
-    return given in values
+        return True, None
+    given = choices.get(category_id(group, rule.parent))
+    if rule.only:
+        if given is None:
+            return None, None
+        return (True, None) if given in rule.only else (False, na)
+    if given is not None and given in rule.implies:
+        return False, rule.implies[given] or na
+    return True, None
 
 
 def visible(layout: Layout, ticked: Iterable[str] | None, choices: Mapping[str, str]) -> list[str]:
-    """The questions on screen given the checklist's ticks and the answers so far (``parts`` counts as one)."""
-    shown = [category_id(g, k) for g, k in layout.person]
+    """The questions on screen given the checklist's ticks and the answers so far.
+
+    The checklist (``parts``, one multi-select) counts as one question; a question hidden because another
+    answer settles it (``RULES``) or because its parent is not answered yet does not count.
+    """
+    shown = [category_id(g, k) for g, k in layout.person if implied(g, k, choices, "")[0] is True]
     if layout.parts:
         shown.append(PARTS)
     labels = set(ticked or ())
     for part in layout.parts:
         if part.label not in labels:
             continue
-        shown += [category_id(part.group, k) for k in part.questions if _condition_met(part, k, choices) is True]
+        shown += [category_id(part.group, k) for k in part.questions if implied(part.group, k, choices, "")[0] is True]
     return shown
 
 
 def settle(
     layout: Layout, taxonomy: Taxonomy, ticked: Iterable[str] | None, choices: Mapping[str, str]
 ) -> dict[str, str]:
-    """One annotation's answers: what was visible and answered, plus what the checklist implies.
+    """One annotation's answers: what was visible and answered, plus what the checklist and ``RULES`` imply.
 
     ``ticked``: the checklist's selected labels, ``None`` when the checklist was not answered (then no
-    part question counts: none could be seen). Returns category id -> taxonomy value.
+    part question counts: none could be seen). An answer given to a question while it was hidden is
+    dropped; a question another answer implies gets the implied value. Returns category id -> value.
     """
-    out = {c: v for c, v in choices.items() if c in {category_id(g, k) for g, k in layout.person}}
+    na = taxonomy.na_value
+    out: dict[str, str] = {}
+    for group, key in layout.person:
+        cat = category_id(group, key)
+        shown, value = implied(group, key, choices, na)
+        if shown is True and cat in choices:
+            out[cat] = choices[cat]
+        elif shown is False and value is not None:
+            out[cat] = value
     if ticked is None:
         return out
     labels = set(ticked)
-    na = taxonomy.na_value
     for part in layout.parts:
         if part.label in labels:
             if part.presence_key == PRESENT:
                 out[category_id(part.group, PRESENT)] = "yes"
             for key in part.questions:
                 cat = category_id(part.group, key)
-                met = _condition_met(part, key, choices)
-                if met is True and cat in choices:
+                shown, value = implied(part.group, key, choices, na)
+                if shown is True and cat in choices:
                     out[cat] = choices[cat]
-                elif met is False:
-                    out[cat] = na
+                elif shown is False and value is not None:
+                    out[cat] = value
         else:
             if part.presence_key == PRESENT:
                 out[category_id(part.group, PRESENT)] = "no"

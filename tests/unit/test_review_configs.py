@@ -35,11 +35,11 @@ def test_part_questions_sit_behind_their_part_and_person_questions_behind_nothin
     root = ET.fromstring(configs.attribute_config(TAXONOMY))
     parents = _parents(root)
 
-    def gates(name: str) -> list[tuple[str, str]]:
+    def gates(name: str, when: str = "choice-selected") -> list[tuple[str, str]]:
         node, out = root.find(f".//Choices[@name='{name}']"), []
         while node in parents:
             node = parents[node]
-            if node.get("visibleWhen"):
+            if node.get("visibleWhen") == when:
                 out.append((node.get("whenTagName"), node.get("whenChoiceValue")))
         return out
 
@@ -50,7 +50,21 @@ def test_part_questions_sit_behind_their_part_and_person_questions_behind_nothin
         else:
             assert found == [], c.id
     assert gates("g9_boots_length") == [("g9_type", "boots"), (layout.PARTS, "shoes")]
-    assert gates(layout.PARTS) == []
+    assert gates(layout.PARTS) == [] and gates(layout.PARTS, "choice-unselected") == []
+    # an implied question hides while the implying answer is chosen, and shows before it is given
+    assert gates("g3_hair_color", "choice-unselected") == [("g3_hair_style", "bald")]
+    assert gates("g6_collar_shape", "choice-unselected") == [("g6_type", "hoodie,polo shirt")]
+    assert gates("g6_collar_shape") == [(layout.PARTS, "top")]
+
+
+def test_implied_answers_are_options_of_their_question_and_parents_come_first() -> None:
+    for (group, key), rule in layout.RULES.items():
+        options = TAXONOMY.options(group, key)
+        parent = TAXONOMY.options(group, rule.parent)
+        assert set(rule.only) <= set(parent) and set(rule.implies) <= set(parent), (group, key)
+        assert all(v is None or v in options for v in rule.implies.values()), (group, key)
+        order = [a.key for a in layout.part_order(TAXONOMY.group(group))]
+        assert order.index(rule.parent) < order.index(key), (group, key)
 
 
 def test_part_questions_name_their_part_consistently() -> None:

@@ -79,3 +79,22 @@ def test_an_annotation_is_read_through_the_layout_its_task_was_pushed_with(tmp_p
     assert extra["parts"] == ["belt"]
     legacy = ReviewTask(id=2, kind="attributes", payload={})  # pushed before layouts: read as it is
     assert applier.parse(legacy, result)[0] == {"0.age": "n/a", "12.material": "leather", "5.pattern": "floral"}
+
+
+def test_a_question_another_answer_implies_is_hidden_and_settled_to_the_implied_value() -> None:
+    plan = layout.plan(TAXONOMY, [(3, "hair_color"), (3, "hair_style"), (6, "type"), (6, "sleeve_length"),
+                                  (6, "collar_shape"), (6, "color"), (8, "type"), (8, "material")])  # fmt: skip
+    assert plan.person == ((3, "hair_style"), (3, "hair_color"))  # the question others depend on first
+    assert "3.hair_color" in layout.visible(plan, None, {})  # shown before the style is given
+    assert "3.hair_color" not in layout.visible(plan, None, {"3.hair_style": "bald"})
+    tank = {"6.type": "tank top", "6.sleeve_length": "long sleeve", "6.color": "red", "3.hair_style": "bald",
+            "3.hair_color": "black"}  # fmt: skip
+    shown = layout.visible(plan, ["top"], tank)
+    assert shown == ["3.hair_style", layout.PARTS, "6.type", "6.collar_shape", "6.color"]
+    got = layout.settle(plan, TAXONOMY, ["top", "bottoms"], {**tank, "8.type": "jeans"})
+    assert got["6.sleeve_length"] == "sleeveless"  # a tank top has no sleeves, whatever was clicked while hidden
+    assert got["3.hair_color"] == "n/a" and got["3.hair_style"] == "bald" and got["8.material"] == "denim"
+    assert "6.collar_shape" not in got  # shown and left blank: unanswered
+    assert layout.unanswered(plan, [got]) == ["6.collar_shape"]
+    hoodie = layout.settle(plan, TAXONOMY, ["top"], {"6.type": "hoodie", "6.collar_shape": "v-neck"})
+    assert hoodie["6.collar_shape"] == "hooded" and "6.sleeve_length" not in hoodie
