@@ -15,8 +15,10 @@ StageFactory = Callable[[Settings, dict[str, Any]], Stage]
 def _read(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.fetch import ReadStage
 
-    # confined: a record reads local files only within its source's root (set by the ingest job)
-    return ReadStage(allow_private=bool(options.get("allow_private", False)), settings=settings, confine=True)
+    # confined: a record reads local files only within its source's root (set by the ingest job); a proxy only
+    # when the source names one (the environment's proxy variables are ignored)
+    allow_private = bool(options.get("allow_private", False))
+    return ReadStage(allow_private=allow_private, settings=settings, confine=True, proxy=options.get("proxy") or None)
 
 
 def _decode(settings: Settings, options: dict[str, Any]) -> Stage:

@@ -1,13 +1,15 @@
 """Users, API keys, browser sessions and the one role -> permission table.
 
 API keys look like ``aa_<prefix>_<secret>``: the prefix (8 hex) finds the row, only the sha256 of
-the whole key is stored, and the key is shown once. Passwords are scrypt-hashed. A browser session
-is a random token in an HttpOnly cookie (the row keeps its sha256) plus a CSRF token for forms.
+the whole key is stored, and the key is shown once. Passwords are hashed with argon2id (argon2-cffi's
+RFC 9106 low-memory profile); older scrypt hashes still verify and are replaced at the next good login.
+A browser session is a random token in an HttpOnly cookie (the row keeps its sha256) plus a CSRF token for forms.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import secrets
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.profiles import RFC_9106_LOW_MEMORY
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -187,16 +192,21 @@ def revoke_api_key(session: Session, key_id: int) -> ApiKey:
 
 # ------------------------------------------------------------------------------------------- users
 
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_ARGON2 = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)  # argon2id, t=3, m=64 MiB, p=4
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+    """An argon2id hash in the PHC string format (``$argon2id$v=19$m=65536,t=3,p=4$...``)."""
+    return _ARGON2.hash(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored`` (argon2 or a legacy ``scrypt$n$r$p$salt$digest`` hash)."""
+    if stored.startswith("$argon2"):
+        try:
+            return _ARGON2.verify(stored, password)
+        except (VerificationError, InvalidHashError):  # VerifyMismatchError is a VerificationError
+            return False
     try:
         _, n, r, p, salt, digest = stored.split("$")
         got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32)
@@ -205,7 +215,21 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
-_DUMMY_HASH = hash_password(secrets.token_hex(8))  # equalises timing for unknown usernames
+def needs_rehash(stored: str) -> bool:
+    """Whether ``stored`` is not an argon2id hash with the current parameters (rehash it at login)."""
+    if not stored.startswith("$argon2id$"):
+        return True
+    try:
+        return _ARGON2.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown usernames, so they take as long as known ones (made on first use:
+    an argon2 hash costs tens of milliseconds, which importing this module should not)."""
+    return hash_password(secrets.token_hex(8))
 
 
 def create_user(session: Session, *, username: str, password: str, role: str) -> User:
@@ -244,9 +268,11 @@ def disable_user(session: Session, user_id: int) -> User:
 def authenticate_user(session: Session, *, username: str, password: str) -> User:
     """The user whose password matches; one error message for every failure."""
     user = session.scalar(select(User).where(User.username == username.strip()))
-    ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+    ok = verify_password(password, user.password_hash if user else _dummy_hash())
     if user is None or not ok or user.disabled_at is not None:
         raise Unauthorized("wrong username or password")
+    if needs_rehash(user.password_hash):  # an older scheme or weaker parameters: upgrade while we have the password
+        user.password_hash = hash_password(password)
     user.last_login_at = utcnow()
     return user
 

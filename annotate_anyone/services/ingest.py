@@ -129,7 +129,7 @@ def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
             .join(Source, Source.id == Item.source_id)
             .where(Item.id.in_(unit), Item.status == ItemStatus.pending)
         ).all()
-        groups: dict[bool, list[Record]] = {}
+        groups: dict[tuple[bool, str | None], list[Record]] = {}
         for item, source in rows:
             record = Record(
                 item_id=item.id,
@@ -147,13 +147,14 @@ def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
             )
             if refused is not None:
                 record.drop(refused.reason, refused.detail)
-            groups.setdefault(source.allow_private, []).append(record)
+            proxy = (source.options or {}).get("proxy") or None  # a source's own fetch proxy, if it names one
+            groups.setdefault((source.allow_private, proxy), []).append(record)
     if not groups:
         return {"processed": 0}
     names = job.params.get("stages") or settings.ingest_stages
     records: list[Record] = []
-    for allow_private, group in groups.items():  # the SSRF guard is lifted only for the sources that allow it
-        options = {"allow_private": allow_private, **(job.params.get("stage_options") or {})}
+    for (allow_private, proxy), group in groups.items():  # the SSRF guard is lifted only for sources that allow it
+        options = {"allow_private": allow_private, "proxy": proxy, **(job.params.get("stage_options") or {})}
         records += run_overlapped(stages_for(settings, names, options), group)
     start = time.perf_counter()
     with session_scope(settings.db_url) as session:

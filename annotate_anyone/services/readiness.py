@@ -79,7 +79,7 @@ def check_label_studio(settings: Settings, timeout: float) -> str | None:
     import httpx
 
     url = settings.label_studio_url.rstrip("/") + "/health"
-    response = httpx.get(url, timeout=timeout, trust_env=False)
+    response = httpx.get(url, timeout=timeout)  # proxies from the environment, like the review client
     if response.status_code != 200:
         raise OSError(f"{url} answered {response.status_code}")
     return "health"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,6 +54,9 @@ def _columns(
     source_kind = _kind(kind)
     if len(json.dumps(options or {}, default=str)) > MAX_OPTIONS_BYTES:
         raise InvalidInput(f"source options take at most {MAX_OPTIONS_BYTES} bytes of JSON")
+    proxy = (options or {}).get("proxy")
+    if proxy is not None and (not isinstance(proxy, str) or urlsplit(proxy).scheme not in ("http", "https")):
+        raise InvalidInput("the 'proxy' option is an http(s)://host:port URL (fetches use no other proxy)")
     if root is None:
         root = trusted_root(source_kind.value, uri)
     return {"kind": source_kind, "uri": uri, "options": options or {}, "allow_private": allow_private, "root": root}
