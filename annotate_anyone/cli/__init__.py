@@ -397,10 +397,15 @@ def serve(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context) -> None:
-    """Run a Celery worker (extra arguments go to Celery, e.g. ``--concurrency 2``)."""
+    """Run a Celery worker (extra arguments go to Celery, e.g. ``--concurrency 2``).
+
+    ``--queues gpu`` (with ``AA_MODELS__GPU_QUEUE=gpu``) starts a model worker: it runs the annotation
+    units, by default as one process with a few threads sharing one loaded model.
+    """
+    from annotate_anyone.executors.celery import worker_argv
     from workers.celery_app import app as celery_app
 
-    celery_app.worker_main(["worker", "--loglevel=INFO", *ctx.args])
+    celery_app.worker_main(worker_argv(list(ctx.args), settings()))
 
 
 @app.command()

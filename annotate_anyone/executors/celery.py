@@ -2,6 +2,11 @@
 
 Tasks take ids only, acknowledge late (a unit whose worker dies is redelivered), are rejected back
 to the queue when a pool child is lost, and retry with exponential backoff on errors.
+
+Queues: everything goes to ``annotate-anyone`` except, when ``AA_MODELS__GPU_QUEUE`` names a queue
+(e.g. ``gpu``), the units of model-backed job kinds (:data:`MODEL_KINDS`: annotation rounds), which go
+there, so that only workers started with ``annotate-anyone worker --queues gpu`` (where the models and
+the accelerator are) run them. Planning and finishing such a job stay on the default queue.
 """
 
 from __future__ import annotations
@@ -18,6 +23,14 @@ RUN_UNIT = "aa.run_unit"
 RESCAN = "aa.rescan_sources"
 REVIEW_SYNC = "aa.review_sync"
 RECLAIM = "aa.reclaim_jobs"
+DEFAULT_QUEUE = "annotate-anyone"
+MODEL_KINDS = frozenset({"annotate"})  # job kinds whose units run the labelling models
+
+
+def unit_queue(settings: Settings, kind: str) -> str | None:
+    """The queue of a job kind's units: the GPU queue for model-backed kinds when configured, else None (default)."""
+    queue = settings.models.gpu_queue
+    return queue if queue and kind in MODEL_KINDS else None
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -27,7 +40,7 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue="annotate-anyone",
+        task_default_queue=DEFAULT_QUEUE,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
@@ -54,10 +67,54 @@ class CeleryExecutor(Executor):
     def submit(self, job_id: int) -> None:
         self.app.send_task(START_JOB, args=[job_id])
 
-    def dispatch_units(self, job_id: int, units: list[list[int]]) -> None:
+    def dispatch_units(self, job_id: int, units: list[list[int]], kind: str | None = None) -> None:
+        """One ``aa.run_unit`` per unit, on the GPU queue when the job kind runs models (:func:`unit_queue`)."""
+        queue = unit_queue(self.settings, kind or self._kind(job_id)) if units else None
         for unit in units:
-            self.app.send_task(RUN_UNIT, args=[job_id, unit])
+            self.app.send_task(RUN_UNIT, args=[job_id, unit], queue=queue)
+
+    def _kind(self, job_id: int) -> str:
+        from annotate_anyone.db.base import session_scope
+        from annotate_anyone.services.jobs import get_job
+
+        with session_scope(self.settings.db_url) as session:
+            return get_job(session, job_id).kind
 
     def ping(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Replies of the live workers (empty when none answers)."""
         return self.app.control.ping(timeout=timeout) or []
+
+
+def _queues(args: list[str]) -> list[str]:
+    """The queue names given to ``celery worker`` as ``-Q a,b``, ``-Qa``, ``--queues a`` or ``--queues=a``."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-Q", "--queues") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--queues="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-Q") and len(arg) > 2:
+            value = arg[2:]
+        if value:
+            out.extend(q.strip() for q in value.split(",") if q.strip())
+    return out
+
+
+GPU_THREADS = 4  # units a GPU worker runs at once (threads of one process sharing one model)
+
+
+def worker_argv(args: list[str], settings: Settings) -> list[str]:
+    """``celery worker`` arguments for ``annotate-anyone worker ARGS``.
+
+    A worker that consumes the GPU queue and was given no ``--pool``/``--concurrency`` runs one process
+    with :data:`GPU_THREADS` threads: the model is loaded once and the persons of concurrent units are
+    batched together (``AA_MODELS__BATCH_SIZE``, ``AA_MODELS__BATCH_WAIT_MS``). With prefork (``--pool
+    prefork --concurrency N``) each process loads the model once and batches one unit at a time.
+    """
+    argv = ["worker", "--loglevel=INFO", *args]
+    gpu = settings.models.gpu_queue
+    chosen = any(a.startswith(("--pool", "-P", "--concurrency", "-c")) for a in args)
+    if gpu and gpu in _queues(args) and not chosen:
+        argv += ["--pool=threads", f"--concurrency={GPU_THREADS}"]
+    return argv
