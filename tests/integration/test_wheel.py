@@ -50,7 +50,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> 
 def _build_wheel(out: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "-q", "-w", str(out), str(REPO)]
     # build with this venv's setuptools when it is recent enough (offline, seconds); else in isolation
-    if int(version("setuptools").split(".")[0]) >= 69:
+    if int(version("setuptools").split(".")[0]) >= 77:
         cmd.insert(4, "--no-build-isolation")
     else:
         cmd.remove("--no-index")
@@ -81,6 +81,8 @@ def test_wheel_installs_outside_the_checkout_and_runs_init_and_demo(tmp_path: Pa
     assert f"{RESOURCES}/web/templates/base.html" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.startswith(("tests/", "bench/"))]
+    assert [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert re.search(r"^License-Expression: Apache-2.0$", metadata, re.M), metadata
     # the library's metadata carries ranges; the exact versions live in constraints.txt
     assert re.search(r"^Requires-Dist: torch\b.*<3.*; extra == \"ml\"$", metadata, re.M), metadata
     assert not re.search(r"^Requires-Dist: (torch|label-studio-sdk)==", metadata, re.M)
