@@ -8,24 +8,40 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(
+        examples=[["query", "limit"]], description="Where: body, query, path or header, then the field"
+    )
+    msg: str = Field(examples=["Input should be less than or equal to 500"])
+    type: str = Field(examples=["less_than_equal"])
+
+
 class ErrorBody(BaseModel):
     error: str = Field(examples=["not_found"])
     detail: str = Field(examples=["no job 42"])
+    fields: list[FieldError] | None = Field(
+        None, description="Validation errors (422 `invalid_request`) only: one entry per offending field"
+    )
 
 
 T = TypeVar("T")
 
 
 class Page(BaseModel, Generic[T]):  # noqa: UP046 (Python 3.11 has no PEP 695)
-    """A page of a list; ``offset + limit`` gives the next page while ``has_more``."""
+    """A page of a list; the next page is ``after_id=next_after_id`` (keyset) or ``offset + limit`` while
+    ``has_more``."""
 
     items: list[T]
     total: int | None = Field(
-        description="How many match (capped where the list says so); null where counting would cost a scan"
+        description="How many match the filters, exact up to 1,000 (beyond, 1,001); null where counting would "
+        "cost a scan"
     )
     limit: int
     offset: int
     has_more: bool = Field(description="Whether rows follow this page")
+    next_after_id: int | None = Field(
+        None, description="Pass as `after_id` for the next page (keyset paging); null on the last page"
+    )
 
 
 class SourceIn(BaseModel):

@@ -60,7 +60,8 @@ def test_keys_are_hashed_shown_once_revocable_and_expire(app_and_admin, embedded
         row = session.scalar(select(ApiKey).where(ApiKey.prefix == made.json()["prefix"]))
         assert row.key_hash == hashlib.sha256(raw.encode()).hexdigest() and raw not in row.key_hash
     listed = client.get("/keys", headers=_bearer(admin["key"])).json()
-    assert all("key" not in k for k in listed) and raw not in str(listed)
+    assert listed["total"] == len(listed["items"]) == 2 and not listed["has_more"]
+    assert all("key" not in k for k in listed["items"]) and raw not in str(listed)
     assert client.get("/releases", headers=_bearer(raw)).status_code == 200
     wrong = raw[:-4] + ("AAAA" if not raw.endswith("AAAA") else "BBBB")
     assert client.get("/releases", headers=_bearer(wrong)).json()["error"] == "unauthorized"

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
+from sqlalchemy import select
 
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import CurrentPrincipal, JobCanceller, PoolReader
 from annotate_anyone.api.deps import ExecutorDep, SessionDep
+from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import IdPath, Limit, Offset
-from annotate_anyone.api.schemas import JobIn, JobOut
-from annotate_anyone.db.models import Job
+from annotate_anyone.api.schemas import JobIn, JobOut, Page
+from annotate_anyone.db.models import Job, JobStatus
 from annotate_anyone.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -37,16 +39,24 @@ def create_job(
     )
 
 
-@router.get("", response_model=list[JobOut], summary="List jobs, newest first")
+@router.get("", response_model=Page[JobOut], summary="List jobs, newest first")
 def list_jobs(
     session: SessionDep,
     principal: PoolReader,
-    status_: str | None = Query(None, alias="status", pattern="^(queued|running|succeeded|failed|cancelled)$"),
+    status_: str | None = Query(
+        None, alias="status", pattern="^(queued|running|succeeded|failed|cancelled|interrupted)$"
+    ),
     kind: str | None = Query(None, max_length=32),
     limit: Limit = 50,
     offset: Offset = 0,
+    after_id: AfterId = None,
 ) -> Any:
-    return jobs.list_jobs(session, status=status_, kind=kind, limit=limit, offset=offset)
+    query = select(Job)
+    if status_:
+        query = query.where(Job.status == JobStatus(status_))
+    if kind:
+        query = query.where(Job.kind == kind)
+    return page(session, query, Job.id, limit=limit, offset=offset, after_id=after_id)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="One job with its progress")

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, status
+from sqlalchemy import select
 
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import AuditReader, KeyManager
 from annotate_anyone.api.auth_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditOut, UserIn, UserOut
 from annotate_anyone.api.deps import SessionDep
+from annotate_anyone.api.paging import AfterId, page
+from annotate_anyone.api.params import Limit, Offset
 from annotate_anyone.api.schemas import ErrorBody, Page
-from annotate_anyone.services import audit, auth
+from annotate_anyone.auth_models import AuditEvent, User
+from annotate_anyone.db.models import ApiKey
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No or bad credentials"},
@@ -20,9 +24,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(tags=["admin"], responses=ERRORS)
 
 
-@router.get("/keys", response_model=list[ApiKeyOut], summary="List API keys (never the keys themselves)")
-def list_keys(session: SessionDep, admin: KeyManager) -> Any:
-    return auth.list_api_keys(session)
+@router.get("/keys", response_model=Page[ApiKeyOut], summary="List API keys, newest first (never the keys themselves)")
+def list_keys(
+    session: SessionDep,
+    admin: KeyManager,
+    revoked: bool = Query(True, description="false: only keys still in use"),
+    limit: Limit = 50,
+    offset: Offset = 0,
+    after_id: AfterId = None,
+) -> Any:
+    query = select(ApiKey) if revoked else select(ApiKey).where(ApiKey.revoked_at.is_(None))
+    return page(session, query, ApiKey.id, limit=limit, offset=offset, after_id=after_id)
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, summary="Create an API key")
@@ -43,9 +55,11 @@ def revoke_key(key_id: int, session: SessionDep, admin: KeyManager, request: Req
     return actions.revoke_api_key(session=session, principal=admin, request=request, key_id=key_id)
 
 
-@router.get("/users", response_model=list[UserOut], summary="List dashboard users")
-def list_users(session: SessionDep, admin: KeyManager) -> Any:
-    return auth.list_users(session)
+@router.get("/users", response_model=Page[UserOut], summary="List dashboard users, oldest first")
+def list_users(
+    session: SessionDep, admin: KeyManager, limit: Limit = 50, offset: Offset = 0, after_id: AfterId = None
+) -> Any:
+    return page(session, select(User), User.id, limit=limit, offset=offset, after_id=after_id, newest_first=False)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Create a user")
@@ -73,10 +87,17 @@ def list_audit(
     actor: str | None = Query(None, max_length=160),
     target_type: str | None = Query(None, max_length=32),
     target_id: str | None = Query(None, max_length=128),
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0, le=10_000_000),
+    limit: Limit = 50,
+    offset: Offset = 0,
+    after_id: AfterId = None,
 ) -> Any:
-    rows, total = audit.list_events(
-        session, action=action, actor=actor, target_type=target_type, target_id=target_id, limit=limit, offset=offset
-    )
-    return {"items": rows, "total": total, "limit": limit, "offset": offset, "has_more": offset + len(rows) < total}
+    query = select(AuditEvent)
+    for column, value in (
+        (AuditEvent.action, action),
+        (AuditEvent.actor, actor),
+        (AuditEvent.target_type, target_type),
+        (AuditEvent.target_id, target_id),
+    ):
+        if value:
+            query = query.where(column == value)
+    return page(session, query, AuditEvent.id, limit=limit, offset=offset, after_id=after_id)

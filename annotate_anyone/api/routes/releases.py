@@ -6,12 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
 from starlette.convertors import Convertor, register_url_convertor
 
 from annotate_anyone.api.auth import ReleaseReader
 from annotate_anyone.api.deps import SessionDep, StoreDep
+from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import Limit, Offset
-from annotate_anyone.api.schemas import ReleaseOut
+from annotate_anyone.api.schemas import Page, ReleaseOut
 from annotate_anyone.db.models import Release
 from annotate_anyone.services import release_views, releases
 
@@ -34,9 +36,11 @@ router = APIRouter(prefix="/releases", tags=["releases"])
 Version = Path(pattern=r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$", examples=["2026.11.24.1"])
 
 
-@router.get("", response_model=list[ReleaseOut], summary="List releases, newest first")
-def list_releases(session: SessionDep, principal: ReleaseReader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    return releases.list_releases(session, limit=limit, offset=offset)
+@router.get("", response_model=Page[ReleaseOut], summary="List releases, newest first")
+def list_releases(
+    session: SessionDep, principal: ReleaseReader, limit: Limit = 50, offset: Offset = 0, after_id: AfterId = None
+) -> Any:
+    return page(session, select(Release), Release.id, limit=limit, offset=offset, after_id=after_id)
 
 
 @router.get("/{version}", response_model=ReleaseOut, summary="One release")

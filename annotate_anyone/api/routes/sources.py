@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from annotate_anyone.api.auth import PoolReader, SourceWriter
 from annotate_anyone.api.deps import SessionDep, SettingsDep
+from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import Page, SourceIn, SourceOut
 from annotate_anyone.db.models import Source
@@ -30,11 +31,11 @@ def create_source(body: SourceIn, session: SessionDep, settings: SettingsDep, pr
     return sources.register_source(session, settings, principal, **body.model_dump())
 
 
-@router.get("", response_model=Page[SourceOut], summary="List sources")
-def list_sources(session: SessionDep, principal: PoolReader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows = session.scalars(select(Source).order_by(Source.id).limit(limit).offset(offset)).all()
-    total = session.scalar(select(func.count(Source.id))) or 0
-    return {"items": rows, "total": total, "limit": limit, "offset": offset, "has_more": offset + len(rows) < total}
+@router.get("", response_model=Page[SourceOut], summary="List sources, oldest first")
+def list_sources(
+    session: SessionDep, principal: PoolReader, limit: Limit = 50, offset: Offset = 0, after_id: AfterId = None
+) -> Any:
+    return page(session, select(Source), Source.id, limit=limit, offset=offset, after_id=after_id, newest_first=False)
 
 
 @router.get("/{source_id}", response_model=SourceOut, summary="One source")
