@@ -92,3 +92,21 @@ def test_validation_errors_keep_each_field_location(client: TestClient) -> None:
     assert {tuple(f["loc"]) for f in posted["fields"]} == {("body", "name"), ("body", "kind")}
     missing = client.get("/jobs/999").json()
     assert missing == {"error": "not_found", "detail": "no job 999"}  # other errors keep their two keys
+
+
+def test_images_page_by_keyset_with_filters_and_the_same_total(client: TestClient, embedded: Settings) -> None:
+    from annotate_anyone.db.models import Image, ImageStatus
+
+    with session_scope(embedded.db_url) as session:
+        rows = [
+            Image(sha256=f"{i:064x}", source_uri=f"/{i}.jpg", storage_key="", width=9, height=9, status=status)
+            for i, status in enumerate([ImageStatus.kept, ImageStatus.dropped] * 3)
+        ]
+        session.add_all(rows)
+        session.flush()
+        kept = sorted((r.id for r in rows if r.status == ImageStatus.kept), reverse=True)
+    first = client.get("/images", params={"status": "kept", "limit": 2}).json()
+    assert [i["id"] for i in first["items"]] == kept[:2] and first["total"] == 3
+    rest = client.get("/images", params={"status": "kept", "limit": 2, "after_id": first["next_after_id"]}).json()
+    assert [i["id"] for i in rest["items"]] == kept[2:] and rest["total"] == 3 and not rest["has_more"]
+    assert rest["next_after_id"] is None

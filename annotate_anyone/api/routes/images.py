@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy import Select, select
 
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import PoolReader, TakedownAdmin
 from annotate_anyone.api.auth_schemas import TakedownIn
 from annotate_anyone.api.deps import SessionDep, StoreDep
+from annotate_anyone.api.paging import AfterId
 from annotate_anyone.api.params import IdPath, Limit, Offset, SourceIdQuery
 from annotate_anyone.api.schemas import ImageDetail, ImageListItem, Page
 from annotate_anyone.db.models import Image
@@ -41,17 +44,39 @@ def list_images(
     expand: Literal["persons"] | None = Query(None, description="persons: inline persons and their attributes"),
     limit: Limit = 50,
     offset: Offset = 0,
+    after_id: AfterId = None,
 ) -> Any:
-    page = browse.list_images(
-        session,
-        filters=browse.ImageFilters.build(
-            status=status, drop_reason=drop_reason, source_id=source_id, shot_type=shot_type, attribute=attribute
-        ),
-        limit=limit,
-        offset=offset,
-        expand_persons=expand == "persons",
+    filters = browse.ImageFilters.build(
+        status=status, drop_reason=drop_reason, source_id=source_id, shot_type=shot_type, attribute=attribute
     )
-    return {"items": page.rows, "total": page.total, "limit": limit, "offset": offset, "has_more": page.has_more}
+    listed = filters if after_id is None else _Before(filters, after_id)
+    page = browse.list_images(session, filters=listed, limit=limit, offset=offset, expand_persons=expand == "persons")
+    total = page.total
+    if after_id is not None and not filters.joins_persons:
+        total = browse.count_capped(session, filters.apply(select(Image)))  # what the filters match, as offset pages
+    return {
+        "items": page.rows,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "has_more": page.has_more,
+        "next_after_id": page.rows[-1]["id"] if page.has_more else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """The list's filters plus keyset paging: only images older than ``after_id`` (the list is newest first).
+
+    It says it looks through persons so that the listing skips its own count: the route counts what the filters
+    alone match, so that ``total`` means the same with ``after_id`` as with ``offset``."""
+
+    filters: browse.ImageFilters
+    after_id: int
+    joins_persons: bool = True
+
+    def apply(self, query: Select) -> Select:
+        return self.filters.apply(query).where(Image.id < self.after_id)
 
 
 @router.get("/{image_id}", response_model=ImageDetail, summary="One image with persons and attributes")
