@@ -140,3 +140,13 @@ def configure_from_settings(settings: Any, *, default_level: str = "INFO") -> lo
     return configure_logging(
         getattr(settings, "log_level", None), getattr(settings, "log_format", "json"), default_level=default_level
     )
+
+
+def current_config() -> tuple[str | int, str] | None:
+    """``(level, format)`` of the handler :func:`configure_logging` installed, or ``None`` (not configured):
+    what a child process needs to log the same way."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if handler.get_name() == HANDLER_NAME:
+            return logging.getLevelName(root.level), "json" if isinstance(handler.formatter, JsonFormatter) else "text"
+    return None

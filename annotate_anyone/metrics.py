@@ -92,7 +92,7 @@ class DatabaseCollector(Collector):
         if self.settings.executor_name == "celery":
             depth = GaugeMetricFamily("aa_queue_depth", "Messages waiting in a broker queue", labels=["queue"])
             try:
-                for queue, size in queue_depths(self.settings.broker_url).items():
+                for queue, size in queue_depths(self.settings.broker_url, celery_queues(self.settings)).items():
                     depth.add_metric([queue], float(size))
                 up.add_metric(["broker"], 1.0)
                 yield depth
@@ -166,6 +166,12 @@ def queue_depths(broker_url: str, queues: tuple[str, ...] = QUEUES, timeout: flo
         finally:
             channel.close()
     return depths
+
+
+def celery_queues(settings: Any) -> tuple[str, ...]:
+    """The default queue, and the GPU queue of model-backed units when ``AA_MODELS__GPU_QUEUE`` names one."""
+    gpu = getattr(getattr(settings, "models", None), "gpu_queue", None)
+    return (*QUEUES, gpu) if gpu and gpu not in QUEUES else QUEUES
 
 
 def _process_registry() -> CollectorRegistry:

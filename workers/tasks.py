@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery.signals import worker_ready
 
+from annotate_anyone import logs
 from annotate_anyone.executors.celery import RECLAIM, RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
 from annotate_anyone.services import jobs
 from annotate_anyone.settings import get_settings
 from workers.celery_app import app
 
+log = logging.getLogger(__name__)
 RETRY = {"autoretry_for": (Exception,), "retry_backoff": 2, "retry_backoff_max": 300, "retry_jitter": True}
 
 
@@ -20,8 +23,7 @@ def start_job(self: Any, job_id: int) -> int:
     try:
         units = jobs.plan_job(job_id, settings)
     except Exception as exc:
-        if self.request.retries >= self.max_retries:
-            jobs.fail_job(job_id, settings, exc)
+        _retry_or_fail(self, job_id, None, settings, exc)
         raise
     CeleryExecutor(settings).dispatch_units(job_id, units)
     return len(units)
@@ -33,12 +35,23 @@ def run_unit(self: Any, job_id: int, unit: list[int]) -> dict[str, Any]:
     try:
         result = jobs.run_unit(job_id, unit, settings)
     except Exception as exc:
-        if self.request.retries >= self.max_retries:
-            jobs.fail_job(job_id, settings, exc)
+        _retry_or_fail(self, job_id, unit, settings, exc)
         raise
     for follow_up in result.get("follow_up", []):
         CeleryExecutor(settings).submit(follow_up)
     return result
+
+
+def _retry_or_fail(task: Any, job_id: int, unit: list[int] | None, settings: Any, exc: Exception) -> None:
+    """Log the retry Celery is about to make (autoretry), or fail the job once retries are spent."""
+    attempt, most = task.request.retries, task.max_retries
+    error = f"{type(exc).__name__}: {exc}"
+    label = jobs.unit_label(unit) if unit is not None else "plan"
+    if attempt >= most:
+        logs.event(log, "unit.gave_up", logging.ERROR, job_id=job_id, unit=label, attempts=attempt + 1, error=error)
+        jobs.fail_job(job_id, settings, exc)
+    else:
+        logs.event(log, "unit.retried", logging.WARNING, job_id=job_id, unit=label, attempt=attempt + 1, error=error)
 
 
 @app.task(name=RESCAN)

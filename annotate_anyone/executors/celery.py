@@ -11,10 +11,12 @@ the accelerator are) run them. Planning and finishing such a job stay on the def
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
 
+from annotate_anyone import logs
 from annotate_anyone.executors.base import Executor
 from annotate_anyone.settings import Settings
 
@@ -25,6 +27,7 @@ REVIEW_SYNC = "aa.review_sync"
 RECLAIM = "aa.reclaim_jobs"
 DEFAULT_QUEUE = "annotate-anyone"
 MODEL_KINDS = frozenset({"annotate"})  # job kinds whose units run the labelling models
+log = logging.getLogger(__name__)
 
 
 def unit_queue(settings: Settings, kind: str) -> str | None:
@@ -66,12 +69,14 @@ class CeleryExecutor(Executor):
 
     def submit(self, job_id: int) -> None:
         self.app.send_task(START_JOB, args=[job_id])
+        logs.event(log, "job.queued", job_id=job_id, executor="celery")
 
     def dispatch_units(self, job_id: int, units: list[list[int]], kind: str | None = None) -> None:
         """One ``aa.run_unit`` per unit, on the GPU queue when the job kind runs models (:func:`unit_queue`)."""
         queue = unit_queue(self.settings, kind or self._kind(job_id)) if units else None
         for unit in units:
             self.app.send_task(RUN_UNIT, args=[job_id, unit], queue=queue)
+        logs.event(log, "units.queued", job_id=job_id, units=len(units), queue=queue or DEFAULT_QUEUE)
 
     def _kind(self, job_id: int) -> str:
         from annotate_anyone.db.base import session_scope

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import forkserver
 
+from annotate_anyone import logs
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.executors.base import Executor, ProgressFn
 from annotate_anyone.services import jobs
@@ -37,8 +38,10 @@ def _start_fork_server() -> mp.context.BaseContext:
     return ctx
 
 
-def _worker_init() -> None:
+def _worker_init(log_config: tuple[str | int, str] | None = None) -> None:
     dispose_engines()
+    if log_config is not None:  # the parent logs through logs.py: so do its workers (forkserver: nothing inherited)
+        logs.configure_logging(*log_config)
 
 
 def _run_unit(job_id: int, unit: jobs.Unit, settings: Settings) -> dict:
@@ -54,6 +57,7 @@ class InlineExecutor(Executor):
     """
 
     def submit(self, job_id: int) -> None:
+        logs.event(logger, "job.queued", job_id=job_id, executor="inline")
         threading.Thread(target=self._run_logged, args=(job_id,), name=f"job-{job_id}", daemon=True).start()
 
     def _run_logged(self, job_id: int) -> None:
@@ -78,7 +82,8 @@ class InlineExecutor(Executor):
                     self._report(job_id, progress)
             else:
                 ctx = _start_fork_server()
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+                init = (logs.current_config(),)
+                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=init) as pool:
                     futures = [pool.submit(_run_unit, job_id, unit, self.settings) for unit in units]
                     for future in as_completed(futures):
                         future.result()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from annotate_anyone.errors import MissingExtra
+from annotate_anyone.metrics import observe_stage
 from annotate_anyone.pipeline.record import Record
 
 
@@ -81,13 +82,18 @@ class Stage:
         live = [r for r in records if not r.dropped]
         start = time.perf_counter()
         self._run(live)
-        self.stats.seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.stats.seconds += seconds
         self.stats.records_in += len(live)
+        passed = 0
         for r in live:
             if r.dropped:
                 self.stats.dropped[r.drop_reason or "unknown"] += 1
             else:
-                self.stats.records_out += 1
+                passed += 1
+        self.stats.records_out += passed
+        if live:
+            observe_stage(self.name, seconds, passed, len(live) - passed)
         return records
 
     def _run(self, live: list[Record]) -> None:

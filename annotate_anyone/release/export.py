@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import queue
 import shutil
 import threading
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone import logs
 from annotate_anyone.db.models import Image, ImageStatus, Person, Release
 from annotate_anyone.errors import Conflict
 from annotate_anyone.release import layout
@@ -318,6 +320,14 @@ def export_release(
     )
     session.add(release)
     session.flush()
+    logs.event(
+        logging.getLogger(__name__),
+        "release.published",
+        version=version,
+        parent=parent_version,
+        digest=manifest["digest"],
+        samples=manifest["counts"].get("samples") if isinstance(manifest["counts"], dict) else None,
+    )
     return release
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import io
+import logging
 from dataclasses import asdict
 from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from annotate_anyone import logs
 from annotate_anyone.annotation.taxonomy import Taxonomy, load_taxonomy
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Image, Job, Person, ReviewTask
@@ -38,6 +40,8 @@ from annotate_anyone.review.sync import (
 from annotate_anyone.services import jobs
 from annotate_anyone.settings import Settings, is_placeholder, reveal
 from annotate_anyone.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/review/webhook"
 
@@ -132,6 +136,15 @@ def sync_review(
         with session_scope(settings.db_url) as session:
             applier.refresh_reliability(session)
             flagged = asdict(flag_annotators(session, applier, applier.options, utcnow()))
+    logs.event(
+        log,
+        "review.sync_done",
+        full=full,
+        projects=len(projects),
+        events=asdict(events),
+        withdrawn=withdrawn,
+        flagged=flagged.get("flagged") if isinstance(flagged, dict) else None,
+    )
     return {"withdrawn": withdrawn, "events": asdict(events), "projects": projects, "flags": flagged}
 
 

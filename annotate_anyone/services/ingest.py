@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from annotate_anyone import logs
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Image, ImageStatus, Item, ItemStatus, Job, Person, Source
 from annotate_anyone.errors import ConfigError
@@ -26,6 +28,7 @@ from annotate_anyone.settings import Settings
 FAILED_PREFIXES = ("read:", "fetch:")
 OVERLAP_CHUNK = 16  # records per chunk when reading overlaps the other stages (see run_overlapped)
 
+log = logging.getLogger(__name__)
 # Stages are built once per process and per configuration: models load once, not per batch.
 _STAGE_CACHE: dict[str, list[Stage]] = {}
 _COMMIT_STATS = StageStats("commit")  # the database writes of each unit, timed like a stage
@@ -214,7 +217,18 @@ def commit_records(session: Session, records: list[Record], *, near_threshold: i
     _insert_persons(session, [r for r in kept if outcomes[r.item_id].status == ItemStatus.kept], outcomes)
     _update_items(session, outcomes)
     for record in todo:
-        counts[outcomes[record.item_id].status.value] += 1
+        outcome = outcomes[record.item_id]
+        counts[outcome.status.value] += 1
+        if outcome.status != ItemStatus.kept:
+            logs.event(
+                log,
+                "item.dropped",
+                item_id=record.item_id,
+                outcome=outcome.status.value,
+                reason=outcome.reason,
+                detail=(outcome.detail or "")[:200] or None,
+                uri=record.uri[:200],
+            )
     for record in records:
         record.release_payload()
     return counts

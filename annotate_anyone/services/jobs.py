@@ -20,12 +20,13 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from annotate_anyone import logs
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Job, JobStatus, Source
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
@@ -117,6 +118,7 @@ def cancel_job(session: Session, job_id: int) -> Job:
     job.status = JobStatus.cancelled
     job.finished_at = utcnow()
     release_claims(session, job_id)
+    logs.event(logger, "job.cancelled", job_id=job_id, kind=job.kind)
     return job
 
 
@@ -219,8 +221,11 @@ def reclaim_stale(settings: Settings, requeue: Callable[[int], None] | None = No
                 done.append(job_id)
     if requeue:
         for job_id in done:
+            logs.event(logger, "job.requeued", logging.WARNING, job_id=job_id, why="no heartbeat")
             requeue(job_id)
         return {"requeued": done, "interrupted": []}
+    for job_id in done:
+        logs.event(logger, "job.interrupted", logging.WARNING, job_id=job_id, why="no heartbeat")
     return {"requeued": [], "interrupted": done}
 
 
@@ -232,7 +237,7 @@ def plan_job(job_id: int, settings: Settings) -> list[Unit]:
         status = get_job(session, job_id).status
     if status in (JobStatus.cancelled, JobStatus.succeeded, JobStatus.failed):
         return []
-    with heartbeat(job_id, settings), session_scope(settings.db_url) as session:
+    with logs.log_context(job_id=job_id), heartbeat(job_id, settings), session_scope(settings.db_url) as session:
         job = get_job(session, job_id)
         units = handler_for(job.kind).plan(session, job, settings)  # errors propagate: the caller retries or fails
         job.status = JobStatus.running
@@ -240,6 +245,8 @@ def plan_job(job_id: int, settings: Settings) -> list[Unit]:
         job.finished_at = None
         job.error = None
         job.result = {**(job.result or {}), "units": len(units)}
+        kind, total = job.kind, job.total
+    logs.event(logger, "job.started", job_id=job_id, kind=kind, units=len(units), total=total, was=status.value)
     if not units:
         finish_if_complete(job_id, settings, force=True)
     return units
@@ -257,9 +264,16 @@ def run_unit(job_id: int, unit: Unit, settings: Settings) -> dict[str, Any]:
             return {"skipped": job.status.value, "follow_up": []}
         session.expunge(job)
     handler = handler_for(job.kind)
-    with heartbeat(job_id, settings):
-        stats = handler.run_unit(job, unit, settings)
-    return {**stats, "follow_up": finish_if_complete(job_id, settings)}
+    with logs.log_context(job_id=job_id, unit=unit_label(unit)):
+        with heartbeat(job_id, settings):
+            stats = handler.run_unit(job, unit, settings)
+        logs.event(logger, "unit.done", logging.DEBUG, kind=job.kind, **{k: v for k, v in stats.items() if k != "kind"})
+        return {**stats, "follow_up": finish_if_complete(job_id, settings)}
+
+
+def unit_label(unit: Unit) -> str:
+    """How logs name a unit: ``first-last-count`` of its ids (the ``unit_key`` of job_kinds)."""
+    return f"{unit[0]}-{unit[-1]}-{len(unit)}" if unit else "empty"
 
 
 def finish_if_complete(job_id: int, settings: Settings, *, force: bool = False) -> list[int]:
@@ -293,6 +307,13 @@ def finish_if_complete(job_id: int, settings: Settings, *, force: bool = False) 
                 raise
         if follow_up:
             job.result = {**(job.result or {}), "follow_up": follow_up}
+        kind, started = job.kind, job.started_at
+    seconds = None
+    if started is not None:
+        seconds = round((utcnow() - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds(), 3)
+    logs.event(
+        logger, "job.finished", job_id=job_id, kind=kind, done=done, failed=failed, seconds=seconds, follow_up=follow_up
+    )
     return follow_up
 
 
@@ -303,6 +324,8 @@ def _fail(settings: Settings, job_id: int, exc: BaseException) -> None:
         job.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)[-3:])
         job.finished_at = utcnow()
         release_claims(session, job_id)
+        kind = job.kind
+    logs.event(logger, "job.failed", logging.ERROR, job_id=job_id, kind=kind, error=f"{type(exc).__name__}: {exc}")
 
 
 def refuse_already_running(job_id: int, settings: Settings, exc: AlreadyRunning) -> None:
@@ -313,6 +336,7 @@ def refuse_already_running(job_id: int, settings: Settings, exc: AlreadyRunning)
         job.error = str(exc)
         job.result = {**(job.result or {}), "already_running": exc.holder}
         job.finished_at = utcnow()
+    logs.event(logger, "job.refused", logging.WARNING, job_id=job_id, held_by=exc.holder)
 
 
 def fail_job(job_id: int, settings: Settings, exc: BaseException) -> None:

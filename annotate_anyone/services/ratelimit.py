@@ -1,5 +1,12 @@
 """Token-bucket rate limiting, shared by every server process: a SQLite file in the embedded home, Redis for
-a service fleet (the in-memory limiter is for one process only: tests, benchmarks).
+a service fleet (``AA_PROFILE=service`` with a ``redis://`` broker: every API process on every machine spends
+from the same buckets). The in-memory limiter counts for one process only: tests and benchmarks, never a
+server (``serve --workers N`` would multiply its limit by N).
+
+A limiter whose store fails (Redis down or timing out, the SQLite file locked past its timeout) **fails
+open**: the request is let through, the error is logged (at most once per ``LOG_EVERY_S`` per limiter) and
+counted in ``aa_ratelimit_errors_total{backend}``. An outage of the limiter's store must not turn every
+request into an error; the limit returns with the store.
 
 No limiter ever forgets a bucket before it has refilled completely: forgetting a bucket is the same as
 refilling it, so freeing a locked-out one early would hand an attacker fresh attempts.
@@ -7,6 +14,7 @@ refilling it, so freeing a locked-out one early would hand an attacker fresh att
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -14,12 +22,31 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from annotate_anyone.metrics import RATE_LIMIT_ERRORS
+
+log = logging.getLogger(__name__)
+LOG_EVERY_S = 30.0  # a failing store is logged at most this often per limiter (every error is counted)
+
 
 class RateLimiter(ABC):
     """``take(key, capacity, rate)`` spends one token; returns 0.0 if allowed, else seconds to wait."""
 
+    backend = "memory"
+    _last_logged = float("-inf")
+
     @abstractmethod
     def take(self, key: str, *, capacity: float, rate: float) -> float: ...
+
+    def _fail_open(self, exc: BaseException) -> float:
+        """The store failed: count it, log it now and then, and let the request through."""
+        RATE_LIMIT_ERRORS.labels(self.backend).inc()
+        now = time.monotonic()
+        if now - self._last_logged >= LOG_EVERY_S:
+            self._last_logged = now
+            log.warning(
+                "rate limiter (%s) failed, letting requests through: %s: %s", self.backend, type(exc).__name__, exc
+            )
+        return 0.0
 
 
 class MemoryRateLimiter(RateLimiter):
@@ -86,17 +113,24 @@ return tostring(wait)
 
 
 class RedisRateLimiter(RateLimiter):
-    """The same bucket as an atomic Lua script, so every API process shares one budget per key."""
+    """The same bucket as an atomic Lua script, so every API process shares one budget per key.
+    Fails open on any Redis error (connection refused, timeout, a read-only replica, ...)."""
 
-    def __init__(self, url: str, namespace: str = "aa:rl:") -> None:
+    backend = "redis"
+
+    def __init__(self, url: str, namespace: str = "aa:rl:", timeout: float = 0.5) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._script = self._client.register_script(_TAKE)
         self._namespace = namespace
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
     def take(self, key: str, *, capacity: float, rate: float) -> float:
-        return float(self._script(keys=[self._namespace + key], args=[capacity, rate]))
+        try:
+            return float(self._script(keys=[self._namespace + key], args=[capacity, rate]))
+        except self._errors as exc:
+            return self._fail_open(exc)
 
 
 class SqliteRateLimiter(RateLimiter):
@@ -107,6 +141,7 @@ class SqliteRateLimiter(RateLimiter):
     """
 
     SWEEP_EVERY = 1000  # takes between deletions of refilled buckets
+    backend = "sqlite"
 
     def __init__(self, path: str | Path, clock: Any = time.time) -> None:
         self.path = Path(path)
@@ -130,6 +165,12 @@ class SqliteRateLimiter(RateLimiter):
         return conn
 
     def take(self, key: str, *, capacity: float, rate: float) -> float:
+        try:
+            return self._take(key, capacity, rate)
+        except sqlite3.Error as exc:  # locked past the timeout, disk full, file gone: fail open
+            return self._fail_open(exc)
+
+    def _take(self, key: str, capacity: float, rate: float) -> float:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
