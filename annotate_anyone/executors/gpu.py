@@ -13,7 +13,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from annotate_anyone.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -74,8 +78,11 @@ def load_once(kind: str, checkpoint: str | Path, factory: Callable[[], T], **opt
     key = (kind, str(Path(checkpoint).resolve()), checkpoint_version(checkpoint), *sorted(options.items()))
     with _LOAD_LOCK:
         if key not in _LOADED:
+            start = time.perf_counter()
             _LOADED[key] = factory()
             LOADS[key] = LOADS.get(key, 0) + 1
+            logger.info("model loaded: %s %s (%s) in pid %d, %.1f s", kind, key[1], key[2], os.getpid(),
+                           time.perf_counter() - start)  # fmt: skip
         return _LOADED[key]
 
 
