@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -193,3 +196,21 @@ def render(settings: Any) -> tuple[bytes, str]:
     body = generate_latest(_process_registry()) + generate_latest(database)
     log.debug("metrics rendered in %.1f ms", 1000 * (time.perf_counter() - start))
     return body, CONTENT_TYPE
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` for server processes started inside the block: the one already set, or a
+    fresh temporary folder (removed afterwards). Only processes that start after this (spawned server
+    workers) use it; set the variable yourself before starting anything to include the first process."""
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        yield configured
+        return
+    path = tempfile.mkdtemp(prefix="aa-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)

@@ -137,6 +137,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def serve_app() -> FastAPI:
+    """The app of one ``serve --workers N`` process (uvicorn's factory): logging as logs.py says, then the app."""
+    from annotate_anyone.logs import configure_from_settings
+
+    settings = get_settings()
+    configure_from_settings(settings)
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the process settings)."""
     app = FastAPI(

@@ -42,7 +42,22 @@ daring.register(app)
 
 
 def settings() -> Settings:
-    return get_settings()
+    s = get_settings()
+    if not _logging_configured:
+        configure_cli_logging(s)
+    return s
+
+
+_logging_configured = False
+
+
+def configure_cli_logging(s: Settings, default_level: str = "WARNING") -> None:
+    """Logs of the CLI go through annotate_anyone/logs.py (JSON lines on stderr; WARNING unless AA_LOG_LEVEL)."""
+    global _logging_configured
+    from annotate_anyone.logs import configure_from_settings
+
+    configure_from_settings(s, default_level=default_level)
+    _logging_configured = True
 
 
 def _show_version(value: bool) -> None:
@@ -385,14 +400,19 @@ def serve(
     if ensure_secrets(settings()) is not None and settings().has_placeholder_secrets:
         get_settings.cache_clear()  # pick up the secrets just generated into the home
     check_listen(settings(), host)  # also refuses a bad configuration here, before worker processes start
+    configure_cli_logging(settings(), default_level="INFO")  # a server logs its events (AA_LOG_LEVEL)
+    quiet = {"log_config": None, "access_log": False}  # logs.py formats uvicorn's lines; http.request replaces access
     if workers == 1:
         from annotate_anyone.api.app import create_app
 
-        uvicorn.run(create_app(settings()), host=host, port=port)
+        uvicorn.run(create_app(settings()), host=host, port=port, **quiet)
         return
+    from annotate_anyone.metrics import shared_metrics_dir
+
     # uvicorn picks uvloop (uvicorn[standard]): measured here, its worker processes on the plain asyncio loop
     # answered every keep-alive request ~40 ms late (a delayed-ACK stall); with uvloop they answer in ~3 ms
-    uvicorn.run("annotate_anyone.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+    with shared_metrics_dir():  # the worker processes add up their metrics (PROMETHEUS_MULTIPROC_DIR)
+        uvicorn.run("annotate_anyone.api.app:serve_app", factory=True, host=host, port=port, workers=workers, **quiet)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
