@@ -1,19 +1,29 @@
 """How many questions an annotator sees per person, before (every routed question on one page) and now
-(presence first: the parts checklist, each part's questions once it is ticked).
+(presence first: the parts checklist, each part's questions once it is ticked, less what other answers settle).
 
     python bench/review_questions.py [PHOTO_DIR ...]     # default: tests/data/people-coco
 
 Runs the demo's flywheel (ingest, one annotation round, export) on the package photos (``make demo``'s)
 and each folder's, in a temporary embedded home, and lays out every routed attribute task the way review
-push does. Per person it counts the questions on screen:
+push does (``annotate_anyone.review.layout``). Per person it counts the questions on screen, one per
+question control: a single-choice question counts one, and **the parts checklist, one multi-select
+("Which of these can you see the person wearing or carrying?"), counts as one question**, however many
+parts it lists:
 
 * ``before``: every routed question (the old single page);
 * ``opening``: what the task shows when opened (questions about the person, the checklist, and the
-  questions of parts the model is sure enough of to pre-tick);
+  questions of parts the model is sure enough of to pre-tick; a question that waits for another answer,
+  boots height, is not on screen yet);
 * ``answered``: after the checklist is answered. Which parts a person has is taken from the model where it
   answered the part's presence, else from the parsing map (top: upper-clothes, bottoms: skirt or pants,
-  dress, shoes, headwear: hat, bag, belt, scarf; other parts are taken as absent); a question that depends
-  on another (boots height) counts when the model's answer meets its condition.
+  dress, shoes, headwear: hat, bag, belt, scarf; other parts are taken as absent). A part whose end the
+  person's shot type leaves out of frame (``CUT_BY_SHOT``: the bottoms, dress and coat of a waist-up shot)
+  is ticked "partly out of frame", so its length questions are not asked. Questions another answer settles
+  (``layout.RULES``: boots height unless boots, a tank top's sleeves, ...) count by the model's answer.
+
+Routing is not changed here: in round 1 (no gold yet) every uncalibrated category is routed, so a person
+wearing a top and trousers is asked the paper's full set for both parts (8 and 7 questions) plus the 9
+questions about the person and the checklist.
 
 Prints one row per person, the medians, and last ``ratio <median answered / 20>`` (the issue's target is
 at most 20 questions per person, so at most 1).
@@ -34,6 +44,8 @@ sys.path.insert(0, str(REPO))
 TARGET = 20
 EVIDENCE = {6: (4,), 8: (5, 6), 5: (7,), 9: (9, 10), 10: (1,), 11: (16,), 12: (8,), 13: (17,)}  # group -> ATR ids
 MIN_FRACTION = 0.004  # share of the person's parsed pixels that counts as "the parsing shows it" (as routing)
+# The parts whose end a shot type's frame leaves out (an annotator ticks them "partly out of frame").
+CUT_BY_SHOT = {"upper_body": {5, 7, 8}, "portrait": {5, 6, 7, 8}, "headshot": {5, 6, 7, 8}}
 
 
 def main() -> None:
@@ -101,7 +113,8 @@ def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, i
                     sure.append(part.label)
                 seen = sum(shares.get(i, 0.0) for i in EVIDENCE.get(part.group, ()))
                 if (p >= 0.5) if p is not None else seen >= MIN_FRACTION:
-                    guessed.append(part.label)
+                    cut = part.cut_label and part.group in CUT_BY_SHOT.get(person.shot_type or "", ())
+                    guessed.append(part.cut_label if cut else part.label)
             model = {r.category: r.value for r in routed if r.value is not None}
             opening = len(layout.visible(plan, sure, {}))
             answered = len(layout.visible(plan, guessed, model))

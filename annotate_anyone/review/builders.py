@@ -173,6 +173,8 @@ class TaskBuilder:
                 note = "no model answer" if p is None else f"model {_percent(p)}"
                 option["html"] = f'{escape(part.label)}<span class="aa-model">{note}</span>'
             options.append(option)
+            if part.cut_label:  # the same part when the frame cuts it off: its length is not asked
+                options.append({"value": part.cut_label})
             if p is not None and p >= self.options.preselect_confidence:
                 ticked.append(part.label)
         options.append({"value": layout.NONE_OF_THESE})
@@ -219,8 +221,8 @@ class TaskBuilder:
                                       r.distribution.get(r.value, r.confidence or 0.0)))  # fmt: skip
         if plan.parts:
             data[configs.PARTS_QUESTION] = (
-                "Which of these can you see the person wearing or carrying? Tick each one; "
-                "leave out what is absent or hidden (out of frame)."
+                'Which of these can you see the person wearing or carrying? Tick each one ("partly out of '
+                'frame" when the photo cuts it off); leave out what is absent or hidden.'
             )
             options, ticked = self._parts(plan, by_category)
             data[configs.PARTS_OPTIONS] = options

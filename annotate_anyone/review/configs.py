@@ -2,7 +2,8 @@
 
 * ``attributes``: the image with the person box drawn (a pre-filled rectangle), the parsing overlay in a
   collapsed panel, the questions about the person, a checklist of parts, and each part's questions shown
-  only once the part is ticked (layout.py). Options come from the task (dynamic choices), so a task shows
+  only once the part is ticked, less those another answer or a "partly out of frame" tick settles
+  (layout.py). Options come from the task (dynamic choices), so a task shows
   only the questions routed for that person; every other option list is empty and renders nothing.
 * ``parsing``: ``BrushLabels`` with the ATR labels, pre-filled with our parsing map.
 * ``box``: the pre-filled person box to confirm, adjust or reject.
@@ -176,13 +177,23 @@ def attribute_config(taxonomy: Taxonomy) -> str:
         label = layout.PART_LABELS.get(group.index)
         if label is None:
             continue
+        cut = f"{label}{layout.CUT_SUFFIX}"
+        ticked = f"{label},{cut}" if group.index in layout.EXTENT else label
         blocks += [
-            f'  <View visibleWhen="choice-selected" whenTagName="{layout.PARTS}" whenChoiceValue={quoteattr(label)}'
+            f'  <View visibleWhen="choice-selected" whenTagName="{layout.PARTS}" whenChoiceValue={quoteattr(ticked)}'
             ' className="aa-part">',
             f'    <Header value="${part_head_field(group.index)}" size="5"/>',
         ]
         for attr in layout.part_order(group):
-            blocks += _ruled_question(taxonomy, group.index, attr.key, "")
+            if attr.key not in layout.EXTENT.get(group.index, ()):
+                blocks += _ruled_question(taxonomy, group.index, attr.key, "")
+                continue
+            blocks += [  # where the part ends: not asked when the frame cuts it off
+                f'    <View visibleWhen="choice-unselected" whenTagName="{layout.PARTS}"'
+                f" whenChoiceValue={quoteattr(cut)}>",
+                *_ruled_question(taxonomy, group.index, attr.key, "  "),
+                "    </View>",
+            ]
         blocks.append("  </View>")
     blocks += [
         '  <View style="display: none">',
@@ -239,8 +250,11 @@ INSTRUCTIONS = {
     "attributes": (
         "<p>Look only at the person inside the red box. First answer the questions about the person, then tick "
         "<b>every part you can see</b> the person wearing or carrying: the questions about a part appear once it is "
-        "ticked. A part left unticked counts as absent or not visible. Choose <b>{na}</b> when an item cannot be "
-        "seen or does not apply.</p><p>Small grey percentages are the model's calibrated scores for its top answers; "
+        "ticked. Tick <i>partly out of frame</i> instead when the photo cuts the part off (trousers in a waist-up "
+        "shot): its length is then not asked. A part left unticked counts as absent or not visible. Some questions "
+        "disappear when another answer settles them (a tank top has no sleeves, jeans are denim). Choose <b>{na}"
+        "</b> when an item cannot be seen or does not apply.</p><p>Small grey percentages are the model's "
+        "calibrated scores for its top answers; "
         "an answer is pre-selected only when the model is at least {preselect} sure, so check it like any other. "
         "The summary line above the photo gives the model's lowest confidence among this task's questions. "
         "Questions you leave blank come back later in a new task. Open <i>Body-part overlay</i> to compare with "

@@ -13,8 +13,11 @@ A person's routed questions are laid out in the paper's grouping:
 
 Answering the checklist answers the presence of every listed part: a ticked part is there (``present``
 = ``yes``), an unticked one is absent or not visible, so its routed questions are settled as the
-taxonomy's n/a value ("not visible / not applicable") and its ``present`` as ``no``. A question still
-hidden or left blank is *unanswered*, and goes back to the queue.
+taxonomy's n/a value ("not visible / not applicable") and its ``present`` as ``no``. A part whose end
+the frame cuts off (trousers of a waist-up shot) is ticked as "<part> (partly out of frame)": it is
+there, and the questions about where it ends (``EXTENT``: lengths, the bottoms' shape) are settled as
+"not visible" instead of being asked. A question still hidden or left blank is *unanswered*, and goes
+back to the queue.
 
 The same rules drive the labeling config (configs.py), the task data (builders.py), how an answer is
 read back (sync.py) and the questions-per-person measurement (bench/review_questions.py).
@@ -38,6 +41,11 @@ PART_LABELS = {
     10: "headwear", 11: "bag", 12: "belt", 13: "scarf", 15: "headband", 16: "headscarf", 17: "veil",
     18: "socks", 19: "tie",
 }  # fmt: skip
+
+# Questions about where a part ends, which a part cut off by the frame cannot answer (settled "not visible").
+EXTENT: dict[int, tuple[str, ...]] = {5: ("length",), 6: ("top_length",), 7: ("coat_length",),
+                                      8: ("length", "bottom_shape")}  # fmt: skip
+CUT_SUFFIX = " (partly out of frame)"
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,22 @@ class Part:
     presence_key: str  # "type" or "present"
     questions: tuple[str, ...]  # keys shown when ticked, taxonomy order (never "present")
 
+    @property
+    def extent(self) -> tuple[str, ...]:
+        """The asked questions about where the part ends (see ``EXTENT``)."""
+        return tuple(k for k in self.questions if k in EXTENT.get(self.group, ()))
+
+    @property
+    def cut_label(self) -> str | None:
+        """The checklist's "partly out of frame" option, offered when the task asks about the part's end."""
+        return f"{self.label}{CUT_SUFFIX}" if self.extent else None
+
+    def state(self, ticked: Iterable[str]) -> tuple[bool, bool]:
+        """(the part is there, its end is cut off by the frame) from the checklist's ticks."""
+        labels = set(ticked)
+        cut = self.cut_label is not None and self.cut_label in labels
+        return self.label in labels or cut, cut
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -89,7 +113,10 @@ class Layout:
 
     @property
     def part_by_label(self) -> dict[str, Part]:
-        return {p.label: p for p in self.parts}
+        """Each checklist option (a part, or its "partly out of frame" variant) -> its part."""
+        out = {p.label: p for p in self.parts}
+        out.update({p.cut_label: p for p in self.parts if p.cut_label})
+        return out
 
     def categories(self) -> list[str]:
         """Every category a complete answer settles (person questions, presence, part questions)."""
@@ -174,11 +201,15 @@ def visible(layout: Layout, ticked: Iterable[str] | None, choices: Mapping[str, 
     shown = [category_id(g, k) for g, k in layout.person if implied(g, k, choices, "")[0] is True]
     if layout.parts:
         shown.append(PARTS)
-    labels = set(ticked or ())
     for part in layout.parts:
-        if part.label not in labels:
+        there, cut = part.state(ticked or ())
+        if not there:
             continue
-        shown += [category_id(part.group, k) for k in part.questions if implied(part.group, k, choices, "")[0] is True]
+        shown += [
+            category_id(part.group, k)
+            for k in part.questions
+            if implied(part.group, k, choices, "")[0] is True and not (cut and k in part.extent)
+        ]
     return shown
 
 
@@ -202,18 +233,20 @@ def settle(
             out[cat] = value
     if ticked is None:
         return out
-    labels = set(ticked)
     for part in layout.parts:
-        if part.label in labels:
+        there, cut = part.state(ticked)
+        if there:
             if part.presence_key == PRESENT:
                 out[category_id(part.group, PRESENT)] = "yes"
             for key in part.questions:
                 cat = category_id(part.group, key)
                 shown, value = implied(part.group, key, choices, na)
-                if shown is True and cat in choices:
+                if shown is False and value is not None:
+                    out[cat] = value  # another answer settles it (shorts are short, cut off or not)
+                elif cut and key in part.extent:
+                    out[cat] = na  # the frame cuts it off: where it ends cannot be seen
+                elif shown is True and cat in choices:
                     out[cat] = choices[cat]
-                elif shown is False and value is not None:
-                    out[cat] = value
         else:
             if part.presence_key == PRESENT:
                 out[category_id(part.group, PRESENT)] = "no"

@@ -108,3 +108,13 @@ def test_box_round_trip() -> None:
     person = Person(id=1, box=[10, 20, 110, 80])
     region = box_region(person, image)
     assert box_from_region(region["value"], 200, 100) == [10, 20, 110, 80]
+
+
+def test_checklist_offers_partly_out_of_frame_for_parts_whose_end_is_asked(tmp_path) -> None:
+    store = LocalStore(str(tmp_path))
+    person, image = _person(store, np.zeros((40, 24), dtype=np.uint8))
+    builder = TaskBuilder(TAXONOMY, store, lambda p, i: "http://x/img")
+    routed = [Routed(8, "length", "long", 0.5, {"long": 0.5}, "m-1"), Routed(6, "color", "red", 0.5, {}, "m-1")]
+    out = builder.attributes(ReviewTask(id=5, kind="attributes", payload={}), person, image, routed, overlap=1)
+    offered = [o["value"] for o in out.data["parts_opts"]]
+    assert offered == ["top", "bottoms", "bottoms (partly out of frame)", layout.NONE_OF_THESE]

@@ -46,15 +46,23 @@ def test_part_questions_sit_behind_their_part_and_person_questions_behind_nothin
     for c in TAXONOMY.categories():
         found = gates(configs.control_name(c.group, c.key))
         if c.group in layout.PART_LABELS:
-            assert (layout.PARTS, layout.PART_LABELS[c.group]) in found, c.id
+            label = layout.PART_LABELS[c.group]
+            ticked = f"{label},{label}{layout.CUT_SUFFIX}" if c.group in layout.EXTENT else label
+            assert (layout.PARTS, ticked) in found, c.id
         else:
             assert found == [], c.id
-    assert gates("g9_boots_length") == [("g9_type", "boots"), (layout.PARTS, "shoes")]
+    # where a part ends is not asked when the frame cuts it off
+    assert gates("g8_length", "choice-unselected") == [
+        ("g8_type", "shorts"),
+        (layout.PARTS, "bottoms (partly out of frame)"),
+    ]
+    assert gates("g8_color", "choice-unselected") == []
+    assert gates("g9_boots_length") == [("g9_type", "boots"), (layout.PARTS, "shoes")]  # shoes: no cut option
     assert gates(layout.PARTS) == [] and gates(layout.PARTS, "choice-unselected") == []
     # an implied question hides while the implying answer is chosen, and shows before it is given
     assert gates("g3_hair_color", "choice-unselected") == [("g3_hair_style", "bald")]
     assert gates("g6_collar_shape", "choice-unselected") == [("g6_type", "hoodie,polo shirt")]
-    assert gates("g6_collar_shape") == [(layout.PARTS, "top")]
+    assert gates("g6_collar_shape") == [(layout.PARTS, "top,top (partly out of frame)")]
 
 
 def test_implied_answers_are_options_of_their_question_and_parents_come_first() -> None:

@@ -98,3 +98,20 @@ def test_a_question_another_answer_implies_is_hidden_and_settled_to_the_implied_
     assert layout.unanswered(plan, [got]) == ["6.collar_shape"]
     hoodie = layout.settle(plan, TAXONOMY, ["top"], {"6.type": "hoodie", "6.collar_shape": "v-neck"})
     assert hoodie["6.collar_shape"] == "hooded" and "6.sleeve_length" not in hoodie
+
+
+def test_a_part_cut_off_by_the_frame_is_there_but_where_it_ends_is_not_asked() -> None:
+    plan = layout.plan(TAXONOMY, [(8, "type"), (8, "length"), (8, "bottom_shape"), (8, "color"), (9, "type")])
+    bottoms, shoes = plan.parts
+    assert bottoms.cut_label == "bottoms (partly out of frame)" and shoes.cut_label is None  # shoes: no length asked
+    assert plan.part_by_label[bottoms.cut_label] is bottoms
+    whole = layout.visible(plan, ["bottoms"], {})
+    cut = layout.visible(plan, [bottoms.cut_label], {})
+    assert whole == [layout.PARTS, "8.type", "8.length", "8.bottom_shape", "8.color"]
+    assert cut == [layout.PARTS, "8.type", "8.color"]
+    answers = {"8.type": "pants", "8.length": "long", "8.color": "black"}
+    got = layout.settle(plan, TAXONOMY, [bottoms.cut_label], answers)
+    assert got == {"8.type": "pants", "8.length": "n/a", "8.bottom_shape": "n/a", "8.color": "black", "9.type": "n/a"}
+    shorts = layout.settle(plan, TAXONOMY, [bottoms.cut_label], {"8.type": "shorts"})
+    assert shorts["8.length"] == "short"  # implied by the kind, cut off or not
+    assert layout.settle(plan, TAXONOMY, ["bottoms"], answers)["8.length"] == "long"
