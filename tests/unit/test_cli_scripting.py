@@ -128,7 +128,9 @@ def _drive(job_id: int, final: JobStatus, db_url: str) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize(("final", "exit_code"), [(JobStatus.succeeded, 0), (JobStatus.failed, 1)])
+@pytest.mark.parametrize(
+    ("final", "exit_code"), [(JobStatus.succeeded, 0), (JobStatus.failed, 1), (JobStatus.cancelled, 3)]
+)
 def test_follow_waits_for_the_job_and_exits_with_its_outcome(home: Path, final: JobStatus, exit_code: int) -> None:
     runner = CliRunner()
     assert runner.invoke(app, ["init"]).exit_code == 0
