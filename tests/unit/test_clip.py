@@ -151,11 +151,17 @@ def test_square_crop_keeps_the_whole_person():
 
 # -- cascade ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def vlm(tmp_path_factory):
-    from annotate_anyone.annotation.labelers.vlm import VLMLabeler
+def blip2(tmp_path_factory):
     from annotate_anyone.annotation.tiny import build_tiny_blip2
 
-    return VLMLabeler.from_checkpoint(build_tiny_blip2(tmp_path_factory.mktemp("blip2")))
+    return build_tiny_blip2(tmp_path_factory.mktemp("blip2"))
+
+
+@pytest.fixture(scope="module")
+def vlm(blip2):
+    from annotate_anyone.annotation.labelers.vlm import VLMLabeler
+
+    return VLMLabeler.from_checkpoint(blip2)
 
 
 def test_cascade_sends_only_unsure_categories_to_the_vlm(labelers, vlm):
@@ -225,3 +231,60 @@ def test_calibrators_from_session_reads_the_services_rows(embedded):
     with session_scope(embedded.db_url) as session:
         cals = calibrators_from_session(session, "clip:x:1")
     assert list(cals) == ["6.color"] and cals["6.color"].temperature == 2.0
+
+
+def test_annotate_persons_runs_the_cascade_from_settings_and_reads_its_calibration(tmp_path, checkpoints, blip2):
+    """The engine builds CLIP -> VLM from settings; the VLM answers what the stored calibration leaves unsure."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.models import CalibrationRecord, ModelPrediction
+    from annotate_anyone.annotation.service import annotate_persons
+    from annotate_anyone.annotation.synthetic import make_person
+    from annotate_anyone.db.base import dispose_engines, session_scope
+    from annotate_anyone.db.migrate import upgrade
+    from annotate_anyone.settings import ModelsConfig
+    from annotate_anyone.storage.local import LocalStore
+    from tests.integration.test_annotation_service import add_person
+
+    url = f"sqlite:///{tmp_path / 'aa.db'}"
+    upgrade(url)
+    store = LocalStore(tmp_path / "objects")
+    settings = SimpleNamespace(
+        annotation=AnnotationConfig(vlm_checkpoint=str(blip2)),
+        models=ModelsConfig(clip_checkpoint=str(checkpoints["clip"]), cascade_gate=0.5, device="cpu", batch_size=2),
+    )
+    tax = load_taxonomy()
+    cats = [tax.category(6, "color"), tax.category(6, "pattern"), tax.category(8, "type")]
+
+    def persons(session, seeds):
+        return [add_person(session, store, sp.image, sp.box, sp.keypoints, sp.mask, [sp.face_box], name=f"p{i}")
+                for i, sp in ((i, make_person(i)) for i in seeds)]  # fmt: skip
+
+    def versions(session, pids):
+        rows = session.scalars(select(ModelPrediction).where(ModelPrediction.person_id.in_(pids))).all()
+        by_kind: dict[str, set[tuple[int, str]]] = {}
+        for r in rows:
+            by_kind.setdefault(r.model_version.split(":", 1)[0], set()).add((r.person_id, f"{r.group}.{r.key}"))
+        return rows, by_kind
+
+    with session_scope(url) as s:
+        first = persons(s, range(3))
+        stats = annotate_persons(s, store, first, settings=settings, categories=cats)
+        rows, by_kind = versions(s, first)
+        everything = {(p, c.id) for p in first for c in cats}
+        assert by_kind["clip"] == everything and by_kind["vlm"] == everything  # nothing calibrated: all escalated
+        assert stats["persons"] == 3
+        clip_version = next(r.model_version for r in rows if r.model_version.startswith("clip:"))
+        # Human answers calibrated CLIP's top colour sharply: from now on the VLM is not asked about it.
+        s.add(CalibrationRecord(model_version=clip_version, group=6, key="color", method="temperature",
+                                params=Calibrator("temperature", temperature=0.01).params()))  # fmt: skip
+        s.flush()
+        second = persons(s, range(3, 6))
+        annotate_persons(s, store, second, settings=settings, categories=cats)
+        _, by_kind = versions(s, second)
+        assert by_kind["clip"] == {(p, c.id) for p in second for c in cats}
+        assert by_kind["vlm"] == {(p, c.id) for p in second for c in cats if c.id != "6.color"}
+    dispose_engines()
