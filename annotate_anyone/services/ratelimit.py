@@ -120,8 +120,13 @@ class RedisRateLimiter(RateLimiter):
 
     def __init__(self, url: str, namespace: str = "aa:rl:", timeout: float = 0.5) -> None:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # one attempt, no backoff: a request must not wait seconds on a Redis that is down (it fails open)
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
         self._script = self._client.register_script(_TAKE)
         self._namespace = namespace
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
