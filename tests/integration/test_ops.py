@@ -259,7 +259,8 @@ def test_health_is_liveness_only_and_ready_reports_each_check(embedded: Settings
 
 
 def test_ready_with_postgresql_up(pg_url: str, tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", database_url=pg_url)
+    (tmp_path / "objects").mkdir()
+    settings = Settings(home=tmp_path / "home", database_url=pg_url, storage_url=str(tmp_path / "objects"))
     response = TestClient(create_app(settings)).get("/ready")
     assert response.status_code == 200, response.text
     assert response.json()["checks"]["database"]["status"] == "up"
