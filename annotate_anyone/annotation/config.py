@@ -14,6 +14,10 @@ class AnnotationConfig(BaseModel):
     parser: Literal["geometric", "segformer"] = "geometric"
     parser_checkpoint: str | None = None
     vlm_checkpoint: str | None = None
+    vlm_version: str | None = Field(
+        None, description="VLM labeler version: None/latest = newest fine-tune of vlm_checkpoint, base = none, or an id"
+    )
+    vlm_finetune: bool = Field(True, description="each flywheel round fine-tunes the VLM (LoRA) on human answers")
     device: str = "cpu"
     taxonomy_path: str | None = None
     gate: float = Field(0.85, description="category accuracy on the gold set below which humans label it all")
