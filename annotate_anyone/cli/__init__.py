@@ -80,10 +80,14 @@ def _options(
     project error (one line on stderr), 3 a followed job was cancelled, 4 it was interrupted."""
     set_verbose(verbose)
     quiet_third_party(verbose)
-    if not verbose and (native := filter_native_stderr()) is not None:
+    # long-running servers keep their own stderr (their children must not write through this process's pipe)
+    if verbose or ctx.invoked_subcommand in LONG_RUNNING:
+        return
+    if (native := filter_native_stderr()) is not None:
         ctx.call_on_close(native.close)
 
 
+LONG_RUNNING = frozenset({"serve", "worker"})
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (a JSON object on stdout)")]
 WaitOpt = Annotated[
     bool, typer.Option("--wait", help="Service mode: follow the queued job until it ends (exit status: its outcome)")
