@@ -83,3 +83,23 @@ def test_packaged_folders_are_found_as_resources() -> None:
     assert set(NAMES) == {"migrations", "web"}
     with pytest.raises(ValueError, match="unknown resource folder"):
         resource_dir("tests")
+
+
+def test_every_missing_extra_message_names_an_extra_that_installs_the_package() -> None:
+    """`pip install 'annotate-anyone[EXTRA]'` in a MissingExtra message must install what it reports missing."""
+    from annotate_anyone.errors import NO_DEPS_INSTALL, MissingExtra
+
+    modules = {"cv2": "opencv-python-headless"}  # import names that differ from the distribution's
+    calls = set()
+    for path in (REPO / "annotate_anyone").rglob("*.py"):
+        calls |= set(re.findall(r'MissingExtra\(\s*[^,()]+,\s*"([\w-]+)",\s*"([^"]+)"\s*\)', path.read_text()))
+    assert len(calls) >= 10, calls
+    requirements = _extras_requirements()
+    for extra, package in sorted(calls):
+        name = _name(modules.get(package, package))
+        if name in NO_DEPS_INSTALL:
+            assert NO_DEPS_INSTALL[name] in str(MissingExtra("x", extra, name))
+            assert NO_DEPS_INSTALL[name].split("'")[1] in _make_var("NO_DEPS").split()
+            continue
+        installs = {_name(r) for r in requirements(PYPROJECT, [extra])}
+        assert name in installs, f"MissingExtra(..., {extra!r}, {package!r}): the {extra} extra does not install it"
