@@ -1,17 +1,47 @@
-"""VLM labeler: scores every allowed option of every question by its likelihood under a local VLM.
+"""VLM labeler over transformers' generic image-text-to-text API, scoring options by likelihood.
 
-Works with transformers image-text-to-text checkpoints that place image features at image-token
-positions (BLIP-2, InstructBLIP, LLaVA and their kin). Per image, the vision side runs once (once
-per question for InstructBLIP, whose Q-Former reads the question); then one batched language-model
-forward scores all ``(question, option)`` rows: the log-probability of the option's tokens after the
-prompt, softmaxed over each question's options. No text is generated and nothing is parsed.
+Any local checkpoint folder that ``AutoProcessor`` / ``AutoModelForImageTextToText`` load works; family
+quirks (how to load the processor, how text positions continue after the image) live in small adapters
+in :mod:`annotate_anyone.annotation.vlm_adapters`: Qwen2-VL / Qwen2.5-VL, LLaVA (1.5, OneVision),
+Idefics3 / SmolVLM, BLIP-2 and InstructBLIP. The prompt is the processor's chat template (user turn: the
+image, then the question; generation prompt on), or ``Question: {q} Answer:`` where there is none.
+
+Scoring (``OptionScorer.score`` / ``score_many``), with the shared prefix computed once:
+
+1. the person crop (box plus margin) and the part of the prompt up to the image are encoded once per
+   person (once per person and question for InstructBLIP, whose Q-Former reads the question); the KV
+   cache of that prefix is kept;
+2. every question's remaining prompt tokens run as a continuation from the expanded prefix cache, batched
+   over questions and persons (left-aligned after the prefix, padding masked, explicit positions);
+3. every allowed value runs as a continuation of its question's cache, batched over values, questions
+   and persons. Only the positions that predict option tokens go through the LM head.
+
+The score of a value is the sum (or mean) of its tokens' log-probabilities; the labeler softmaxes them over
+each question's values. Nothing is generated and nothing is parsed.
+
+Differentiable, non-cached path (for LoRA fine-tuning on human answers, ``annotation/finetune.py``)::
+
+    scorer = OptionScorer(checkpoint, device="cpu", dtype=None)   # scorer.model may be wrapped by peft
+    out = option_logprobs(scorer, items, normalize=True)
+    # items: Sequence[tuple[PIL.Image.Image, str, Sequence[str]]]  -- (person crop, question, allowed values)
+    # out:   list[torch.Tensor], one 1-D tensor per item, len(values), on scorer.device, WITH grad:
+    #        log-likelihood of each value's tokens after the prompt (sum over tokens, or mean if
+    #        scorer.reduce == "mean"); with normalize=True log_softmax over the item's values, so the
+    #        cross-entropy loss of a human answer is ``-out[i][values.index(answer)]``.
+
+It runs one full forward (image + prompt + value) per (item, value) row, batched per item, under whatever
+grad mode and train/eval mode the caller set (it does not switch them). ``scorer.model`` is the
+``AutoModelForImageTextToText`` instance; replace it (e.g. by ``peft.get_peft_model(scorer.model, cfg)``)
+and both paths use the replacement. The cached path equals it to 1e-4 in fp32 (``tests/unit/test_vlm_*``).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,175 +51,342 @@ from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Pre
 from annotate_anyone.annotation.taxonomy import Category
 from annotate_anyone.errors import ConfigError, MissingExtra
 
-PROMPTS = {
-    "llava": "USER: <image>\n{question} Answer with one phrase. ASSISTANT:",
-    "default": "Question: {question} Answer:",
-}
 NA_TEXT = "not visible"
+DEFAULT_PROMPT = "Question: {question} Answer:"
+TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 @dataclass(slots=True)
-class _Row:
-    unit: int  # which image-feature unit (image, or image+question for InstructBLIP)
-    question: int
-    ids: list[int]
-    start: int  # first option token
-    end: int
+class _Prompt:
+    """One question's tokens after the image prefix, and the separator its answers start with."""
+
+    suffix: list[int]
+    qformer_text: str = ""
+
+
+@dataclass(slots=True)
+class _Prefix:
+    """The KV cache of an encoded image prefix (one row per unit) and what continuations need."""
+
+    cache: Any
+    mask: Any  # (units, Lp) attention mask
+    length: Any  # (units,) real prefix length (next text position before any offset)
+    offset: Any  # (units,) position offset of text after the image (Qwen's rope delta; else 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _select_cache(cache: Any, idx: Any) -> Any:
+    """A new cache holding rows ``idx`` of ``cache`` (the original is left untouched)."""
+    new = copy.copy(cache)
+    new.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in new.layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            layer.keys = layer.keys.index_select(0, idx)
+            layer.values = layer.values.index_select(0, idx)
+    return new
 
 
 class OptionScorer:
-    """Loads a local VLM checkpoint and scores options by likelihood, batched."""
+    """Loads a local VLM checkpoint folder and scores allowed values by likelihood, batched."""
 
     def __init__(
         self,
         checkpoint: str | Path,
         *,
         device: str = "cpu",
+        dtype: str | None = None,
         max_batch: int = 512,
         prompt: str | None = None,
         reduce: Literal["sum", "mean"] = "sum",
     ) -> None:
         try:
             import torch
-            from transformers import AutoModelForImageTextToText, AutoProcessor
+            from transformers import AutoModelForImageTextToText
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise MissingExtra("the VLM labeler", "ml", "transformers") from exc
+        from annotate_anyone.annotation.vlm_adapters import adapter_for
+
         path = Path(checkpoint)
         if not (path / "config.json").is_file():
-            raise ConfigError(f"no transformers checkpoint in {path}")
-        self.processor = AutoProcessor.from_pretrained(str(path))
-        self.model = AutoModelForImageTextToText.from_pretrained(str(path)).to(device).eval()
+            raise ConfigError(f"no transformers checkpoint in {path} (config.json missing)")
+        self.adapter = adapter_for(path)
+        self.processor = self.adapter.load_processor(path)
         self.tokenizer = self.processor.tokenizer
+        torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
+        self.model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype).to(device).eval()
         self.device = device
         self.max_batch = max_batch
         self.reduce = reduce
         self.model_type = self.model.config.model_type
-        self.per_question_vision = self.model_type.startswith("instructblip")
-        self.prompt = prompt or PROMPTS.get(self.model_type, PROMPTS["default"])
+        self.prompt_template = prompt
         digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
         self.model_version = f"vlm:{path.name}:{digest}"
         self._torch = torch
-        self._option_cache: dict[str, list[int]] = {}
+        self._prompts: dict[str, _Prompt] = {}
+        self._options: dict[tuple[str, str], list[int]] = {}
+        self._prefix_text, self._sep = self._split_template()
 
-    # -- inputs ----------------------------------------------------------------------------------
-    def _encode(self, image: Any, questions: Sequence[str]) -> tuple[dict[str, Any], list[list[int]]]:
-        """Pixel values of ``image`` and the token ids (image tokens included) of every prompt.
+    # -- prompt layout -----------------------------------------------------------------------------
+    def prompt(self, question: str) -> str:
+        """The whole prompt text for ``question`` (chat template, or the plain ``Question: .. Answer:``)."""
+        if self.prompt_template is None and getattr(self.processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return (self.prompt_template or DEFAULT_PROMPT).format(question=question)
 
-        The prompts are tokenized alongside a thumbnail of the image, so the processor lays out the
-        image tokens without resizing the full image once per question.
-        """
-        prompts = [self.prompt.format(question=q) for q in questions]
-        full = self.processor(images=[image], text=prompts[:1])
-        thumb = image.copy()
-        thumb.thumbnail((32, 32))
-        enc = self.processor(images=[thumb] * len(prompts), text=prompts)
-        enc["pixel_values"] = full["pixel_values"]
-        return enc, [list(ids) for ids in enc["input_ids"]]
+    def _split_template(self) -> tuple[str, str]:
+        """The prompt text before the question (the same for every question) and the answer separator."""
+        a, b = self.prompt("\x00A\x00"), self.prompt("\x00B\x00")
+        head = a.split("\x00A\x00")[0]
+        if b.split("\x00B\x00")[0] != head:
+            raise ConfigError("the prompt before the question depends on the question; cannot share a prefix")
+        head = self.adapter.prefix_text(head)
+        return head, "" if a[-1:].isspace() else " "
 
-    def _option_ids(self, option: str) -> list[int]:
-        ids = self._option_cache.get(option)
-        if ids is None:
-            ids = self._option_cache[option] = list(
-                self.tokenizer(" " + self.option_text(option), add_special_tokens=False)["input_ids"]
-            )
-        return ids
+    def _reference_image(self) -> Any:
+        from PIL import Image
 
-    def _features(self, enc: dict[str, Any]) -> Any:
-        """Image features per unit: one unit (the image) or one per question (InstructBLIP)."""
-        torch = self._torch
-        pv = torch.as_tensor(np.asarray(enc["pixel_values"]), device=self.device)
-        if self.per_question_vision:
-            q_ids = self._pad([list(x) for x in enc["qformer_input_ids"]], self.tokenizer.pad_token_id or 0)
-            return self.model.get_image_features(
-                pixel_values=pv, qformer_input_ids=q_ids[0], qformer_attention_mask=q_ids[1], return_dict=True
-            )
-        return self.model.get_image_features(pixel_values=pv[:1], return_dict=True)
+        return Image.new("RGB", (64, 96), (128, 128, 128))
 
-    def _pad(self, seqs: list[list[int]], pad: int) -> tuple[Any, Any]:
-        torch = self._torch
-        n = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), n), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[i, : len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
-
-    @staticmethod
-    def _select(features: Any, units: list[int]) -> Any:
-        """A copy of the encoder output whose features are repeated/selected per batch row."""
-        out = type(features)(**{k: v for k, v in features.items()})
-        pooled = features.pooler_output
-        if isinstance(pooled, (list, tuple)):
-            out.pooler_output = [pooled[u] for u in units]
-        else:
-            out.pooler_output = pooled[units]
-        return out
+    def _prompt_ids(self, question: str) -> _Prompt:
+        """Tokens of the prompt after the image prefix, exactly as the processor lays out the full prompt."""
+        got = self._prompts.get(question)
+        if got is None:
+            ref = self._reference_image()
+            full = self.prompt(question)
+            ids_full = list(self.processor(images=[ref], text=[full])["input_ids"][0])
+            ids_head = list(self.processor(images=[ref], text=[self._prefix_text])["input_ids"][0])
+            if ids_full[: len(ids_head)] != ids_head:
+                raise ConfigError(f"{self.model_type}: the processor does not tokenize the prompt as prefix + question")
+            got = self._prompts[question] = _Prompt([int(i) for i in ids_full[len(ids_head) :]], full)
+        return got
 
     def option_text(self, option: str) -> str:
         return NA_TEXT if option == "n/a" else option
 
-    # -- scoring ---------------------------------------------------------------------------------
-    def score(self, image: Any, questions: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
-        """Log-likelihood of every option of every question, in one batched pass (chunked by ``max_batch``)."""
+    def _option_ids(self, option: str) -> list[int]:
+        key = (self._sep, option)
+        ids = self._options.get(key)
+        if ids is None:
+            ids = self._options[key] = list(
+                self.tokenizer(self._sep + self.option_text(option), add_special_tokens=False)["input_ids"]
+            )
+        return ids
+
+    # -- model pieces ------------------------------------------------------------------------------
+    def _pad(self, seqs: Sequence[Sequence[int]], pad: int | None = None) -> tuple[Any, Any]:
         torch = self._torch
-        enc, prefixes = self._encode(image, [q for q, _ in questions])
-        rows: list[_Row] = []
-        for qi, ((_, options), prefix) in enumerate(zip(questions, prefixes, strict=True)):
-            for option in options:
-                opt_ids = self._option_ids(option)
-                rows.append(_Row(qi if self.per_question_vision else 0, qi, prefix + opt_ids, len(prefix),
-                                 len(prefix) + len(opt_ids)))  # fmt: skip
-        scores = np.zeros(len(rows), np.float64)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        with torch.inference_mode():
-            features = self._features(enc)
-            for lo in range(0, len(rows), self.max_batch):
-                chunk = rows[lo : lo + self.max_batch]
-                ids, mask = self._pad([r.ids for r in chunk], pad)
-                outputs = self.model(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    pixel_values=None,
-                    mm_encoder_outputs={"image": self._select(features, [r.unit for r in chunk])},
-                )
-                # Only the positions that predict option tokens: (row, position) pairs, one log-softmax.
-                row_idx = torch.tensor([j for j, r in enumerate(chunk) for _ in range(r.start, r.end)])
-                pos_idx = torch.tensor([t - 1 for r in chunk for t in range(r.start, r.end)])
-                picked = outputs.logits[row_idx, pos_idx].float().log_softmax(-1)
-                token_lp = picked.gather(-1, ids[row_idx, pos_idx + 1][:, None]).squeeze(-1)
-                total = torch.zeros(len(chunk), dtype=torch.float64).index_add_(0, row_idx, token_lp.double())
-                if self.reduce == "mean":
-                    total = total / torch.tensor([max(1, r.end - r.start) for r in chunk], dtype=torch.float64)
-                scores[lo : lo + len(chunk)] = total.cpu().numpy()
-        out, i = [], 0
-        for _, options in questions:
-            out.append(scores[i : i + len(options)])
-            i += len(options)
+        pad = pad if pad is not None else (self.tokenizer.pad_token_id or 0)
+        n = max(1, max(len(s) for s in seqs))
+        ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if len(s):
+                ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+                mask[i, : len(s)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _to_device(self, enc: Any) -> dict[str, Any]:
+        out = {}
+        for k, v in dict(enc).items():
+            if hasattr(v, "to"):
+                v = v.to(self.device)
+                if v.is_floating_point():
+                    v = v.to(self.model.dtype)
+            out[k] = v
         return out
 
+    def _encode_prefix(self, images: Sequence[Any], questions: Sequence[str]) -> _Prefix:
+        """Step 1: the image prefix of each unit (a person; a person+question where the adapter says so)."""
+        torch = self._torch
+        texts = [self._prefix_text] * len(images)
+        enc = self.adapter.prefix_inputs(self, images, texts, questions)
+        enc = self._to_device(enc)
+        out = self.model(**enc, use_cache=True, return_dict=True, logits_to_keep=1)
+        cache = self.adapter.cache_of(out)
+        mask = enc["attention_mask"]
+        length = mask.sum(-1)
+        offset = self.adapter.text_position_offset(self.model, enc, out)
+        if offset is None:
+            offset = torch.zeros_like(length)
+        return _Prefix(cache, mask, length, offset)
+
+    def _decode(self, cache: Any, ids: Any, mask: Any, positions: Any) -> Any:
+        """Run text tokens as a continuation of ``cache`` (mutated); returns the last hidden states."""
+        decoder = self.adapter.text_decoder(self.model)
+        cache_arg = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+        out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, return_dict=True,
+                      **{cache_arg: cache})  # fmt: skip
+        return out.last_hidden_state
+
+    def _head_logprobs(self, hidden: Any) -> Any:
+        return self.model.get_output_embeddings()(hidden).float().log_softmax(-1)
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def score(self, image: Any, questions: Sequence[tuple[str, Sequence[str]]]) -> list[np.ndarray]:
+        """Log-likelihood of every value of every question for one image (see ``score_many``)."""
+        return self.score_many([image], questions)[0]
+
+    def score_many(
+        self, images: Sequence[Any], questions: Sequence[tuple[str, Sequence[str]]]
+    ) -> list[list[np.ndarray]]:
+        """Per image, per question, the log-likelihood of each allowed value, with every prefix computed once.
+
+        Images whose prefixes have the same token length are encoded together; rows are chunked by
+        ``max_batch``.
+        """
+        if not questions:
+            return [[] for _ in images]
+        prompts = [self._prompt_ids(q) for q, _ in questions]
+        result: list[list[np.ndarray]] = [[] for _ in images]
+        torch = self._torch
+        with torch.inference_mode():
+            for group in self._groups(images):
+                scores = self._score_group([images[i] for i in group], questions, prompts)
+                for i, s in zip(group, scores, strict=True):
+                    result[i] = s
+        return result
+
+    def _groups(self, images: Sequence[Any]) -> list[list[int]]:
+        lengths: dict[int, list[int]] = {}
+        for i, img in enumerate(images):
+            n = len(self.processor(images=[img], text=[self._prefix_text])["input_ids"][0])
+            lengths.setdefault(n, []).append(i)
+        return list(lengths.values())
+
+    def _score_group(
+        self, images: Sequence[Any], questions: Sequence[tuple[str, Sequence[str]]], prompts: Sequence[_Prompt]
+    ) -> list[list[np.ndarray]]:
+        torch = self._torch
+        nq = len(questions)
+        per_question = self.adapter.question_conditioned_vision
+        if per_question:  # InstructBLIP: one unit per (person, question)
+            unit_images = [img for img in images for _ in range(nq)]
+            unit_questions = [p.qformer_text for _ in images for p in prompts]
+        else:
+            unit_images, unit_questions = list(images), [""] * len(images)
+        prefix = self._encode_prefix(unit_images, unit_questions)
+
+        # Step 2: the question's tokens after the prefix, one row per (person, question).
+        q_rows = [(p, q) for p in range(len(images)) for q in range(nq)]
+        q_unit = [p * nq + q if per_question else p for p, q in q_rows]
+        q_len = [len(prompts[q].suffix) for _, q in q_rows]
+        first_lp: list[Any] = [None] * len(q_rows)  # log-probs of the first answer token, per row
+        q_caches: list[tuple[int, Any, Any, Any]] = []  # (lo, cache, mask, next position)
+        for lo in range(0, len(q_rows), self.max_batch):
+            rows = range(lo, min(len(q_rows), lo + self.max_batch))
+            unit = torch.tensor([q_unit[r] for r in rows], device=self.device)
+            ids, smask = self._pad([prompts[q_rows[r][1]].suffix for r in rows])
+            mask = torch.cat([prefix.mask[unit], smask], 1)
+            start = (prefix.length + prefix.offset)[unit]
+            pos = start[:, None] + torch.arange(ids.shape[1], device=self.device)[None]
+            cache = _select_cache(prefix.cache, unit)
+            hidden = self._decode(cache, ids, mask, pos)
+            last = torch.tensor([q_len[r] - 1 for r in rows], device=self.device)
+            lp = self._head_logprobs(hidden[torch.arange(len(rows), device=self.device), last])
+            for j, r in enumerate(rows):
+                first_lp[r] = lp[j]
+            q_caches.append((lo, cache, mask, start + last + 1))
+
+        # Step 3: the values, one row per (person, question, value), from the question's cache.
+        o_rows = [(r, opt) for r, (_, q) in enumerate(q_rows) for opt in questions[q][1]]
+        totals = np.zeros(len(o_rows), np.float64)
+        counts = np.zeros(len(o_rows), np.float64)
+        for k, (r, opt) in enumerate(o_rows):
+            ids = self._option_ids(opt)
+            totals[k] = float(first_lp[r][ids[0]]) if ids else 0.0
+            counts[k] = len(ids)
+        longer = [k for k, (_, opt) in enumerate(o_rows) if len(self._option_ids(opt)) > 1]
+        for c_lo, cache, mask, nxt in q_caches:
+            c_rows = [k for k in longer if c_lo <= o_rows[k][0] < c_lo + len(mask)]
+            for lo in range(0, len(c_rows), self.max_batch):
+                chunk = c_rows[lo : lo + self.max_batch]
+                local = torch.tensor([o_rows[k][0] - c_lo for k in chunk], device=self.device)
+                seqs = [self._option_ids(o_rows[k][1]) for k in chunk]
+                ids, omask = self._pad([s[:-1] for s in seqs])
+                targets, _ = self._pad([s[1:] for s in seqs], pad=0)
+                pos = nxt[local][:, None] + torch.arange(ids.shape[1], device=self.device)[None]
+                hidden = self._decode(_select_cache(cache, local), ids, torch.cat([mask[local], omask], 1), pos)
+                sel = omask.bool()
+                lp = self._head_logprobs(hidden[sel]).gather(-1, targets[sel][:, None]).squeeze(-1)
+                row_of = torch.arange(len(chunk), device=self.device)[:, None].expand_as(sel)[sel]
+                sums = torch.zeros(len(chunk), dtype=torch.float64, device=self.device)
+                sums.index_add_(0, row_of, lp.double())
+                totals[chunk] += sums.cpu().numpy()
+        if self.reduce == "mean":
+            totals = totals / np.maximum(counts, 1)
+        out: list[list[np.ndarray]] = [[] for _ in images]
+        k = 0
+        for p, q in q_rows:
+            n = len(questions[q][1])
+            out[p].append(totals[k : k + n])
+            k += n
+        return out
+
+    # -- full-sequence path (differentiable) ------------------------------------------------------
+    def full_inputs(self, image: Any, question: str, options: Sequence[str]) -> tuple[dict[str, Any], Any, Any]:
+        """Processor inputs for image + prompt + each value (one row per value), the targets and their mask."""
+        torch = self._torch
+        prompt = self._prompt_ids(question)
+        n = len(options)
+        enc = self.adapter.prefix_inputs(self, [image] * n, [self._prefix_text] * n, [prompt.qformer_text] * n)
+        head = [int(i) for i in enc["input_ids"][0][: int(enc["attention_mask"][0].sum())]]
+        seqs = [head + prompt.suffix + self._option_ids(o) for o in options]
+        ids, mask = self._pad(seqs)
+        enc = self._to_device(enc)
+        for key in TEXT_KEYS[2:]:
+            if key in enc:  # token-type ids of the image prefix, zeros for the text after it
+                tt = torch.zeros_like(ids)
+                tt[:, : enc[key].shape[1]] = enc[key]
+                enc[key] = tt
+        enc["input_ids"], enc["attention_mask"] = ids, mask
+        target = torch.zeros_like(mask)
+        start = len(head) + len(prompt.suffix)
+        for i, o in enumerate(options):
+            target[i, start : start + len(self._option_ids(o))] = 1
+        return enc, ids, target
+
+    def option_logprobs(self, items: Sequence[tuple[Any, str, Sequence[str]]], *, normalize: bool = True) -> list[Any]:
+        """See the module docstring: differentiable per-value log-likelihoods, one full forward per row."""
+        out = []
+        for image, question, options in items:
+            enc, ids, target = self.full_inputs(image, question, options)
+            logits = self.model(**enc, return_dict=True).logits
+            lp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            tmask = target[:, 1:].to(lp.dtype)
+            total = (lp * tmask).sum(-1)
+            if self.reduce == "mean":
+                total = total / tmask.sum(-1).clamp(min=1)
+            out.append(total.log_softmax(-1) if normalize else total)
+        return out
+
+    # -- other uses ----------------------------------------------------------------------------------
     def generate_answer(self, image: Any, question: str, max_new_tokens: int = 8) -> str:
         """Free-text answer by ``generate`` (the slow baseline; answers need mapping onto options)."""
         torch = self._torch
-        enc = self.processor(images=[image], text=[self.prompt.format(question=question)], return_tensors="pt")
-        enc = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in enc.items()}
+        enc = self.adapter.prefix_inputs(self, [image], [self.prompt(question)], [self.prompt(question)])
+        enc = self._to_device(enc)
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
         new = out[0, enc["input_ids"].shape[1] :] if out.shape[1] > enc["input_ids"].shape[1] else out[0]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def vision_embedding(self, image: Any) -> np.ndarray:
-        """Mean-pooled last hidden state of the vision encoder (features for the learned heads)."""
+        """Mean last hidden state of the language model over the image prefix (features for learned heads)."""
         torch = self._torch
-        pv = self.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"].to(self.device)
+        question = self.prompt("Describe the person.")
+        enc = self._to_device(self.adapter.prefix_inputs(self, [image], [self._prefix_text], [question]))
         with torch.inference_mode():
-            vision = self.model.model.vision_model if hasattr(self.model, "model") and hasattr(
-                self.model.model, "vision_model") else getattr(self.model, "vision_model", None)  # fmt: skip
-            if vision is None:
-                hidden = self.model.get_image_features(pixel_values=pv, return_dict=True).last_hidden_state
-            else:
-                hidden = vision(pixel_values=pv).last_hidden_state
-        return hidden.float().mean(dim=1)[0].cpu().numpy()
+            out = self.model(**enc, output_hidden_states=True, return_dict=True, logits_to_keep=1)
+            hidden = self.adapter.hidden_of(out)[-1][0]
+        return hidden.float().mean(dim=0).cpu().numpy()
+
+
+def option_logprobs(
+    scorer: OptionScorer, items: Sequence[tuple[Any, str, Sequence[str]]], *, normalize: bool = True
+) -> list[Any]:
+    """Differentiable per-value log-likelihoods (non-cached full forwards); see the module docstring."""
+    return scorer.option_logprobs(items, normalize=normalize)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -224,16 +421,26 @@ class VLMLabeler(Labeler):
     def from_checkpoint(cls, checkpoint: str | Path, **options: Any) -> VLMLabeler:
         return cls(OptionScorer(checkpoint, **options))
 
-    def label(self, ctx: PersonContext, categories: Sequence[Category]) -> list[Prediction]:
-        if not categories:
-            return []
-        image = crop_person(ctx.image, ctx.person.box)
-        scores = self.scorer.score(image, [(c.question, c.options) for c in categories])
+    def _predictions(self, scores: Sequence[np.ndarray], categories: Sequence[Category]) -> list[Prediction]:
         out = []
         for cat, s in zip(categories, scores, strict=True):
             dist = dict(zip(cat.options, softmax(s).tolist(), strict=True))
             out.append(Prediction.from_distribution(cat, dist, self.model_version))
         return out
+
+    def label(self, ctx: PersonContext, categories: Sequence[Category]) -> list[Prediction]:
+        if not categories:
+            return []
+        image = crop_person(ctx.image, ctx.person.box)
+        return self._predictions(self.scorer.score(image, [(c.question, c.options) for c in categories]), categories)
+
+    def label_many(self, ctxs: Sequence[PersonContext], categories: Sequence[Category]) -> list[list[Prediction]]:
+        """Several persons in one batched pass (same categories for all)."""
+        if not categories:
+            return [[] for _ in ctxs]
+        crops = [crop_person(c.image, c.person.box) for c in ctxs]
+        scores = self.scorer.score_many(crops, [(c.question, c.options) for c in categories])
+        return [self._predictions(s, categories) for s in scores]
 
     def embed(self, ctx: PersonContext) -> np.ndarray:
         return self.scorer.vision_embedding(crop_person(ctx.image, ctx.person.box))
