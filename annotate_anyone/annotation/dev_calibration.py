@@ -40,11 +40,16 @@ class DevCalibration:
     n: int
     accuracy: float
     ece_before: float
-    ece: float  # out of fold
+    ece: float  # out of fold (5-fold), the mean over several random splits (ece_splits)
     threshold: float
     confident: int = 0  # dev-set answers at calibrated confidence >= 0.9 (out of fold)
     confident_wrong: int = 0
     fitted_with: dict[str, str] = field(default_factory=dict)  # e.g. the parser version
+    ece_in_sample: float = 0.0  # fitted and measured on the same items (optimistic)
+    ece_splits: list[float] = field(default_factory=list)  # out-of-fold ECE of several random 5-fold splits
+    confident_in_sample: int = 0
+    confident_wrong_in_sample: int = 0
+    ece_chance: float = 0.0  # mean ECE of a perfectly calibrated labeler with the same confidences and n
 
 
 def parse_calibrations(data: Mapping[str, Any]) -> dict[tuple[str, str], DevCalibration]:
