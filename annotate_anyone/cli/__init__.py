@@ -13,6 +13,7 @@ from rich.table import Table
 from annotate_anyone.cli import daring
 from annotate_anyone.cli.auth import keys_app, users_app
 from annotate_anyone.cli.flywheel import flywheel_app
+from annotate_anyone.cli.models import models_app
 from annotate_anyone.cli.review import review_app
 from annotate_anyone.cli.scripting import (
     FINAL_STATES,
@@ -38,6 +39,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(release_app, name="release")
 app.add_typer(review_app, name="review")
 app.add_typer(flywheel_app, name="flywheel")
+app.add_typer(models_app, name="models")
 daring.register(app)
 
 
