@@ -164,7 +164,7 @@ class NativeStderrFilter:
         self.reader = threading.Thread(target=self._pump, args=(read_fd,), name="stderr-filter", daemon=True)
         self.reader.start()
         encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
-        self.python_stderr = open(  # noqa: SIM115 (closed in close())
+        self.python_stderr = open(  # noqa: SIM115 (open until exit: handlers may hold it)
             os.dup(self.saved_fd), "w", buffering=1, encoding=encoding, errors="backslashreplace"
         )
         sys.stderr = self.python_stderr
@@ -181,14 +181,15 @@ class NativeStderrFilter:
             os.write(self.saved_fd, pending)
 
     def close(self) -> None:
-        """Put the real descriptor back and let the reader forward what is left."""
+        """Put the real descriptor back and let the reader forward what is left.
+
+        The Python-side stream stays open (a log handler may still hold it): it writes to the real stderr too."""
         try:
             self.python_stderr.flush()
         finally:
             sys.stderr = self.saved_stderr
             os.dup2(self.saved_fd, 2)  # closes the pipe's last write end: the reader sees end of file
             self.reader.join(timeout=2)
-            self.python_stderr.close()
             os.close(self.saved_fd)
 
 
