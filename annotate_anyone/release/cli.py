@@ -22,11 +22,17 @@ def _store() -> ObjectStore:
 
 
 @release_app.command("list")
-def list_cmd() -> None:
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"releases": [...], "total": N}')] = False,
+) -> None:
     """Published versions, oldest first."""
     from annotate_anyone.release.service import list_published
 
-    for version in list_published(_store()):
+    versions = list(list_published(_store()))
+    if as_json:
+        typer.echo(json.dumps({"releases": versions, "total": len(versions)}))
+        return
+    for version in versions:
         typer.echo(version)
 
 

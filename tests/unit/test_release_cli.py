@@ -21,6 +21,7 @@ def test_release_commands(world: World, tmp_path: Path, monkeypatch: pytest.Monk
     get_settings.cache_clear()
     runner = CliRunner()
     assert runner.invoke(release_app, ["list"]).stdout.split() == ["c1"]
+    assert json.loads(runner.invoke(release_app, ["list", "--json"]).stdout) == {"releases": ["c1"], "total": 1}
     ok = runner.invoke(release_app, ["verify", "c1"])
     assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
     out = runner.invoke(release_app, ["materialize", "c1", str(tmp_path / "m")])
