@@ -375,7 +375,8 @@ def print_calibrations(entries: list) -> None:
                 inner = zip(e.params["member_x"], e.params["member_y"], strict=True)
                 bins += "; within the family " + " ".join(f">={x:.3f}: {y:.3f}" for x, y in inner)
         eces = f"{e.ece_before:>8.3f}{e.ece_in_sample:>7.3f}{splits[0]:>7.3f}{spread:>22}{e.ece_chance:>7.3f}"
-        print(f"{e.category:<17}{e.model_version[:20]:<21}{e.method:<8}{e.n:>4}{e.accuracy:>7.3f}{eces}{wrong:>14}  {bins}")
+        head = f"{e.category:<17}{e.model_version[:20]:<21}{e.method:<8}{e.n:>4}{e.accuracy:>7.3f}"
+        print(f"{head}{eces}{wrong:>14}  {bins}")
 
 
 def coverage_table(persons: list[Person], calibrations: dict) -> None:
