@@ -1,8 +1,9 @@
 """Flywheel rounds and their report.
 
-A round: recalibrate every model on the human answers so far, retrain the learned heads (a new
-version), re-label the pool, route, and snapshot the report. The report says how many labels were
-auto-accepted and routed, how many human answers arrived, each category's accuracy on the gold set
+A round: recalibrate every model on the human answers so far, fine-tune the VLM on them when one is
+configured (LoRA, a new VLM version: annotation/finetune.py), retrain the learned heads (a new
+version), re-label the pool with the newest versions, route, and snapshot the report. The report says
+how many labels were auto-accepted and routed, how many human answers arrived, each category's accuracy on the gold set
 (and its change since the last round), the expected error of the auto-accepted labels, and the
 human hours: spent on answers, saved by the labels actually auto-accepted (a routed label nobody has
 answered yet saves nothing: it is ``still_open``), and the estimate for labelling everything by hand.
@@ -20,7 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.config import annotation_config
-from annotate_anyone.annotation.models import FlywheelRound, GoldPerson
+from annotate_anyone.annotation.finetune import LORA_KIND, FinetuneOptions, finetune_vlm
+from annotate_anyone.annotation.models import FlywheelRound, GoldPerson, LabelModel
 from annotate_anyone.annotation.service import (
     annotate_persons,
     gold_accuracy,
@@ -45,17 +47,26 @@ def run_round(
     person_ids: Iterable[int] | None = None,
     budget: int | None = -1,
     categories: Sequence[Category] | None = None,
+    finetune: FinetuneOptions | None = None,
 ) -> dict[str, Any]:
-    """Run one flywheel round over ``person_ids`` (default: every person) and return its report."""
+    """Run one flywheel round over ``person_ids`` (default: every person) and return its report.
+
+    With a VLM configured (and ``vlm_finetune`` on), the round first fine-tunes it on every non-gold
+    human answer (``finetune``: the LoRA options); the new version labels the pool, so its accuracy on
+    the gold set (the gate) is measured in this round's report."""
     last = session.scalar(select(func.max(FlywheelRound.number))) or 0
     rnd = FlywheelRound(number=last + 1, started_at=_now())
     session.add(rnd)
     session.flush()
     recalibrate(session, settings=settings)
+    config = annotation_config(settings)
+    tuned = None
+    if config.vlm_checkpoint and config.vlm_finetune:
+        tuned = finetune_vlm(session, store, settings=settings, options=finetune)
     heads = retrain_heads(session, store, settings=settings)
     ids = list(person_ids) if person_ids is not None else list(session.scalars(select(Person.id)))
     stats = annotate_persons(session, store, ids, settings=settings, budget=budget, categories=categories)
-    rnd.models = {"heads": heads, "labelers": stats.get("models", [])}
+    rnd.models = {"heads": heads, "labelers": stats.get("models", []), "vlm_finetune": tuned}
     rnd.finished_at = _now()
     report = flywheel_report(session, rnd.number, settings=settings, annotate_stats=stats)
     rnd.stats = report
@@ -72,6 +83,32 @@ def category_accuracy(session: Session, *, min_gold: int = 1) -> dict[str, dict[
         if cat not in best or (acc, n) > (best[cat]["accuracy"], best[cat]["n"]):
             best[cat] = {"accuracy": round(acc, 4), "n": n, "model_version": version}
     return dict(sorted(best.items()))
+
+
+def accuracy_by_version(session: Session, *, gate: float, min_gold: int = 1) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every model version's accuracy on the gold set, per category: {version: {category: {accuracy, n,
+    passes_gate}}} (the gate re-measured for each version, fine-tuned VLM versions included)."""
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for (version, cat), (acc, n) in sorted(gold_accuracy(session).items()):
+        out[version][cat] = {"accuracy": builtins.round(acc, 4), "n": n, "passes_gate": n >= min_gold and acc >= gate}
+    return dict(out)
+
+
+def vlm_versions(session: Session) -> list[dict[str, Any]]:
+    """The fine-tuned VLM versions (oldest first): base, parent, training answers and loss."""
+    rows = session.scalars(select(LabelModel).where(LabelModel.kind == LORA_KIND).order_by(LabelModel.id))
+    return [
+        {
+            "version": r.version,
+            "base_version": (r.params or {}).get("base_version"),
+            "parent": (r.params or {}).get("parent"),
+            "created_at": r.created_at.isoformat() if r.created_at else None,
+            "n_examples": (r.metrics or {}).get("n_examples"),
+            "loss_first": (r.metrics or {}).get("loss_first"),
+            "loss_last": (r.metrics or {}).get("loss_last"),
+        }
+        for r in rows
+    ]
 
 
 def flywheel_report(
@@ -149,6 +186,8 @@ def flywheel_report(
         "human_answers": {"this_round": answers_round or 0, "total": answers_total},
         "gold": {"persons": session.scalar(select(func.count()).select_from(GoldPerson)) or 0, "gate": config.gate},
         "per_category": accuracy,
+        "per_model_version": accuracy_by_version(session, gate=config.gate, min_gold=config.min_gold),
+        "vlm_versions": vlm_versions(session),
         "categories_passing_gate": passing,
         "expected_error_auto_accepted": None if auto_conf is None else builtins.round(1.0 - float(auto_conf), 4),
         "human_hours": {  # saved: only for labels the model's answer settled (auto-accepted), never for open ones

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,14 +61,22 @@ class Engine:
     vlm: Any = None  # VLMLabeler when configured
 
     @classmethod
-    def build(cls, config: AnnotationConfig, models: Any = None) -> Engine:
-        """``models``: the settings' ModelsConfig (CLIP checkpoint, cascade gate, device, dtype, batching)."""
+    def build(cls, config: AnnotationConfig, models: Any = None, vlm_adapter: tuple[str, Path] | None = None) -> Engine:
+        """``models``: the settings' ModelsConfig (CLIP checkpoint, cascade gate, device, dtype, batching);
+        ``vlm_adapter``: (version, adapter folder) of the fine-tuned VLM version to label with."""
         from annotate_anyone.annotation.labelers.clip import model_labelers
 
         taxonomy = load_taxonomy(config.taxonomy_path)
         parser = make_parser(config.parser, checkpoint=config.parser_checkpoint)
         labelers: list[Labeler] = [OfflineLabeler(), DemographicsLabeler()]
-        extra, vlm = model_labelers(config, models, taxonomy)  # each model loaded once per process
+        if vlm_adapter is None or not config.vlm_checkpoint:
+            extra, vlm = model_labelers(config, models, taxonomy)  # each model loaded once per process
+            return cls(config, taxonomy, parser, [*labelers, *extra], vlm)
+        from annotate_anyone.annotation.finetune import finetuned_labelers
+
+        # The base checkpoint is not loaded: the fine-tuned version takes the VLM's place (cascade included).
+        extra, _ = model_labelers(config.model_copy(update={"vlm_checkpoint": None}), models, taxonomy)
+        extra, vlm = finetuned_labelers(config, models, extra, vlm_adapter)
         return cls(config, taxonomy, parser, [*labelers, *extra], vlm)
 
     @property
@@ -79,11 +88,24 @@ class Engine:
 _ENGINES: dict[str, Engine] = {}
 
 
-def get_engine(config: AnnotationConfig, models: Any = None) -> Engine:
+def get_engine(config: AnnotationConfig, models: Any = None, vlm_adapter: tuple[str, Path] | None = None) -> Engine:
+    """The process's engine for these settings and VLM version."""
     key = config.model_dump_json() + (models.model_dump_json() if models is not None else "")
+    key += f"|{vlm_adapter[0]}" if vlm_adapter is not None else ""
     if key not in _ENGINES:
-        _ENGINES[key] = Engine.build(config, models)
+        _ENGINES[key] = Engine.build(config, models, vlm_adapter)
     return _ENGINES[key]
+
+
+def engine_for(session: Session, store: ObjectStore, *, settings: Any = None) -> Engine:
+    """The engine with the VLM version the config selects (``vlm_version``; default the newest fine-tune)."""
+    config = annotation_config(settings)
+    models = getattr(settings, "models", None)
+    if not config.vlm_checkpoint:
+        return get_engine(config, models)
+    from annotate_anyone.annotation.finetune import resolve_vlm_version
+
+    return get_engine(config, models, resolve_vlm_version(session, store, settings=settings))
 
 
 def _model_kind(version: str) -> str:
@@ -245,7 +267,7 @@ def retrain_heads(
 ) -> str | None:
     """Train a new head bank on every non-gold human label with features; returns its version (None: nothing)."""
     config = annotation_config(settings)
-    extractor = extractor or get_engine(config).extractor
+    extractor = extractor or engine_for(session, store, settings=settings).extractor
     truth = _human_truth(session, gold=False)
     features = {
         f.person_id: np.asarray(f.vector, np.float32)
@@ -341,7 +363,7 @@ def annotate_persons(
     ``budget``: most labels sent to humans by this call (default: the config's; ``None``: no cap).
     """
     config = annotation_config(settings)
-    engine = engine or get_engine(config, getattr(settings, "models", None))
+    engine = engine or engine_for(session, store, settings=settings)
     taxonomy = engine.taxonomy
     cats = list(categories or taxonomy.categories())
     stats: dict[str, Any] = defaultdict(int)

@@ -1,0 +1,573 @@
+"""Fine-tuning the VLM labeler on human answers, as the paper's flywheel does: LoRA adapters (peft).
+
+The objective is the labeler's own: for every human answer, the option-scoring log-likelihoods of the
+question's allowed values (the sum of the log-probabilities of each option's tokens after the prompt,
+teacher forcing, the image in the model's input) are softmaxed over the options and trained with
+cross-entropy against the human's value. Only the language model's attention projections (``q_proj`` /
+``v_proj``, per family in :data:`FAMILY_TARGETS`) and the vision-to-text projector get adapters; the
+vision tower is never touched, so the VLM's vision embedding (the learned heads' features) stays the
+same across versions.
+
+Every fine-tune is a new model version (``vlm-ft<N>:<checkpoint>:<digest>``): its adapter is stored in
+the object store (``models/vlm/<version>.zip``, unpacked into the model cache when loaded), and a
+``label_models`` row of kind ``vlm-lora`` records the base checkpoint, the options and the training
+metrics. Earlier versions stay stored and selectable (``AnnotationConfig.vlm_version``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import random
+import shutil
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotate_anyone.annotation.models import LabelModel
+from annotate_anyone.errors import ConfigError, InvalidInput, MissingExtra, NotFound
+from annotate_anyone.storage.base import ObjectStore
+
+LORA_KIND = "vlm-lora"
+BASE_VERSION = "base"  # AnnotationConfig.vlm_version: the checkpoint itself, no adapter
+LATEST_VERSION = "latest"
+
+# Leaf names of the language model's linear layers that get adapters, per ``text_config.model_type``.
+FAMILY_TARGETS: dict[str, tuple[str, ...]] = {
+    "opt": ("q_proj", "v_proj"),
+    "llama": ("q_proj", "v_proj"),
+    "mistral": ("q_proj", "v_proj"),
+    "qwen2": ("q_proj", "v_proj"),
+    "qwen2_vl_text": ("q_proj", "v_proj"),
+    "qwen2_5_vl_text": ("q_proj", "v_proj"),
+    "qwen3": ("q_proj", "v_proj"),
+    "gemma": ("q_proj", "v_proj"),
+    "gemma2": ("q_proj", "v_proj"),
+    "vicuna": ("q_proj", "v_proj"),
+    "t5": ("q", "v"),  # BLIP-2 / InstructBLIP with a Flan-T5 language model
+}
+DEFAULT_TARGETS = ("q_proj", "v_proj")
+# Names of the vision-to-text projector across families (BLIP-2, LLaVA, Idefics3/SmolVLM, Qwen2-VL).
+PROJECTORS = ("language_projection", "multi_modal_projector", "connector", "merger", "mm_projector")
+LANGUAGE_MODELS = ("language_model", "text_model")
+
+
+@dataclass(slots=True)
+class FinetuneOptions:
+    """LoRA and optimiser settings of one fine-tune (stored with the version)."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    lr: float = 5e-3
+    steps: int = 40
+    batch_size: int = 8
+    seed: int = 0
+    projector: bool = True  # also adapt the vision-to-text projector
+    targets: tuple[str, ...] | None = None  # leaf names in the language model; default: per family
+    min_labels: int = 8  # human answers needed before a fine-tune runs
+
+
+@dataclass(slots=True)
+class Example:
+    """One human answer: the person crop, the question, its allowed values and the human's value."""
+
+    image: Any  # PIL image (the person crop, as the labeler sees it)
+    question: str
+    options: Sequence[str]
+    answer: str
+    category: str = ""
+
+
+@dataclass(slots=True)
+class FinetuneResult:
+    adapter_dir: Path
+    target_modules: list[str]
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    n_examples: int = 0
+    trainable_params: int = 0
+
+
+def _torch() -> Any:
+    try:
+        import peft  # noqa: F401
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingExtra("VLM fine-tuning", "ml", "peft") from exc
+    return torch
+
+
+# -- which modules get adapters ------------------------------------------------------------------
+def _language_model_prefix(model: Any) -> str:
+    """Dotted name of the language model inside a VLM (the shortest module named like one)."""
+    names = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in LANGUAGE_MODELS]
+    if not names:
+        raise ConfigError(f"no language model found in {type(model).__name__} (looked for {LANGUAGE_MODELS})")
+    return min(names, key=len)
+
+
+def target_modules(model: Any, targets: Sequence[str] | None = None, *, projector: bool = True) -> list[str]:
+    """Full names of the linear layers that get LoRA adapters: the language model's attention
+    projections (leaf names from ``targets`` or :data:`FAMILY_TARGETS`) and the projector's linears."""
+    torch = _torch()
+    lm = _language_model_prefix(model)
+    text_type = getattr(getattr(model.config, "text_config", None), "model_type", None) or ""
+    leaves = set(targets or FAMILY_TARGETS.get(text_type, DEFAULT_TARGETS))
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        parts = name.split(".")
+        in_lm = name.startswith(lm + ".")
+        if in_lm and parts[-1] in leaves:
+            out.append(name)
+        elif projector and not in_lm and any(p in PROJECTORS for p in parts):
+            out.append(name)
+    if not any(n.startswith(lm + ".") for n in out):
+        raise ConfigError(f"none of {sorted(leaves)} found in the language model {lm!r} of {type(model).__name__}")
+    return out
+
+
+# -- the option-scoring objective ------------------------------------------------------------------
+def _prompt_and_option_text(model_type: str) -> tuple[str, Any]:
+    """The labeler's prompt template and option wording, so training scores what labelling scores."""
+    from annotate_anyone.annotation.labelers import vlm
+
+    prompts = getattr(vlm, "PROMPTS", {})
+    prompt = prompts.get(model_type, prompts.get("default", "Question: {question} Answer:"))
+
+    def option_text(option: str) -> str:
+        return vlm.NA_TEXT if option == "n/a" else option
+
+    return prompt, option_text
+
+
+class SharedObjective:
+    """The labeler's own differentiable scoring (``labelers.vlm.option_logprobs``), one pass per example."""
+
+    def __init__(self, scorer: Any, function: Any) -> None:
+        self.scorer = scorer
+        self.function = function
+
+    def encode(self, ex: Example) -> dict[str, Any]:
+        if ex.answer not in ex.options:
+            raise InvalidInput(f"{ex.answer!r} is not one of the options {list(ex.options)}")
+        return {"item": (ex.image, ex.question, list(ex.options)), "target": list(ex.options).index(ex.answer)}
+
+    def loss(self, items: Sequence[dict[str, Any]]) -> Any:
+        out = self.function(self.scorer, [it["item"] for it in items], normalize=True)
+        return sum(-lp[it["target"]] for lp, it in zip(out, items, strict=True)) / len(items)
+
+
+def objective_for(scorer: Any) -> Any:
+    """The shared scoring function of the labeler when it has one, else this module's own."""
+    from annotate_anyone.annotation.labelers import vlm
+
+    function = getattr(vlm, "option_logprobs", None)
+    if function is not None:
+        return SharedObjective(scorer, function)
+    return OptionObjective(scorer.model, scorer.processor, device=scorer.device)
+
+
+class OptionObjective:
+    """Differentiable option log-likelihoods of one VLM, encoded once per example (batched over examples)."""
+
+    def __init__(self, model: Any, processor: Any, *, device: str = "cpu") -> None:
+        self.torch = _torch()
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = device
+        model_type = getattr(getattr(model, "config", None), "model_type", "default")
+        self.prompt, self.option_text = _prompt_and_option_text(model_type)
+        self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def encode(self, ex: Example) -> dict[str, Any]:
+        """Everything but the model pass: the image inputs, one row per option, option token spans."""
+        torch = self.torch
+        n = len(ex.options)
+        enc = self.processor(images=[ex.image] * n, text=[self.prompt.format(question=ex.question)] * n,
+                             return_tensors="pt")  # fmt: skip
+        prefix = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
+        rows, spans = [], []
+        for option in ex.options:
+            ids = self.tokenizer(" " + self.option_text(option), add_special_tokens=False)["input_ids"]
+            rows.append(prefix + list(ids))
+            spans.append((len(prefix), len(prefix) + len(ids)))
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((n, width), self.pad, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+        if ex.answer not in ex.options:
+            raise InvalidInput(f"{ex.answer!r} is not one of the options {list(ex.options)}")
+        return {"input_ids": input_ids, "attention_mask": mask, "extra": extra, "spans": spans,
+                "target": list(ex.options).index(ex.answer)}  # fmt: skip
+
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+        """Several encoded examples as one batch (image inputs concatenated on the first axis), or ``None``
+        when their image inputs do not line up (e.g. a different number of image tiles)."""
+        torch = self.torch
+        if len(items) == 1:
+            return dict(items[0], bounds=[(0, len(items[0]["spans"]))], targets=[items[0]["target"]])
+        keys = set(items[0]["extra"])
+        extra: dict[str, Any] = {}
+        for key in keys:
+            values = [it["extra"].get(key) for it in items]
+            if not all(isinstance(v, torch.Tensor) for v in values) or len({v.shape[1:] for v in values}) != 1:
+                return None
+            extra[key] = torch.cat(values, 0)
+        width = max(it["input_ids"].shape[1] for it in items)
+        ids, masks, spans, bounds, targets = [], [], [], [], []
+        for it in items:
+            n, w = it["input_ids"].shape
+            ids.append(torch.nn.functional.pad(it["input_ids"], (0, width - w), value=self.pad))
+            masks.append(torch.nn.functional.pad(it["attention_mask"], (0, width - w), value=0))
+            bounds.append((len(spans), len(spans) + n))
+            spans.extend(it["spans"])
+            targets.append(it["target"])
+        return {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks), "extra": extra, "spans": spans,
+                "bounds": bounds, "targets": targets}  # fmt: skip
+
+    def option_logprobs(self, encoded: dict[str, Any]) -> Any:
+        """Sum of log-probabilities of each row's option tokens after the prompt: a (rows,) tensor."""
+        torch = self.torch
+        ids = encoded["input_ids"].to(self.device)
+        extra = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in encoded["extra"].items()}
+        out = self.model(input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device), **extra)
+        logits = out.logits[:, -ids.shape[1] :]  # models that prepend image embeddings return longer logits
+        rows = [j for j, (s, e) in enumerate(encoded["spans"]) for _ in range(s, e)]
+        pos = [t - 1 for s, e in encoded["spans"] for t in range(s, e)]
+        row_idx, pos_idx = torch.tensor(rows, device=ids.device), torch.tensor(pos, device=ids.device)
+        lp = logits[row_idx, pos_idx].float().log_softmax(-1)
+        token_lp = lp.gather(-1, ids[row_idx, pos_idx + 1][:, None]).squeeze(-1)
+        return torch.zeros(len(encoded["spans"]), device=ids.device).index_add(0, row_idx, token_lp)
+
+    def loss(self, items: Sequence[dict[str, Any]]) -> Any:
+        """Mean cross-entropy of the human's values under the softmax over each question's option
+        log-likelihoods; one model pass when the examples batch together, else one per example."""
+        batch = self.collate(items)
+        if batch is None:
+            return sum(self.loss([it]) for it in items) / len(items)
+        scores = self.option_logprobs(batch)
+        terms = [
+            -scores[lo:hi].log_softmax(-1)[t] for (lo, hi), t in zip(batch["bounds"], batch["targets"], strict=True)
+        ]
+        return sum(terms) / len(terms)
+
+
+# -- training --------------------------------------------------------------------------------------
+def train_lora(
+    checkpoint: str | Path,
+    examples: Sequence[Example],
+    out_dir: str | Path,
+    *,
+    options: FinetuneOptions | None = None,
+    device: str = "cpu",
+) -> FinetuneResult:
+    """Train LoRA adapters on ``examples`` with the option-scoring objective; saves them to ``out_dir``."""
+    torch = _torch()
+    from peft import LoraConfig, get_peft_model
+
+    opts = options or FinetuneOptions()
+    if not examples:
+        raise InvalidInput("fine-tuning needs at least one human answer")
+    t0 = time.perf_counter()
+    random.seed(opts.seed)
+    torch.manual_seed(opts.seed)
+    from annotate_anyone.annotation.labelers.vlm import OptionScorer
+
+    scorer = OptionScorer(checkpoint, device=device)
+    model = scorer.model
+    targets = target_modules(model, opts.targets, projector=opts.projector)
+    lora = LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=targets,
+                      bias="none")  # fmt: skip
+    peft_model = get_peft_model(model, lora)
+    peft_model.train()
+    scorer.model = peft_model
+    objective = objective_for(scorer)
+    encoded = [objective.encode(ex) for ex in examples]
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
+    rng = random.Random(opts.seed)
+    order: list[int] = []
+    losses = []
+    for _ in range(opts.steps):
+        batch = []
+        for _ in range(min(opts.batch_size, len(encoded))):
+            if not order:
+                order = list(range(len(encoded)))
+                rng.shuffle(order)
+            batch.append(order.pop())
+        optim.zero_grad()
+        loss = objective.loss([encoded[i] for i in batch])
+        loss.backward()
+        optim.step()
+        losses.append(round(float(loss.detach()), 5))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(str(out))
+    return FinetuneResult(out, targets, losses, time.perf_counter() - t0, len(examples),
+                          sum(p.numel() for p in params))  # fmt: skip
+
+
+# -- adapters as model versions -------------------------------------------------------------------
+def pack_adapter(adapter_dir: str | Path) -> bytes:
+    """The adapter folder as zip bytes (sorted, fixed timestamps: same files, same bytes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(Path(adapter_dir).rglob("*")):
+            if f.is_file():
+                info = zipfile.ZipInfo(str(f.relative_to(adapter_dir)), date_time=(1980, 1, 1, 0, 0, 0))
+                z.writestr(info, f.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def unpack_adapter(data: bytes, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for name in z.namelist():
+            target = (out / name).resolve()
+            if not target.is_relative_to(out.resolve()):
+                raise InvalidInput(f"adapter archive entry {name!r} leaves its folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(name))
+    return out
+
+
+def load_finetuned_labeler(
+    checkpoint: str | Path, adapter_dir: str | Path, version: str, *, device: str = "cpu", dtype: str | None = None
+) -> Any:
+    """A :class:`VLMLabeler` over ``checkpoint`` with the adapter applied, reporting ``version``."""
+    _torch()
+    from peft import PeftModel
+
+    from annotate_anyone.annotation.labelers.vlm import OptionScorer, VLMLabeler
+
+    scorer = OptionScorer(checkpoint, device=device, **({"dtype": dtype} if dtype else {}))
+    # Not merged: an adapter on a tied output layer (lm_head) would change the input embeddings too.
+    scorer.model = PeftModel.from_pretrained(scorer.model, str(adapter_dir)).eval()
+    scorer.model_version = version
+    return VLMLabeler(scorer)
+
+
+def finetuned_labelers(
+    config: Any, models: Any, extra: list[Any], vlm_adapter: tuple[str, Path]
+) -> tuple[list[Any], Any]:
+    """The engine's model-backed labelers with the fine-tuned VLM version in the VLM's place: alone, or
+    second in the CLIP cascade when ``extra`` holds the CLIP labeler (loaded once per process, per version)."""
+    from annotate_anyone.annotation.labelers.clip import CascadeLabeler
+    from annotate_anyone.executors.gpu import load_once, resolve_device, resolve_dtype
+
+    device = resolve_device(models.device) if models is not None else getattr(config, "device", "cpu")
+    dtype = str(resolve_dtype(getattr(models, "dtype", "auto"), device)).removeprefix("torch.")
+    version, folder = vlm_adapter
+    checkpoint = config.vlm_checkpoint
+    vlm = load_once("vlm-lora", checkpoint, lambda: load_finetuned_labeler(checkpoint, folder, version, device=device,
+                    dtype=dtype), version=version, device=device, dtype=dtype)  # fmt: skip
+    if not extra:
+        return [vlm], vlm
+    return [CascadeLabeler(extra[0], vlm, gate=float(getattr(models, "cascade_gate", 0.9)))], vlm
+
+
+def training_digest(examples: Sequence[Example]) -> str:
+    """Identity of a training set (questions, answers and image bytes), to skip refitting the same data."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.category, ex.question, list(ex.options), ex.answer]).encode())
+        h.update(np.asarray(ex.image).tobytes())
+    return h.hexdigest()[:16]
+
+
+def option_dict(opts: FinetuneOptions) -> dict[str, Any]:
+    d = asdict(opts)
+    d["targets"] = list(opts.targets) if opts.targets else None
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+# -- the flywheel step: human answers -> a new version ------------------------------------------------
+def base_version(checkpoint: str | Path) -> str:
+    """The version id the labeler reports for the bare checkpoint (same rule as ``OptionScorer``)."""
+    path = Path(checkpoint)
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"no transformers checkpoint in {path} (config.json missing)")
+    return f"vlm:{path.name}:{hashlib.sha256((path / 'config.json').read_bytes()).hexdigest()[:8]}"
+
+
+def _safe(version: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
+
+
+def _cache_dir(settings: Any) -> Path:
+    cache = getattr(settings, "model_cache_dir", None)
+    if cache is None:
+        from annotate_anyone.settings import get_settings
+
+        cache = get_settings().model_cache_dir
+    return Path(cache) / "adapters"
+
+
+def lora_versions(session: Session, checkpoint: str | Path | None = None) -> list[LabelModel]:
+    """Stored fine-tuned versions (oldest first), of ``checkpoint`` only when given."""
+    rows = list(session.scalars(select(LabelModel).where(LabelModel.kind == LORA_KIND).order_by(LabelModel.id)))
+    if checkpoint is None:
+        return rows
+    base = base_version(checkpoint)
+    return [r for r in rows if (r.params or {}).get("base_version") == base]
+
+
+def human_examples(
+    session: Session, store: ObjectStore, *, settings: Any = None, categories: Sequence[str] | None = None
+) -> list[Example]:
+    """Every human-verified answer outside the gold set, as (person crop, question, options, value)."""
+    from annotate_anyone.annotation.config import annotation_config
+    from annotate_anyone.annotation.labelers.vlm import crop_person
+    from annotate_anyone.annotation.service import _human_truth, _load_rgb
+    from annotate_anyone.annotation.taxonomy import category_id, load_taxonomy
+    from annotate_anyone.db.models import Image, Person
+
+    taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
+    truth = _human_truth(session, gold=False)
+    wanted = set(categories) if categories is not None else None
+    by_person: dict[int, list[tuple[int, str, str]]] = {}
+    for (pid, group, key), value in sorted(truth.items()):
+        if wanted is None or category_id(group, key) in wanted:
+            by_person.setdefault(pid, []).append((group, key, value))
+    persons = session.scalars(select(Person).where(Person.id.in_(list(by_person))).order_by(Person.id)).all()
+    images: dict[int, np.ndarray] = {}
+    out = []
+    for person in persons:
+        if person.image_id not in images:
+            image = session.get(Image, person.image_id)
+            if image is None:
+                continue
+            images[person.image_id] = _load_rgb(store, image.storage_key)
+        crop = crop_person(images[person.image_id], person.box)
+        for group, key, value in by_person[person.id]:
+            attr = taxonomy.attribute(group, key)
+            options = list(taxonomy.options(group, key))
+            if value in options:
+                out.append(Example(crop, attr.question, options, value, category_id(group, key)))
+    return out
+
+
+def finetune_vlm(
+    session: Session,
+    store: ObjectStore,
+    *,
+    settings: Any = None,
+    options: FinetuneOptions | None = None,
+    categories: Sequence[str] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune the configured VLM on the human answers so far: a new stored, selectable version.
+
+    Returns ``{"version": ..., "created": bool, ...}``; ``version`` is ``None`` with a ``reason`` when
+    nothing was trained (no VLM configured, too few answers). The same training set as the newest
+    version's (same answers, options and base) makes no new version unless ``force``.
+    """
+    from annotate_anyone.annotation.config import annotation_config
+
+    config = annotation_config(settings)
+    opts = options or FinetuneOptions()
+    if not config.vlm_checkpoint:
+        return {"version": None, "created": False, "reason": "no VLM configured (the learned heads are the model)"}
+    base = base_version(config.vlm_checkpoint)
+    examples = human_examples(session, store, settings=settings, categories=categories)
+    if len(examples) < opts.min_labels:
+        return {"version": None, "created": False, "reason": f"{len(examples)} human answers, {opts.min_labels} needed"}
+    digest = hashlib.sha256(
+        json.dumps([base, training_digest(examples), option_dict(opts)], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    versions = lora_versions(session, config.vlm_checkpoint)
+    if versions and (versions[-1].params or {}).get("training_digest") == digest and not force:
+        return {"version": versions[-1].version, "created": False, "reason": "same human answers as this version"}
+    cache = _cache_dir(settings)
+    work = cache / f"training-{digest}"
+    models = getattr(settings, "models", None)
+    if models is not None:
+        from annotate_anyone.executors.gpu import resolve_device
+
+        device = resolve_device(models.device)
+    else:
+        device = config.device
+    result = train_lora(config.vlm_checkpoint, examples, work, options=opts, device=device)
+    data = pack_adapter(work)
+    n = len(lora_versions(session)) + 1
+    version = f"vlm-ft{n}:{Path(config.vlm_checkpoint).name}:{hashlib.sha256(data).hexdigest()[:8]}"
+    key = f"models/vlm/{_safe(version)}.zip"
+    store.put_bytes(key, data)
+    final = cache / _safe(version)
+    if final.exists():
+        shutil.rmtree(final)
+    work.rename(final)
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[ex.category] = counts.get(ex.category, 0) + 1
+    params = {
+        "base_checkpoint": str(config.vlm_checkpoint),
+        "base_version": base,
+        "parent": versions[-1].version if versions else base,
+        "options": option_dict(opts),
+        "target_modules": result.target_modules,
+        "training_digest": digest,
+    }
+    metrics = {
+        "n_examples": result.n_examples,
+        "per_category": dict(sorted(counts.items())),
+        "loss_first": result.losses[0] if result.losses else None,
+        "loss_last": float(np.mean(result.losses[-5:])) if result.losses else None,
+        "seconds": round(result.seconds, 2),
+        "trainable_params": result.trainable_params,
+    }
+    session.add(LabelModel(version=version, kind=LORA_KIND, storage_key=key, params=params, metrics=metrics))
+    session.flush()
+    return {"version": version, "created": True, **metrics}
+
+
+def resolve_vlm_version(session: Session, store: ObjectStore, *, settings: Any = None) -> tuple[str, Path] | None:
+    """The configured VLM version as (version, adapter folder), or ``None`` for the bare checkpoint.
+
+    ``vlm_version``: ``None``/``latest`` the newest fine-tune of ``vlm_checkpoint`` (the checkpoint
+    itself when there is none), ``base`` the checkpoint itself, or a version id (:class:`NotFound` if
+    unknown). The adapter is unpacked from the object store into the model cache on first use.
+    """
+    from annotate_anyone.annotation.config import annotation_config
+
+    config = annotation_config(settings)
+    if not config.vlm_checkpoint or config.vlm_version == BASE_VERSION:
+        return None
+    if config.vlm_version in (None, LATEST_VERSION):
+        versions = lora_versions(session, config.vlm_checkpoint)
+        if not versions:
+            return None
+        row = versions[-1]
+    else:
+        row = session.scalars(
+            select(LabelModel).where(LabelModel.kind == LORA_KIND, LabelModel.version == config.vlm_version)
+        ).first()
+        if row is None:
+            raise NotFound(f"VLM version {config.vlm_version!r} not found (see `annotate-anyone flywheel versions`)")
+        if (row.params or {}).get("base_version") != base_version(config.vlm_checkpoint):
+            raise ConfigError(
+                f"VLM version {row.version} was fine-tuned from another checkpoint than {config.vlm_checkpoint}"
+            )
+    folder = _cache_dir(settings) / _safe(row.version)
+    if not (folder / "adapter_config.json").is_file():
+        if not row.storage_key or not store.exists(row.storage_key):
+            raise NotFound(f"the adapter of VLM version {row.version} is missing from the object store")
+        unpack_adapter(store.get_bytes(row.storage_key), folder)
+    return row.version, folder
