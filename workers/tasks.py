@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from annotate_anyone import logs
 from annotate_anyone.executors.celery import RECLAIM, RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
@@ -82,6 +82,34 @@ def reclaim_jobs() -> dict[str, Any]:
     return recover(settings, requeue=CeleryExecutor(settings).submit)
 
 
+def preload_models() -> bool:
+    """A worker bound to the GPU queue loads its models (and CLIP's prompt embeddings) before its first unit.
+
+    Returns whether it loaded; a failure is logged, not raised: the units then fail with the same clear
+    error (and retry) while the worker stays up for the others.
+    """
+    settings = get_settings()
+    gpu = settings.models.gpu_queue
+    if not gpu or gpu not in (app.amqp.queues.consume_from or {}):
+        return False
+    from annotate_anyone.annotation.config import annotation_config
+    from annotate_anyone.annotation.service import get_engine
+
+    try:
+        get_engine(annotation_config(settings), settings.models)
+    except Exception:
+        log.exception("model preload failed; units of the %s queue will fail until the models load", gpu)
+        return False
+    return True
+
+
+@worker_process_init.connect
+def _preload_in_pool_process(**_: Any) -> None:
+    preload_models()  # prefork children and the solo pool: each process loads once
+
+
 @worker_ready.connect
-def _recover_on_start(**_: Any) -> None:
+def _recover_on_start(sender: Any = None, **_: Any) -> None:
+    if type(getattr(sender, "pool", None)).__module__.endswith("concurrency.thread"):
+        preload_models()  # a threads pool shares this process: load once, here
     reclaim_jobs.delay()

@@ -160,5 +160,4 @@ def test_a_gpu_worker_labels_the_round_and_a_default_worker_leaves_its_units(env
     assert "(thread)" in gpu_text  # the CLI's default for a GPU worker: one process, threads
     received = re.compile(r"Task aa\.run_unit\[[0-9a-f-]+\] received")
     assert len(received.findall(gpu_text)) == 2 and not received.findall(default_text)
-    assert gpu_text.count("model loaded: clip") == 1  # one load for both units
-    assert "model loaded: clip" not in default_text
+    assert gpu_text.count("model loaded: clip") == 1  # one load (at start) for both units

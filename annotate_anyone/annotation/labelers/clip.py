@@ -410,6 +410,7 @@ def model_labelers(config: Any, models: Any, taxonomy: Taxonomy) -> tuple[list[L
         labeler = CLIPLabeler(clip_ckpt, taxonomy=taxonomy, device=device, dtype=torch_dtype,
                               device_map=device_map, batch_size=batch_size)  # fmt: skip
         labeler.use_batcher(DynamicBatcher(labeler._embed_images, max_batch=batch_size, max_wait_s=wait_s))
+        labeler.text_embeddings(taxonomy.categories())  # the prompts are embedded once, at load
         return labeler
 
     clip = load_once("clip", clip_ckpt, build, device=device, dtype=dtype_name, device_map=device_map,
