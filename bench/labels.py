@@ -346,6 +346,8 @@ def calibrate(persons: list[Person], fitted_with: dict[str, str]) -> tuple[list[
                     confident_in_sample=cv.confident_in_sample,
                     confident_wrong_in_sample=cv.confident_wrong_in_sample,
                     ece_chance=round(cv.ece_chance, 4),
+                    confident_pooled=cv.confident_pooled,
+                    confident_wrong_pooled=cv.confident_wrong_pooled,
                 )  # fmt: skip
                 for cat in pooled
             ]
@@ -354,16 +356,16 @@ def calibrate(persons: list[Person], fitted_with: dict[str, str]) -> tuple[list[
 
 def print_calibrations(entries: list) -> None:
     print("fitted calibrations (ECE: 10 equal-width bins; in: fitted and measured on the same items; cv: 5-fold out")
-    print(
-        f"of fold, first split, then mean and range over {REPEATS} splits; chance: the mean ECE a perfectly calibrated"
-    )
-    print("labeler would show with these out-of-fold confidences and this n; >=0.9 wrong: out of fold, in sample)")
+    print(f"of fold, first split, then mean and range over {REPEATS} splits; chance: the mean ECE a perfectly")
+    print("calibrated labeler would show with these out-of-fold confidences and this n; >=0.9 wrong: out of fold on")
+    print(f"the first split, out of fold summed over the {REPEATS} splits, in sample)")
     print(
         f"{'calibration':<17}{'model':<21}{'method':<8}{'n':>4}{'acc':>7}{'ECE raw':>8}{'in':>7}{'cv':>7}"
-        f"{'cv mean [range]':>22}{'chance':>7}{'>=0.9 wrong':>14}  bins (lower edge on the raw confidence: value)"
+        f"{'cv mean [range]':>22}{'chance':>7}{'>=0.9 wrong':>20}  bins (lower edge on the raw confidence: value)"
     )
     for e in entries:
-        wrong = f"{e.confident_wrong}/{e.confident} {e.confident_wrong_in_sample}/{e.confident_in_sample}"
+        wrong = (f"{e.confident_wrong}/{e.confident} {e.confident_wrong_pooled}/{e.confident_pooled} "
+                 f"{e.confident_wrong_in_sample}/{e.confident_in_sample}")  # fmt: skip
         splits = e.ece_splits or [e.ece]
         spread = f"{e.ece:.3f} [{min(splits):.3f}-{max(splits):.3f}]"
         bins = ""
@@ -376,7 +378,7 @@ def print_calibrations(entries: list) -> None:
                 bins += "; within the family " + " ".join(f">={x:.3f}: {y:.3f}" for x, y in inner)
         eces = f"{e.ece_before:>8.3f}{e.ece_in_sample:>7.3f}{splits[0]:>7.3f}{spread:>22}{e.ece_chance:>7.3f}"
         head = f"{e.category:<17}{e.model_version[:20]:<21}{e.method:<8}{e.n:>4}{e.accuracy:>7.3f}"
-        print(f"{head}{eces}{wrong:>14}  {bins}")
+        print(f"{head}{eces}{wrong:>20}  {bins}")
 
 
 def coverage_table(persons: list[Person], calibrations: dict) -> None:
@@ -455,7 +457,7 @@ def main() -> None:
             "about": "Round-0 calibration of the packaged labelers on the labelled dev set (written by "
             "bench/labels.py --fit-calibration). ECE: 10 equal-width bins. ece: out of fold (5-fold), the mean "
             "over ten random splits, ece_splits: each split's; confident, confident_wrong: out of fold, first "
-            "split; ece_in_sample, "
+            "split; *_pooled: out of fold summed over the ten splits; ece_in_sample, "
             "*_in_sample: fitted and measured on the same items; ece_chance: the mean ECE of a perfectly "
             "calibrated labeler with the same out-of-fold confidences and n.",
         }

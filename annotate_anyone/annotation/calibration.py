@@ -397,6 +397,8 @@ class CrossValidated:
     confident_in_sample: int = 0
     confident_wrong_in_sample: int = 0
     ece_repeats: list[float] = field(default_factory=list)
+    confident_pooled: int = 0  # items at >= 0.9 out of fold, summed over the ``repeats`` splits
+    confident_wrong_pooled: int = 0
     ece_chance: float = 0.0  # what a perfectly calibrated labeler would show with these confidences and n
 
 
@@ -479,9 +481,12 @@ def cross_validated_calibration(
     final = fit_calibration(dists, truths, method=method, families=families).calibrator
     in_sample, in_correct = _top_and_correct([final.calibrate(d) for d in dists], truths)
     repeated = [expected_calibration_error(oof, correct)]
+    pooled = [int((oof >= CONFIDENT).sum()), int(((oof >= CONFIDENT) & ~correct).sum())]
     for r in range(1, repeats):
         conf, ok = _top_and_correct(_out_of_fold(dists, truths, _folds(n, folds, seed + r), method, families), truths)
         repeated.append(expected_calibration_error(conf, ok))
+        pooled[0] += int((conf >= CONFIDENT).sum())
+        pooled[1] += int(((conf >= CONFIDENT) & ~ok).sum())
     confident = oof >= CONFIDENT
     return CrossValidated(
         calibrator=final,
@@ -498,6 +503,8 @@ def cross_validated_calibration(
         confident_in_sample=int((in_sample >= CONFIDENT).sum()),
         confident_wrong_in_sample=int(((in_sample >= CONFIDENT) & ~in_correct).sum()),
         ece_repeats=repeated,
+        confident_pooled=pooled[0],
+        confident_wrong_pooled=pooled[1],
         ece_chance=chance_ece(oof),
     )
 

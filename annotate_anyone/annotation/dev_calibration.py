@@ -49,6 +49,8 @@ class DevCalibration:
     ece_splits: list[float] = field(default_factory=list)  # out-of-fold ECE of several random 5-fold splits
     confident_in_sample: int = 0
     confident_wrong_in_sample: int = 0
+    confident_pooled: int = 0  # answers at >= 0.9 out of fold, summed over the ece_splits
+    confident_wrong_pooled: int = 0
     ece_chance: float = 0.0  # mean ECE of a perfectly calibrated labeler with the same confidences and n
 
 
