@@ -83,7 +83,9 @@ def _labels(ctx: PersonContext, labeler: DemographicsLabeler | None = None) -> d
             "grace_hopper",
             "female",
             marks=pytest.mark.xfail(
-                strict=True, reason="the packaged gender network calls her male at p=0.99 under every crop tried"
+                strict=True,
+                reason="the packaged gender network calls her male at p_male 0.94-0.995 under every crop tried "
+                "(face box x1.0-2.0, mirrored, dlib's own HOG face box, logits averaged over all of them)",
             ),
         ),
     ],
@@ -94,10 +96,45 @@ def test_gender_of_the_package_photos(contexts, name, gender):
     assert 0.5 < labels["0.gender"].confidence < 1.0  # the network's probability, not a hard 0/1
 
 
-@pytest.mark.parametrize(("name", "gender"), [("459", "male"), ("474", "male"), ("294", "male")])
+@pytest.mark.parametrize(
+    ("name", "gender"),
+    [
+        ("459", "male"),
+        ("474", "male"),
+        ("294", "male"),
+        pytest.param(
+            "589",
+            "male",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a man at night, his face 35 px wide: the network says female at 0.96 on the backend's face "
+                "box (0.07-0.999 across crops); found in the head region instead, it says male",
+            ),
+        ),
+    ],
+)
 def test_gender_of_the_single_person_coco_photos(contexts, name, gender):
     assert contexts[name].person.face_boxes, "the person backend should see this face"
     assert _labels(contexts[name])["0.gender"].value == gender
+
+
+def test_the_shipped_calibration_sends_the_confident_mistakes_to_a_person(contexts):
+    """The network's wrong answers on the package and COCO photos come at 0.96-0.995: calibrated on the
+    dev set (where 45 of 45 answers above 0.995 were right and 16 of 21 below), they fall under the
+    gender's routing threshold. In sample: these photos are in the dev set; held out, Grace Hopper gets
+    0.895-0.976 (bench/labels.py), so one like her can still be accepted, at no more than 0.98."""
+    from annotate_anyone.annotation.calibration import Calibrator
+    from annotate_anyone.annotation.dev_calibration import dev_calibrations
+
+    cal = dev_calibrations()[(MODEL_VERSION, "0.gender")]
+    calibrator = Calibrator.from_params(cal.params)
+    for name in ("grace_hopper", "589"):
+        raw = _labels(contexts[name])["0.gender"]
+        assert raw.confidence > 0.95  # wrong, and sure of it
+        calibrated = calibrator.calibrate(raw.distribution)
+        assert calibrated[raw.value] < cal.threshold <= 0.9
+    right = _labels(contexts["294"])["0.gender"]
+    assert max(calibrator.calibrate(right.distribution).values()) >= cal.threshold  # a clear face still passes
 
 
 def test_a_face_the_backend_missed_is_found_in_the_head_region(contexts):
