@@ -162,3 +162,29 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
             assert ft.finetune_vlm(s, store, settings=none)["version"] is None
     finally:
         dispose_engines()
+
+
+def test_cli_finetune_says_why_nothing_was_trained_and_lists_versions(blip2, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from annotate_anyone.cli import app
+    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.settings import get_settings
+
+    monkeypatch.setenv("AA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AA_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AA_DATABASE_URL", raising=False)
+    monkeypatch.delenv("AA_PROFILE", raising=False)
+    get_settings.cache_clear()
+    init_home(get_settings())
+    runner = CliRunner()
+    result = runner.invoke(app, ["flywheel", "finetune"])
+    assert result.exit_code == 1 and "no VLM configured" in result.output
+    monkeypatch.setenv("AA_ANNOTATION__VLM_CHECKPOINT", str(blip2))
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["flywheel", "finetune", "--min-labels", "4"])
+    assert result.exit_code == 1 and "0 human answers, 4 needed" in result.output
+    result = runner.invoke(app, ["flywheel", "versions"])
+    assert result.exit_code == 0 and json.loads(result.output) == []
