@@ -71,16 +71,27 @@ class QwenVLAdapter(VLMAdapter):
         return deltas.reshape(-1).to(enc["input_ids"].device).long()
 
 
-def qwen_processor_without_video(path: Path, tokenizer: Any = None, image_processor: Any = None) -> Any:
-    """A Qwen2(.5)-VL processor with ``video_processor=None``, built without the class checks of ``__init__``."""
+def qwen_processor_without_video(
+    path: Path | None,
+    tokenizer: Any = None,
+    image_processor: Any = None,
+    *,
+    model_type: str | None = None,
+    chat_template: str | None = None,
+) -> Any:
+    """A Qwen2(.5)-VL processor with ``video_processor=None``, built without the class checks of ``__init__``.
+
+    From a folder (``path``), or from parts (``tokenizer``, ``image_processor``, ``model_type``, ``chat_template``).
+    """
     import transformers as tf
 
-    config = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").is_file() else {}
-    cls = tf.Qwen2_5_VLProcessor if config.get("model_type") == "qwen2_5_vl" else tf.Qwen2VLProcessor
+    if model_type is None and path is not None and (Path(path) / "config.json").is_file():
+        model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
+    cls = tf.Qwen2_5_VLProcessor if model_type == "qwen2_5_vl" else tf.Qwen2VLProcessor
     tokenizer = tokenizer or tf.AutoTokenizer.from_pretrained(str(path))
     image_processor = image_processor or tf.Qwen2VLImageProcessorPil.from_pretrained(str(path))
-    template = None
-    for name in ("chat_template.jinja", "chat_template.json"):
+    template = chat_template
+    for name in ("chat_template.jinja", "chat_template.json") if path is not None and template is None else ():
         f = Path(path) / name
         if f.is_file():
             text = f.read_text()
@@ -132,10 +143,17 @@ class InstructBlipAdapter(Blip2Adapter):
     question_conditioned_vision = True
 
     def prefix_inputs(self, scorer: Any, images: list[Any], texts: list[str], questions: list[str]) -> Any:
-        enc = scorer.processor(images=images, text=questions, return_tensors="pt", padding=True)
-        n = len(scorer.processor(images=images[:1], text=texts[:1])["input_ids"][0])
-        enc["input_ids"] = enc["input_ids"][:, :n]
-        enc["attention_mask"] = enc["attention_mask"][:, :n]
+        """Each distinct image processed once; the Q-Former reads each unit's question (its whole prompt)."""
+        import torch
+
+        slot: dict[int, int] = {}
+        unique = [slot.setdefault(id(img), len(slot)) for img in images]
+        firsts = list({id(img): img for img in images}.values())
+        enc = scorer.processor(images=firsts, text=texts[: len(firsts)], return_tensors="pt", padding=True)
+        idx = torch.tensor(unique)
+        enc = {k: v[idx] for k, v in enc.items()}
+        q = scorer.processor.qformer_tokenizer(questions, return_tensors="pt", padding=True)
+        enc["qformer_input_ids"], enc["qformer_attention_mask"] = q["input_ids"], q["attention_mask"]
         return enc
 
 
@@ -155,8 +173,12 @@ def adapter_for(path: str | Path) -> VLMAdapter:
         model_type = json.loads(f.read_text()).get("model_type", "")
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a transformers checkpoint folder (config.json unreadable: {exc})") from exc
+    return adapter_for_model_type(model_type, where=str(path))
+
+
+def adapter_for_model_type(model_type: str, *, where: str = "checkpoint") -> VLMAdapter:
     for cls in ADAPTERS:
         if model_type in cls.model_types:
             return cls()
     supported = ", ".join(t for cls in ADAPTERS for t in cls.model_types)
-    raise ConfigError(f"{path}: model_type {model_type!r} is not a supported VLM family (supported: {supported})")
+    raise ConfigError(f"{where}: model_type {model_type!r} is not a supported VLM family (supported: {supported})")

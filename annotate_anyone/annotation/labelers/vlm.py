@@ -109,18 +109,54 @@ class OptionScorer:
         path = Path(checkpoint)
         if not (path / "config.json").is_file():
             raise ConfigError(f"no transformers checkpoint in {path} (config.json missing)")
-        self.adapter = adapter_for(path)
-        self.processor = self.adapter.load_processor(path)
-        self.tokenizer = self.processor.tokenizer
+        adapter = adapter_for(path)
+        processor = adapter.load_processor(path)
         torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
-        self.model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype).to(device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype).to(device).eval()
+        digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
+        self._setup(model, processor, adapter, f"vlm:{path.name}:{digest}", device, max_batch, prompt, reduce)
+
+    @classmethod
+    def from_parts(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        model_version: str,
+        device: str = "cpu",
+        max_batch: int = 512,
+        prompt: str | None = None,
+        reduce: Literal["sum", "mean"] = "sum",
+    ) -> OptionScorer:
+        """A scorer over an already built model and processor (benchmarks of random full-size models)."""
+        from annotate_anyone.annotation.vlm_adapters import adapter_for_model_type
+
+        self = cls.__new__(cls)
+        adapter = adapter_for_model_type(model.config.model_type)
+        self._setup(model.eval(), processor, adapter, model_version, device, max_batch, prompt, reduce)
+        return self
+
+    def _setup(
+        self,
+        model: Any,
+        processor: Any,
+        adapter: Any,
+        model_version: str,
+        device: str,
+        max_batch: int,
+        prompt: str | None,
+        reduce: Literal["sum", "mean"],
+    ) -> None:
+        import torch
+
+        self.adapter, self.processor, self.model = adapter, processor, model
+        self.tokenizer = processor.tokenizer
         self.device = device
         self.max_batch = max_batch
         self.reduce = reduce
-        self.model_type = self.model.config.model_type
+        self.model_type = model.config.model_type
         self.prompt_template = prompt
-        digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
-        self.model_version = f"vlm:{path.name}:{digest}"
+        self.model_version = model_version
         self._torch = torch
         self._prompts: dict[str, _Prompt] = {}
         self._options: dict[tuple[str, str], list[int]] = {}
@@ -175,16 +211,15 @@ class OptionScorer:
 
     # -- model pieces ------------------------------------------------------------------------------
     def _pad(self, seqs: Sequence[Sequence[int]], pad: int | None = None) -> tuple[Any, Any]:
+        """Right-padded ids and their mask (built in numpy: one tensor copy, not one per row)."""
         torch = self._torch
         pad = pad if pad is not None else (self.tokenizer.pad_token_id or 0)
-        n = max(1, max(len(s) for s in seqs))
-        ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), n), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            if len(s):
-                ids[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
-                mask[i, : len(s)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        lengths = np.fromiter((len(s) for s in seqs), np.int64, len(seqs))
+        n = max(1, int(lengths.max(initial=0)))
+        mask = np.arange(n)[None, :] < lengths[:, None]
+        ids = np.full((len(seqs), n), pad, np.int64)
+        ids[mask] = np.fromiter((t for s in seqs for t in s), np.int64, int(lengths.sum()))
+        return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask.astype(np.int64)).to(self.device)
 
     def _to_device(self, enc: Any) -> dict[str, Any]:
         out = {}
@@ -248,6 +283,8 @@ class OptionScorer:
         return result
 
     def _groups(self, images: Sequence[Any]) -> list[list[int]]:
+        if len(images) == 1:
+            return [[0]]
         lengths: dict[int, list[int]] = {}
         for i, img in enumerate(images):
             n = len(self.processor(images=[img], text=[self._prefix_text])["input_ids"][0])
