@@ -405,12 +405,14 @@ class S3Reader:
             raise FetchFailure("fetch:s3_error", f"{uri}: {exc}") from exc
 
 
-def make_s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client from the ``s3_*`` settings (SigV4; path-style addressing for a custom endpoint)."""
+def make_s3_client(settings: Settings, *, attempts: int = 3, timeout: float | None = None) -> Any:
+    """A boto3 S3 client from the ``s3_*`` settings (SigV4; path-style addressing for a custom endpoint);
+    ``timeout`` bounds connecting and each read (botocore's defaults otherwise)."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    waits = {"connect_timeout": timeout, "read_timeout": timeout} if timeout is not None else {}
+    return boto3.session.Session().client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         aws_access_key_id=settings.s3_access_key,
@@ -418,8 +420,9 @@ def make_s3_client(settings: Settings) -> Any:
         region_name=settings.s3_region,
         config=Config(
             signature_version="s3v4",
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": attempts, "mode": "standard"},
             s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
+            **waits,
         ),
     )
 

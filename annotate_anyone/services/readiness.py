@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from annotate_anyone.settings import Settings, reveal
+from annotate_anyone.settings import Settings
 
 CHECKS = ("database", "broker", "object_store", "label_studio")
 
@@ -45,23 +45,9 @@ def check_broker(settings: Settings, timeout: float) -> str | None:
 def check_object_store(settings: Settings, timeout: float) -> str:
     url = settings.store_url
     if url.startswith("s3://"):
-        import boto3
-        from botocore.config import Config
+        from annotate_anyone.pipeline.fetch import make_s3_client
 
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            aws_access_key_id=settings.s3_access_key,
-            aws_secret_access_key=reveal(settings.s3_secret_key),
-            region_name=settings.s3_region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-                retries={"max_attempts": 1, "mode": "standard"},
-                connect_timeout=timeout,
-                read_timeout=timeout,
-            ),
-        )
+        client = make_s3_client(settings, attempts=1, timeout=timeout)
         bucket = urlsplit(url).netloc
         client.head_bucket(Bucket=bucket)
         return f"s3://{bucket}"

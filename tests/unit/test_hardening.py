@@ -4,12 +4,15 @@ in reprs, and a fetcher that ignores the environment's proxy variables unless a 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import socket
+import sqlite3
 import threading
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,9 +21,11 @@ from sqlalchemy import select
 from annotate_anyone.auth_models import User
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import InvalidInput
+from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.fetch import HttpFetcher, ReadStage
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.services import auth
+from annotate_anyone.services.ratelimit import SqliteRateLimiter
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings, reveal
@@ -193,3 +198,23 @@ def test_source_proxy_option_is_checked(embedded: Settings) -> None:
             options={"proxy": "http://proxy.internal:3128"},
         )
         assert source.options["proxy"] == "http://proxy.internal:3128"
+
+
+# --------------------------------------------------------------------------------------- rate limiting
+
+
+def test_sqlite_limiter_fails_open_when_its_file_stays_locked(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    limiter = SqliteRateLimiter(tmp_path / "ratelimit.db")
+    assert [limiter.take("k", capacity=1, rate=0.001) > 0 for _ in range(2)] == [False, True]  # it limits
+    holder = sqlite3.connect(tmp_path / "ratelimit.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the limiter's 5 s timeout
+    before = RATE_LIMIT_ERRORS.labels("sqlite")._value.get()
+    try:
+        with caplog.at_level(logging.WARNING, logger="annotate_anyone.services.ratelimit"):
+            assert limiter.take("k", capacity=1, rate=0.001) == 0.0  # let through, not an error
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert RATE_LIMIT_ERRORS.labels("sqlite")._value.get() == before + 1
+    assert any("rate limiter (sqlite) failed" in r.getMessage() for r in caplog.records)
+    assert limiter.take("k", capacity=1, rate=0.001) > 0  # the lock gone, the bucket is as it was
