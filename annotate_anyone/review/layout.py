@@ -8,8 +8,8 @@ A person's routed questions are laid out in the paper's grouping:
 * **the part's own questions**, shown only once its part is ticked (Label Studio ``visibleWhen``);
 * **no question whose answer follows from another** (``RULES``): boots height is asked only once the shoes
   are boots; a question another answer implies (a tank top is sleeveless, a hoodie is hooded, jeans are
-  denim, shorts are short, bald has no hair colour or length) is hidden while that answer is chosen, and
-  settled to the implied value.
+  denim, shorts are short, leggings slim, cropped hair short, bald has no hair colour or length) is hidden
+  while that answer is chosen, and settled to the implied value.
 
 Answering the checklist answers the presence of every listed part: a ticked part is there (``present``
 = ``yes``), an unticked one is absent or not visible, so its routed questions are settled as the
@@ -65,7 +65,7 @@ class Rule:
 # Only strict implications: an answer another answer forces (never a likely one, such as "gown" -> "maxi").
 RULES: dict[tuple[int, str], Rule] = {
     (3, "hair_color"): Rule("hair_style", implies={"bald": None}),
-    (3, "hair_length"): Rule("hair_style", implies={"bald": None}),
+    (3, "hair_length"): Rule("hair_style", implies={"bald": None, "cropped": "short"}),
     (5, "collar_shape"): Rule("type", implies={"shirt dress": "collared"}),
     (6, "sleeve_length"): Rule("type", implies={"tank top": "sleeveless"}),
     (6, "collar_shape"): Rule("type", implies={"hoodie": "hooded", "polo shirt": "collared"}),
@@ -73,6 +73,7 @@ RULES: dict[tuple[int, str], Rule] = {
     (7, "collar_shape"): Rule("type", implies={"blazer": "lapel"}),
     (8, "material"): Rule("type", implies={"jeans": "denim"}),
     (8, "length"): Rule("type", implies={"shorts": "short"}),
+    (8, "bottom_shape"): Rule("type", implies={"leggings": "slim"}),
     (9, "boots_length"): Rule("type", only=("boots",)),
 }
 

@@ -1,7 +1,9 @@
 """An annotator's task in a real Label Studio, in Debian's Chromium: a real photo of a man in a suit goes through
 ingest and an annotation round, his routed task is pushed, and in the browser the dress questions stay hidden
-until "dress" is ticked, the model's scores are shown, and the submitted answers come back as human-verified
-labels (the checklist settles the parts he was not wearing; what was left blank goes to a follow-up task).
+until "dress" is ticked, a jacket ticked "partly out of frame" is not asked its length, a question another answer
+settles (hair colour when bald) hides, the model's scores are shown, and the submitted answers come back as
+human-verified labels (the checklist settles the parts he was not wearing; what was left blank goes to a follow-up
+task).
 Screenshots of the task before and after answering go to tests/artifacts/e2e/."""
 
 from __future__ import annotations
@@ -110,9 +112,14 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
             _tick(page, "dress")  # he is not wearing one
             _question(page, 5, "pattern").wait_for(state="hidden")
 
-            for part in ("top", "coat or jacket", "tie"):
+            for part in ("top", "coat or jacket (partly out of frame)", "tie"):  # the frame cuts his jacket off
                 _tick(page, part)
             _question(page, 19, "pattern").wait_for(state="visible")
+            assert _question(page, 7, "color").is_visible() and not _question(page, 7, "coat_length").is_visible()
+            _pick(page, 3, "hair_style", "bald")  # bald: no hair colour to ask ...
+            _question(page, 3, "hair_color").wait_for(state="hidden")
+            _pick(page, 3, "hair_style", "cropped")  # ... and back once another style is chosen
+            _question(page, 3, "hair_color").wait_for(state="visible")
             _pick(page, 0, "age", "adult")
             _pick(page, 19, "pattern", "striped")
             _pick(page, 7, "color", "brown")
@@ -138,6 +145,8 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
         values = {c: a.value for c, a in humans.items()}
         assert values["0.age"] == "adult" and values["19.pattern"] == "striped" and values["19.present"] == "yes"
         assert values["7.color"] == "brown" and values["6.collar_shape"] == "collared"
+        assert values["7.coat_length"] == TAXONOMY.na_value  # cut off by the frame: settled "not visible"
+        assert values["3.hair_style"] == "cropped" and "3.hair_color" not in values
         assert values["5.type"] == values["5.pattern"] == TAXONOMY.na_value  # no dress: settled by the checklist
         assert values["12.present"] == "no" and "6.color" not in values  # no belt; the top's colour left blank
         original = session.get(ReviewTask, task_id)
