@@ -288,3 +288,24 @@ def test_annotate_persons_runs_the_cascade_from_settings_and_reads_its_calibrati
         assert by_kind["clip"] == {(p, c.id) for p in second for c in cats}
         assert by_kind["vlm"] == {(p, c.id) for p in second for c in cats if c.id != "6.color"}
     dispose_engines()
+
+
+def test_dtype_and_device_map_options_load_and_label(checkpoints, labelers):
+    """bf16 weights (the CUDA default) and a transformers device_map load the same folder and agree with fp32."""
+    import torch
+
+    from annotate_anyone.annotation.labelers.clip import CLIPLabeler
+
+    cat = load_taxonomy().category(6, "color")
+    ref = labelers["clip"].label(_person(5), [cat])[0]
+    half = CLIPLabeler(checkpoints["clip"], dtype=torch.bfloat16)
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    got = half.label(_person(5), [cat])[0]
+    assert max(abs(got.distribution[o] - ref.distribution[o]) for o in cat.options) < 0.02
+    mapped = CLIPLabeler(checkpoints["clip"], device_map="auto")
+    assert mapped.device == "cpu"  # one CPU here: accelerate places every layer on it
+    assert np.allclose(
+        [mapped.label(_person(5), [cat])[0].distribution[o] for o in cat.options],
+        [ref.distribution[o] for o in cat.options],
+        atol=1e-5,
+    )
