@@ -120,6 +120,7 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
             _question(page, 3, "hair_color").wait_for(state="hidden")
             _pick(page, 3, "hair_style", "cropped")  # ... and back once another style is chosen
             _question(page, 3, "hair_color").wait_for(state="visible")
+            assert not _question(page, 3, "hair_length").is_visible()  # cropped hair is short
             _pick(page, 0, "age", "adult")
             _pick(page, 19, "pattern", "striped")
             _pick(page, 7, "color", "brown")
@@ -146,7 +147,8 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
         assert values["0.age"] == "adult" and values["19.pattern"] == "striped" and values["19.present"] == "yes"
         assert values["7.color"] == "brown" and values["6.collar_shape"] == "collared"
         assert values["7.coat_length"] == TAXONOMY.na_value  # cut off by the frame: settled "not visible"
-        assert values["3.hair_style"] == "cropped" and "3.hair_color" not in values
+        assert values["3.hair_style"] == "cropped" and "3.hair_color" not in values  # colour left blank
+        assert values["3.hair_length"] == "short"  # implied by cropped, never shown
         assert values["5.type"] == values["5.pattern"] == TAXONOMY.na_value  # no dress: settled by the checklist
         assert values["12.present"] == "no" and "6.color" not in values  # no belt; the top's colour left blank
         original = session.get(ReviewTask, task_id)
