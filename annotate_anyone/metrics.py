@@ -214,3 +214,13 @@ def shared_metrics_dir() -> Iterator[str]:
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def serve_process_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve the per-process metrics (all processes sharing ``PROMETHEUS_MULTIPROC_DIR``, or this one) on
+    ``http://host:port/metrics`` from a daemon thread: for Celery workers, whose stage durations no API
+    process sees when they run on other machines."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host, registry=_process_registry())
+    log.info("metrics on http://%s:%d/metrics", host, port)

@@ -422,14 +422,27 @@ def serve(
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def worker(ctx: typer.Context) -> None:
+def worker(
+    ctx: typer.Context,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's metrics (stage durations, ...) on http://HOST:PORT/metrics"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of --metrics-port")] = "127.0.0.1",
+) -> None:
     """Run a Celery worker (extra arguments go to Celery, e.g. ``--concurrency 2``).
 
     ``--queues gpu`` (with ``AA_MODELS__GPU_QUEUE=gpu``) starts a model worker: it runs the annotation
-    units, by default as one process with a few threads sharing one loaded model.
+    units, by default as one process with a few threads sharing one loaded model. With the prefork pool,
+    ``--metrics-port`` needs ``PROMETHEUS_MULTIPROC_DIR`` set before the worker starts (its children add up).
     """
     from annotate_anyone.executors.celery import worker_argv
     from workers.celery_app import app as celery_app
+
+    if metrics_port is not None:
+        from annotate_anyone.metrics import serve_process_metrics
+
+        serve_process_metrics(metrics_port, metrics_host)
 
     celery_app.worker_main(worker_argv(list(ctx.args), settings()))
 

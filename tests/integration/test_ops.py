@@ -463,3 +463,64 @@ def test_service_mode_limits_through_redis_embedded_through_the_home(tmp_path: P
     )
     assert type(make_limiter(service)).__name__ == "RedisRateLimiter"
     assert type(make_limiter(Settings(home=tmp_path / "h"))).__name__ == "SqliteRateLimiter"
+
+
+# ------------------------------------------------------------------------------------- worker metrics
+
+
+def test_a_celery_worker_serves_its_stage_durations(
+    embedded: Settings, own_redis: RedisServer, tmp_path: Path, make_jpeg: Any
+) -> None:
+    """``annotate-anyone worker --metrics-port``: a prefork worker's children observe the stages, the main
+    process serves them (``PROMETHEUS_MULTIPROC_DIR``), with the same JSON logs as the API."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.jpg").write_bytes(make_jpeg(i))
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "AA_HOME": str(embedded.home),
+        "AA_EXECUTOR": "celery",
+        "AA_BROKER_URL": own_redis.url,
+        "PROMETHEUS_MULTIPROC_DIR": str(prom),
+    }
+    cli = str(Path(sys.executable).with_name("annotate-anyone"))
+    argv = [cli, "worker", "--metrics-port", str(port), "--pool=prefork", "--concurrency=1", "--without-gossip"]
+    worker = ManagedProcess("worker", [*argv, "--without-mingle"], env, tmp_path / "worker.log", tmp_path)
+    worker.start()
+    try:
+        settings = embedded.model_copy(update={"executor": "celery", "broker_url": own_redis.url})
+        with session_scope(settings.db_url) as session:
+            source_id = create_source(session, name="w", kind="folder", uri=str(folder)).id
+            params = {"source_ids": [source_id], "stages": ["read", "decode", "seen", "store"], "batch_size": 2}
+            job_id = jobs.create_job(session, kind="ingest", params=params).id
+        CeleryExecutor(settings).submit(job_id)
+
+        def finished() -> bool:
+            with session_scope(settings.db_url) as session:
+                return session.get(Job, job_id).status == JobStatus.succeeded
+
+        worker.wait_until(finished, 180, "finish the ingest job")
+        text = subprocess.run(
+            [sys.executable, "-c", f"import httpx; print(httpx.get('http://127.0.0.1:{port}/metrics').text)"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert value(samples, "aa_stage_duration_seconds_count", stage="decode") == 2  # two batches of two
+        assert value(samples, "aa_stage_records_total", stage="decode", result="passed") == 4
+    finally:
+        worker.stop()
+    lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")]
+    started = [e for e in lines if e["event"] == "job.started"]
+    assert started and started[0]["job_id"] == job_id
+    assert any(e["event"] == "job.finished" and e["job_id"] == job_id for e in lines)
