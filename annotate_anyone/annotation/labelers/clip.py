@@ -387,6 +387,9 @@ def model_labelers(config: Any, models: Any, taxonomy: Taxonomy) -> tuple[list[L
     batching; None: CPU defaults). CLIP alone is one more labeler; CLIP and a VLM make one
     :class:`CascadeLabeler`, so the VLM answers only the categories CLIP is unsure of.
     """
+    clip_ckpt = getattr(models, "clip_checkpoint", None)
+    if not clip_ckpt and not getattr(config, "vlm_checkpoint", None):
+        return [], None  # no model configured: nothing to load (torch is not needed)
     from annotate_anyone.executors.gpu import DynamicBatcher, load_once, resolve_device, resolve_dtype
 
     device = resolve_device(models.device) if models is not None else getattr(config, "device", "cpu")
@@ -402,7 +405,6 @@ def model_labelers(config: Any, models: Any, taxonomy: Taxonomy) -> tuple[list[L
         ckpt = config.vlm_checkpoint
         vlm = load_once("vlm", ckpt, lambda: VLMLabeler.from_checkpoint(ckpt, device=device, dtype=dtype_name),
                         device=device, dtype=dtype_name)  # fmt: skip
-    clip_ckpt = getattr(models, "clip_checkpoint", None)
     if not clip_ckpt:
         return ([vlm] if vlm is not None else []), vlm
 
