@@ -14,6 +14,12 @@ from typing import Any, ClassVar
 from annotate_anyone.errors import ConfigError
 
 
+def _cache(out: Any) -> Any:
+    """The KV cache of a model output (``cache`` in transformers >= 5.2x, ``past_key_values`` before)."""
+    keys = out.keys() if hasattr(out, "keys") else ()
+    return out["cache"] if "cache" in keys else out.past_key_values
+
+
 class VLMAdapter:
     """Defaults: the processor from ``AutoProcessor``, text after the image at position = token index."""
 
@@ -38,7 +44,7 @@ class VLMAdapter:
         return getattr(inner, "language_model", None) or inner.text_model
 
     def cache_of(self, out: Any) -> Any:
-        return out.past_key_values
+        return _cache(out)
 
     def hidden_of(self, out: Any) -> Any:
         return out.hidden_states
@@ -129,7 +135,7 @@ class Blip2Adapter(VLMAdapter):
         return lm.get_decoder() if hasattr(lm, "get_decoder") else lm.model
 
     def cache_of(self, out: Any) -> Any:
-        return out.language_model_outputs.past_key_values
+        return _cache(out.language_model_outputs)
 
     def hidden_of(self, out: Any) -> Any:
         return out.language_model_outputs.hidden_states

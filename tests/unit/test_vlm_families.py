@@ -69,12 +69,13 @@ def test_cached_batched_scores_equal_full_sequence_log_likelihoods(labeler, phot
 
     scorer = labeler.scorer
     cats = load_taxonomy().categories()
-    qs = [(c.question, c.options) for c in cats[::9]]
+    qs = [(c.question, c.options) for c in cats[::30]]  # 3 questions, single- and multi-token values
     crops = [
         crop_person(photo, (30, 20, 70, 110)),
-        crop_person(photo, (0, 0, 90, 40)),
-        crop_person(photo, (5, 5, 60, 60)),
+        crop_person(photo, (0, 0, 90, 40)),  # another size: another image-token count for Qwen
+        crop_person(photo, (34, 24, 74, 114)),  # the first one's size: encoded in one batch with it
     ]
+    assert any(len(scorer._option_ids(o)) > 1 for _, opts in qs for o in opts)  # the value-continuation step runs
     scorer.max_batch = 7  # chunking must not change anything
     try:
         batched = scorer.score_many(crops, qs)

@@ -153,6 +153,8 @@ class OptionScorer:
         self.tokenizer = processor.tokenizer
         self.device = device
         self.max_batch = max_batch
+        # bytes of copied KV cache one chunk may hold (a chunk copies the prefix cache once per row)
+        self.cache_budget = float(8 * 2**30 if str(device).startswith("cuda") else 2 * 2**30)
         self.reduce = reduce
         self.model_type = model.config.model_type
         self.prompt_template = prompt
@@ -304,14 +306,23 @@ class OptionScorer:
             unit_images, unit_questions = list(images), [""] * len(images)
         prefix = self._encode_prefix(unit_images, unit_questions)
 
-        # Step 2: the question's tokens after the prefix, one row per (person, question).
+        # Rows per chunk: the requested maximum, or fewer where the copied prefix caches would not fit.
+        per_row = sum(t[:1].numel() * t.element_size() for layer in prefix.cache.layers
+                      for t in (layer.keys, layer.values) if t is not None)  # fmt: skip
+        step = max(1, min(self.max_batch, int(self.cache_budget // max(1, 2 * per_row))))
+
         q_rows = [(p, q) for p in range(len(images)) for q in range(nq)]
         q_unit = [p * nq + q if per_question else p for p, q in q_rows]
-        q_len = [len(prompts[q].suffix) for _, q in q_rows]
-        first_lp: list[Any] = [None] * len(q_rows)  # log-probs of the first answer token, per row
-        q_caches: list[tuple[int, Any, Any, Any]] = []  # (lo, cache, mask, next position)
-        for lo in range(0, len(q_rows), self.max_batch):
-            rows = range(lo, min(len(q_rows), lo + self.max_batch))
+        o_rows = [(r, opt) for r, (_, q) in enumerate(q_rows) for opt in questions[q][1]]
+        o_ids = [self._option_ids(opt) for _, opt in o_rows]
+        totals = np.zeros(len(o_rows), np.float64)
+        counts = np.array([len(i) for i in o_ids], np.float64)
+        by_q: list[list[int]] = [[] for _ in q_rows]
+        for k, (r, _) in enumerate(o_rows):
+            by_q[r].append(k)
+        for lo in range(0, len(q_rows), step):
+            # Step 2: the question's tokens after the prefix, one row per (person, question).
+            rows = list(range(lo, min(len(q_rows), lo + step)))
             unit = torch.tensor([q_unit[r] for r in rows], device=self.device)
             ids, smask = self._pad([prompts[q_rows[r][1]].suffix for r in rows])
             mask = torch.cat([prefix.mask[unit], smask], 1)
@@ -319,27 +330,19 @@ class OptionScorer:
             pos = start[:, None] + torch.arange(ids.shape[1], device=self.device)[None]
             cache = _select_cache(prefix.cache, unit)
             hidden = self._decode(cache, ids, mask, pos)
-            last = torch.tensor([q_len[r] - 1 for r in rows], device=self.device)
+            last = smask.sum(-1) - 1
             lp = self._head_logprobs(hidden[torch.arange(len(rows), device=self.device), last])
-            for j, r in enumerate(rows):
-                first_lp[r] = lp[j]
-            q_caches.append((lo, cache, mask, start + last + 1))
-
-        # Step 3: the values, one row per (person, question, value), from the question's cache.
-        o_rows = [(r, opt) for r, (_, q) in enumerate(q_rows) for opt in questions[q][1]]
-        totals = np.zeros(len(o_rows), np.float64)
-        counts = np.zeros(len(o_rows), np.float64)
-        for k, (r, opt) in enumerate(o_rows):
-            ids = self._option_ids(opt)
-            totals[k] = float(first_lp[r][ids[0]]) if ids else 0.0
-            counts[k] = len(ids)
-        longer = [k for k, (_, opt) in enumerate(o_rows) if len(self._option_ids(opt)) > 1]
-        for c_lo, cache, mask, nxt in q_caches:
-            c_rows = [k for k in longer if c_lo <= o_rows[k][0] < c_lo + len(mask)]
-            for lo in range(0, len(c_rows), self.max_batch):
-                chunk = c_rows[lo : lo + self.max_batch]
-                local = torch.tensor([o_rows[k][0] - c_lo for k in chunk], device=self.device)
-                seqs = [self._option_ids(o_rows[k][1]) for k in chunk]
+            ks = [k for r in rows for k in by_q[r] if o_ids[k]]
+            j_idx = torch.tensor([o_rows[k][0] - lo for k in ks], device=self.device)
+            t_idx = torch.tensor([o_ids[k][0] for k in ks], device=self.device)
+            totals[ks] = lp[j_idx, t_idx].double().cpu().numpy()  # first value token, from the question's end
+            nxt = start + last + 1
+            # Step 3: the rest of each value's tokens, one row per (person, question, value), from that cache.
+            longer = [k for r in rows for k in by_q[r] if len(o_ids[k]) > 1]
+            for c_lo in range(0, len(longer), step):
+                chunk = longer[c_lo : c_lo + step]
+                local = torch.tensor([o_rows[k][0] - lo for k in chunk], device=self.device)
+                seqs = [o_ids[k] for k in chunk]
                 ids, omask = self._pad([s[:-1] for s in seqs])
                 targets, _ = self._pad([s[1:] for s in seqs], pad=0)
                 pos = nxt[local][:, None] + torch.arange(ids.shape[1], device=self.device)[None]
@@ -350,6 +353,7 @@ class OptionScorer:
                 sums = torch.zeros(len(chunk), dtype=torch.float64, device=self.device)
                 sums.index_add_(0, row_of, lp.double())
                 totals[chunk] += sums.cpu().numpy()
+            del cache, hidden
         if self.reduce == "mean":
             totals = totals / np.maximum(counts, 1)
         out: list[list[np.ndarray]] = [[] for _ in images]
