@@ -13,7 +13,7 @@ from annotate_anyone.db.models import Role, _enum
 
 
 class User(Base):
-    """A person who logs into the dashboard; the password is stored as a scrypt hash."""
+    """A person who logs into the dashboard; the password is stored as an argon2id hash."""
 
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
