@@ -139,25 +139,15 @@ def target_modules(model: Any, targets: Sequence[str] | None = None, *, projecto
 
 
 # -- the option-scoring objective ------------------------------------------------------------------
-def _prompt_and_option_text(model_type: str) -> tuple[str, Any]:
-    """The labeler's prompt template and option wording, so training scores what labelling scores."""
-    from annotate_anyone.annotation.labelers import vlm
+class OptionObjective:
+    """The labeler's own differentiable scoring (:func:`labelers.vlm.option_logprobs`: one full forward per
+    example, all its options batched), so training optimises exactly what labelling scores."""
 
-    prompts = getattr(vlm, "PROMPTS", {})
-    prompt = prompts.get(model_type, prompts.get("default", "Question: {question} Answer:"))
+    def __init__(self, scorer: Any) -> None:
+        from annotate_anyone.annotation.labelers.vlm import option_logprobs
 
-    def option_text(option: str) -> str:
-        return vlm.NA_TEXT if option == "n/a" else option
-
-    return prompt, option_text
-
-
-class SharedObjective:
-    """The labeler's own differentiable scoring (``labelers.vlm.option_logprobs``), one pass per example."""
-
-    def __init__(self, scorer: Any, function: Any) -> None:
         self.scorer = scorer
-        self.function = function
+        self.function = option_logprobs
 
     def encode(self, ex: Example) -> dict[str, Any]:
         if ex.answer not in ex.options:
@@ -165,107 +155,9 @@ class SharedObjective:
         return {"item": (ex.image, ex.question, list(ex.options)), "target": list(ex.options).index(ex.answer)}
 
     def loss(self, items: Sequence[dict[str, Any]]) -> Any:
+        """Mean cross-entropy of the human's values under the softmax over each question's option scores."""
         out = self.function(self.scorer, [it["item"] for it in items], normalize=True)
         return sum(-lp[it["target"]] for lp, it in zip(out, items, strict=True)) / len(items)
-
-
-def objective_for(scorer: Any) -> Any:
-    """The shared scoring function of the labeler when it has one, else this module's own."""
-    from annotate_anyone.annotation.labelers import vlm
-
-    function = getattr(vlm, "option_logprobs", None)
-    if function is not None:
-        return SharedObjective(scorer, function)
-    return OptionObjective(scorer.model, scorer.processor, device=scorer.device)
-
-
-class OptionObjective:
-    """Differentiable option log-likelihoods of one VLM, encoded once per example (batched over examples)."""
-
-    def __init__(self, model: Any, processor: Any, *, device: str = "cpu") -> None:
-        self.torch = _torch()
-        self.model = model
-        self.processor = processor
-        self.tokenizer = processor.tokenizer
-        self.device = device
-        model_type = getattr(getattr(model, "config", None), "model_type", "default")
-        self.prompt, self.option_text = _prompt_and_option_text(model_type)
-        self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-
-    def encode(self, ex: Example) -> dict[str, Any]:
-        """Everything but the model pass: the image inputs, one row per option, option token spans."""
-        torch = self.torch
-        n = len(ex.options)
-        enc = self.processor(images=[ex.image] * n, text=[self.prompt.format(question=ex.question)] * n,
-                             return_tensors="pt")  # fmt: skip
-        prefix = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
-        rows, spans = [], []
-        for option in ex.options:
-            ids = self.tokenizer(" " + self.option_text(option), add_special_tokens=False)["input_ids"]
-            rows.append(prefix + list(ids))
-            spans.append((len(prefix), len(prefix) + len(ids)))
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((n, width), self.pad, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = 1
-        extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
-        if ex.answer not in ex.options:
-            raise InvalidInput(f"{ex.answer!r} is not one of the options {list(ex.options)}")
-        return {"input_ids": input_ids, "attention_mask": mask, "extra": extra, "spans": spans,
-                "target": list(ex.options).index(ex.answer)}  # fmt: skip
-
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-        """Several encoded examples as one batch (image inputs concatenated on the first axis), or ``None``
-        when their image inputs do not line up (e.g. a different number of image tiles)."""
-        torch = self.torch
-        if len(items) == 1:
-            return dict(items[0], bounds=[(0, len(items[0]["spans"]))], targets=[items[0]["target"]])
-        keys = set(items[0]["extra"])
-        extra: dict[str, Any] = {}
-        for key in keys:
-            values = [it["extra"].get(key) for it in items]
-            if not all(isinstance(v, torch.Tensor) for v in values) or len({v.shape[1:] for v in values}) != 1:
-                return None
-            extra[key] = torch.cat(values, 0)
-        width = max(it["input_ids"].shape[1] for it in items)
-        ids, masks, spans, bounds, targets = [], [], [], [], []
-        for it in items:
-            n, w = it["input_ids"].shape
-            ids.append(torch.nn.functional.pad(it["input_ids"], (0, width - w), value=self.pad))
-            masks.append(torch.nn.functional.pad(it["attention_mask"], (0, width - w), value=0))
-            bounds.append((len(spans), len(spans) + n))
-            spans.extend(it["spans"])
-            targets.append(it["target"])
-        return {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks), "extra": extra, "spans": spans,
-                "bounds": bounds, "targets": targets}  # fmt: skip
-
-    def option_logprobs(self, encoded: dict[str, Any]) -> Any:
-        """Sum of log-probabilities of each row's option tokens after the prompt: a (rows,) tensor."""
-        torch = self.torch
-        ids = encoded["input_ids"].to(self.device)
-        extra = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in encoded["extra"].items()}
-        out = self.model(input_ids=ids, attention_mask=encoded["attention_mask"].to(self.device), **extra)
-        logits = out.logits[:, -ids.shape[1] :]  # models that prepend image embeddings return longer logits
-        rows = [j for j, (s, e) in enumerate(encoded["spans"]) for _ in range(s, e)]
-        pos = [t - 1 for s, e in encoded["spans"] for t in range(s, e)]
-        row_idx, pos_idx = torch.tensor(rows, device=ids.device), torch.tensor(pos, device=ids.device)
-        lp = logits[row_idx, pos_idx].float().log_softmax(-1)
-        token_lp = lp.gather(-1, ids[row_idx, pos_idx + 1][:, None]).squeeze(-1)
-        return torch.zeros(len(encoded["spans"]), device=ids.device).index_add(0, row_idx, token_lp)
-
-    def loss(self, items: Sequence[dict[str, Any]]) -> Any:
-        """Mean cross-entropy of the human's values under the softmax over each question's option
-        log-likelihoods; one model pass when the examples batch together, else one per example."""
-        batch = self.collate(items)
-        if batch is None:
-            return sum(self.loss([it]) for it in items) / len(items)
-        scores = self.option_logprobs(batch)
-        terms = [
-            -scores[lo:hi].log_softmax(-1)[t] for (lo, hi), t in zip(batch["bounds"], batch["targets"], strict=True)
-        ]
-        return sum(terms) / len(terms)
 
 
 # -- training --------------------------------------------------------------------------------------
@@ -296,8 +188,8 @@ def train_lora(
                       bias="none")  # fmt: skip
     peft_model = get_peft_model(model, lora)
     peft_model.train()
-    scorer.model = peft_model
-    objective = objective_for(scorer)
+    scorer.model = peft_model.get_base_model()  # the transformers model, LoRA layers inside
+    objective = OptionObjective(scorer)
     encoded = [objective.encode(ex) for ex in examples]
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
@@ -358,8 +250,9 @@ def load_finetuned_labeler(
     from annotate_anyone.annotation.labelers.vlm import OptionScorer, VLMLabeler
 
     scorer = OptionScorer(checkpoint, device=device, **({"dtype": dtype} if dtype else {}))
-    # Not merged: an adapter on a tied output layer (lm_head) would change the input embeddings too.
-    scorer.model = PeftModel.from_pretrained(scorer.model, str(adapter_dir)).eval()
+    # Not merged (an adapter on a tied output layer, lm_head, would change the input embeddings too): the
+    # LoRA layers sit inside the transformers model, which the scorer and its family adapters keep using.
+    scorer.model = PeftModel.from_pretrained(scorer.model, str(adapter_dir)).get_base_model().eval()
     scorer.model_version = version
     return VLMLabeler(scorer)
 

@@ -54,6 +54,34 @@ def test_adapters_go_to_the_language_models_attention_and_the_projector_never_th
         ft.target_modules(model, ("no_such_layer",))
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava", "idefics3", "instructblip"])
+def test_every_family_gets_language_model_adapters_and_labels_with_them(family, tmp_path):
+    """Family-agnostic: adapters in the language model (never the vision tower, whose CLIP layers are also
+    called q_proj/v_proj in LLaVA), a few training steps, and the version's labeler scores differently."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from annotate_anyone.annotation.labelers.vlm import OptionScorer
+    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+
+    ckpt = build_tiny_vlm(family, tmp_path / family)
+    model = AutoModelForImageTextToText.from_pretrained(str(ckpt))
+    lm = ft._language_model_prefix(model)
+    names = ft.target_modules(model)
+    assert any(n.startswith(lm + ".") and n.endswith("q_proj") for n in names)
+    assert all(n.startswith(lm + ".") or any(p in n for p in ft.PROJECTORS) for n in names)
+    assert not any("vision" in n or "visual.blocks" in n for n in names)
+    examples = _examples(range(2))
+    result = ft.train_lora(ckpt, examples, tmp_path / "adapter", options=ft.FinetuneOptions(steps=2, batch_size=2))
+    assert len(result.losses) == 2 and all(np.isfinite(result.losses)) and result.trainable_params > 0
+    tuned = ft.load_finetuned_labeler(ckpt, tmp_path / "adapter", f"vlm-ft1:{family}:test")
+    question = [(examples[0].question, examples[0].options)]
+    after = tuned.scorer.score(examples[0].image, question)[0]
+    before = OptionScorer(ckpt).score(examples[0].image, question)[0]
+    assert tuned.model_version == f"vlm-ft1:{family}:test" and torch.isfinite(torch.as_tensor(after)).all()
+    assert np.abs(np.asarray(after) - np.asarray(before)).max() > 1e-5
+
+
 def test_training_objective_is_the_labelers_option_scoring(blip2):
     """The loss trained on is the cross-entropy of the labeler's own softmax over option log-likelihoods."""
     import torch
@@ -62,18 +90,15 @@ def test_training_objective_is_the_labelers_option_scoring(blip2):
 
     scorer = OptionScorer(blip2)
     examples = _examples(range(3))
-    objective = ft.objective_for(scorer)
+    objective = ft.OptionObjective(scorer)
     with torch.no_grad():
         loss = float(objective.loss([objective.encode(e) for e in examples]))
-        own = ft.OptionObjective(scorer.model, scorer.processor)
-        own_loss = float(own.loss([own.encode(e) for e in examples]))
     expected = []
     for e in examples:
         s = np.asarray(scorer.score(e.image, [(e.question, e.options)])[0], np.float64)
         lse = s.max() + np.log(np.exp(s - s.max()).sum())
         expected.append(lse - s[e.options.index(e.answer)])
-    assert loss == pytest.approx(float(np.mean(expected)), abs=1e-3)
-    assert own_loss == pytest.approx(loss, abs=1e-3)
+    assert loss == pytest.approx(float(np.mean(expected)), abs=1e-3)  # the cached scoring path, as labelled
     with pytest.raises(Exception, match="not one of the options"):
         objective.encode(ft.Example(examples[0].image, examples[0].question, ["red", "blue"], "green"))
 
