@@ -1,17 +1,19 @@
 """Fine-tuning the VLM labeler on human answers, as the paper's flywheel does: LoRA adapters (peft).
 
-The objective is the labeler's own: for every human answer, the option-scoring log-likelihoods of the
-question's allowed values (the sum of the log-probabilities of each option's tokens after the prompt,
-teacher forcing, the image in the model's input) are softmaxed over the options and trained with
-cross-entropy against the human's value. Only the language model's attention projections (``q_proj`` /
-``v_proj``, per family in :data:`FAMILY_TARGETS`) and the vision-to-text projector get adapters; the
-vision tower is never touched, so the VLM's vision embedding (the learned heads' features) stays the
-same across versions.
+The objective is the labeler's own scoring (:func:`annotate_anyone.annotation.labelers.vlm.option_logprobs`):
+for every human answer, the log-likelihoods of the question's allowed values (each value's tokens after
+the prompt, the person crop in the model's input, teacher forcing) are softmaxed over the values and
+trained with cross-entropy against the human's value. Adapters go to the language model's attention
+projections (``q_proj`` / ``v_proj``, per family in :data:`FAMILY_TARGETS`, or any layer names given)
+and the vision-to-text projector; the vision tower is never touched. Any family the labeler loads works
+(Qwen2-VL/Qwen2.5-VL, LLaVA, Idefics3/SmolVLM, BLIP-2, InstructBLIP).
 
 Every fine-tune is a new model version (``vlm-ft<N>:<checkpoint>:<digest>``): its adapter is stored in
 the object store (``models/vlm/<version>.zip``, unpacked into the model cache when loaded), and a
-``label_models`` row of kind ``vlm-lora`` records the base checkpoint, the options and the training
-metrics. Earlier versions stay stored and selectable (``AnnotationConfig.vlm_version``).
+``label_models`` row of kind ``vlm-lora`` records the base checkpoint, the parent version, the options and
+the training metrics. Earlier versions stay stored and selectable (``AnnotationConfig.vlm_version``:
+newest by default, ``base``, or a version id). The learned heads' VLM features are per version too
+(``vlm:<version>``), so the heads retrain on a new version's features from the round after it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import random
 import shutil
 import time
@@ -176,10 +177,10 @@ def train_lora(
     opts = options or FinetuneOptions()
     if not examples:
         raise InvalidInput("fine-tuning needs at least one human answer")
-    t0 = time.perf_counter()
-    random.seed(opts.seed)
-    torch.manual_seed(opts.seed)
     from annotate_anyone.annotation.labelers.vlm import OptionScorer
+
+    t0 = time.perf_counter()
+    torch.manual_seed(opts.seed)
 
     scorer = OptionScorer(checkpoint, device=device)
     model = scorer.model
@@ -208,6 +209,7 @@ def train_lora(
         loss.backward()
         optim.step()
         losses.append(round(float(loss.detach()), 5))
+    peft_model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(out))
@@ -286,9 +288,10 @@ def training_digest(examples: Sequence[Example]) -> str:
 
 
 def option_dict(opts: FinetuneOptions) -> dict[str, Any]:
+    """The options as stored with a version (JSON)."""
     d = asdict(opts)
     d["targets"] = list(opts.targets) if opts.targets else None
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+    return d
 
 
 # -- the flywheel step: human answers -> a new version ------------------------------------------------
