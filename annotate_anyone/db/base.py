@@ -61,15 +61,15 @@ def _factory(url: str) -> sessionmaker[Session]:
     return factory
 
 
-def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    from annotate_anyone.settings import get_settings
-
-    return _factory(url or get_settings().db_url)
+def session_factory(url: str) -> sessionmaker[Session]:
+    """The session factory of the database at ``url`` (``Settings.db_url``; callers pass it, nothing here reads
+    the environment)."""
+    return _factory(url)
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
+def session_scope(url: str) -> Iterator[Session]:
+    """A session on the database at ``url`` that commits on success and rolls back on error."""
     session = session_factory(url)()
     try:
         yield session

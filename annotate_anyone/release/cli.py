@@ -16,9 +16,16 @@ release_app = typer.Typer(
 
 
 def _store() -> ObjectStore:
+    from annotate_anyone.settings import get_settings
     from annotate_anyone.storage import open_store
 
-    return open_store()
+    return open_store(settings=get_settings())
+
+
+def _db_url() -> str:
+    from annotate_anyone.settings import get_settings
+
+    return get_settings().db_url
 
 
 @release_app.command("list")
@@ -42,7 +49,7 @@ def verify(version: Annotated[str, typer.Argument(help="Release version")]) -> N
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.release.service import verify as verify_service
 
-    with session_scope() as session:
+    with session_scope(_db_url()) as session:
         report = verify_service(_store(), version, session)
     typer.echo(json.dumps(report.as_dict(), indent=1))
     raise typer.Exit(0 if report.ok else 1)
@@ -91,6 +98,6 @@ def takedown(
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.release.service import take_down
 
-    with session_scope() as session:
+    with session_scope(_db_url()) as session:
         row = take_down(session, sha256=sha256, url=url, source=source, reason=reason, requested_by=requested_by)
         typer.echo(f"takedown {row.id} ({row.kind.value}) recorded")
