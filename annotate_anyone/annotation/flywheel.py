@@ -59,10 +59,7 @@ def run_round(
     session.add(rnd)
     session.flush()
     recalibrate(session, settings=settings)
-    config = annotation_config(settings)
-    tuned = None
-    if config.vlm_checkpoint and config.vlm_finetune:
-        tuned = finetune_vlm(session, store, settings=settings, options=finetune)
+    tuned = finetune_for_round(session, store, settings=settings, options=finetune)
     heads = retrain_heads(session, store, settings=settings)
     ids = list(person_ids) if person_ids is not None else list(session.scalars(select(Person.id)))
     stats = annotate_persons(session, store, ids, settings=settings, budget=budget, categories=categories)
@@ -72,6 +69,17 @@ def run_round(
     rnd.stats = report
     session.flush()
     return report
+
+
+def finetune_for_round(
+    session: Session, store: ObjectStore, *, settings: Any = None, options: FinetuneOptions | None = None
+) -> dict[str, Any] | None:
+    """A round's learning step for the VLM: fine-tune it on the human answers so far when one is configured
+    and ``vlm_finetune`` is on (a new version only when the answers changed); ``None`` otherwise."""
+    config = annotation_config(settings)
+    if not (config.vlm_checkpoint and config.vlm_finetune):
+        return None
+    return finetune_vlm(session, store, settings=settings, options=options)
 
 
 def category_accuracy(session: Session, *, min_gold: int = 1) -> dict[str, dict[str, Any]]:

@@ -57,6 +57,7 @@ def persons_in_scope(session: Session, params: dict[str, Any]) -> list[int]:
 
 
 def _annotate_plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
+    from annotate_anyone.annotation.flywheel import finetune_for_round
     from annotate_anyone.annotation.models import FlywheelRound
     from annotate_anyone.annotation.service import recalibrate, retrain_heads
 
@@ -66,7 +67,9 @@ def _annotate_plan(session: Session, job: Job, settings: Settings) -> list[jobs.
         rnd = FlywheelRound(number=number, started_at=utcnow())
         session.add(rnd)
         recalibrate(session, settings=settings)
-        rnd.models = {"heads": retrain_heads(session, open_store(settings=settings), settings=settings)}
+        store = open_store(settings=settings)
+        tuned = finetune_for_round(session, store, settings=settings)  # the VLM learns from human answers
+        rnd.models = {"heads": retrain_heads(session, store, settings=settings), "vlm_finetune": tuned}
         result["round"] = number
         result["persons"] = persons_in_scope(session, job.params)
         job.result = result
