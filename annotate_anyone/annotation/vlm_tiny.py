@@ -234,3 +234,25 @@ def build_tiny_vlm(family: str, out_dir: str | Path, *, taxonomy: Taxonomy | Non
     if processor is not None:
         processor.save_pretrained(str(out))
     return out
+
+
+def cached_tiny_vlm(family: str, cache_dir: str | Path | None = None) -> Path:
+    """The tiny checkpoint of ``family`` under ``<model cache>/tiny-vlm/<family>``, built there at first use."""
+    import shutil
+    import tempfile
+
+    if cache_dir is None:
+        from annotate_anyone.settings import get_settings
+
+        cache_dir = get_settings().model_cache_dir
+    out = Path(cache_dir) / "tiny-vlm" / family
+    if (out / "config.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{family}-", dir=out.parent))
+    build_tiny_vlm(family, tmp)
+    try:
+        tmp.rename(out)  # atomic: a concurrent builder's folder wins, ours is dropped
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

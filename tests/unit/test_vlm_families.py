@@ -113,3 +113,14 @@ def test_a_folder_that_is_not_a_supported_checkpoint_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ConfigError, match="not a supported VLM family"):
         OptionScorer(tmp_path)
+
+
+def test_tiny_checkpoints_are_built_once_into_the_model_cache(tmp_path):
+    from annotate_anyone.annotation.vlm_tiny import cached_tiny_vlm
+
+    first = cached_tiny_vlm("idefics3", tmp_path)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    again = cached_tiny_vlm("idefics3", tmp_path)
+    assert again == first == tmp_path / "tiny-vlm" / "idefics3"
+    assert (again / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
+    assert [p.name for p in (tmp_path / "tiny-vlm").iterdir()] == ["idefics3"]  # no temp folder left
