@@ -43,13 +43,16 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import content_digest, load_manifest, manifest_files, published_versions
 from annotate_anyone.release.reading import HashingReader, iter_samples
 from annotate_anyone.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from annotate_anyone.settings import Settings
 
 IMAGE_EXTS = ("jpg", "png", "webp")
 DECODE_MODES = ("pil", "numpy", "raw")
@@ -146,16 +149,27 @@ class OpenedRelease:
 
 
 def open_release(
-    uri: str | Path | ObjectStore, version: str | None = None, *, verify: str | bool = "quick"
+    uri: str | Path | ObjectStore,
+    version: str | None = None,
+    *,
+    verify: str | bool = "quick",
+    settings: Settings | None = None,
 ) -> OpenedRelease:
     """Open ``version`` (default: the newest published) from a store URL (``s3://bucket/prefix`` or a
-    local folder holding ``releases/``) or an :class:`ObjectStore`, and verify it (see :meth:`OpenedRelease.verify`)."""
+    local folder holding ``releases/``) or an :class:`ObjectStore`, and verify it (see :meth:`OpenedRelease.verify`).
+
+    This is the trainers' entry point: an ``s3://`` URL takes its endpoint and credentials from ``settings``,
+    else from the ``AA_S3_*`` environment (read here, once, as the CLI and the API do)."""
     if isinstance(uri, ObjectStore):
         store = uri
     else:
+        from annotate_anyone.settings import get_settings
         from annotate_anyone.storage import open_store
 
-        store = open_store(str(uri))
+        text = str(uri)
+        if settings is None and text.startswith("s3://"):
+            settings = get_settings()
+        store = open_store(text, settings)
     if version is None:
         versions = published_versions(store)
         if not versions:

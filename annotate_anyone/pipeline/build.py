@@ -68,7 +68,7 @@ def _safety(settings: Settings, options: dict[str, Any]) -> Stage:
 def _store(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.store import StoreStage
 
-    return StoreStage(settings.store_url)
+    return StoreStage(settings.store_url, settings)
 
 
 STAGES: dict[str, StageFactory] = {

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from annotate_anyone.errors import NotFound
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Stage
+from annotate_anyone.settings import Settings
 from annotate_anyone.storage import LocalStore, ObjectStore, content_key, open_store
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "MPO": "jpg"}
@@ -24,13 +25,15 @@ class StoreStage(Stage):
     name = "store"
     remote_concurrency = 8  # parallel writes to a network store (S3); a local directory gains nothing
 
-    def __init__(self, store_url: str | None = None) -> None:
+    def __init__(self, store_url: str | None = None, settings: Settings | None = None) -> None:
+        """``store_url`` (default ``settings.store_url``); ``settings`` are needed for S3 (see ``open_store``)."""
         super().__init__()
         self.store_url = store_url
+        self.settings = settings
         self._store: ObjectStore | None = None
 
     def setup(self) -> None:
-        self._store = open_store(self.store_url)
+        self._store = open_store(self.store_url, self.settings)
 
     def _run(self, live: list[Record]) -> None:
         if isinstance(self._store, LocalStore) or len(live) < 2:

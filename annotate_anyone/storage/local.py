@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from annotate_anyone.errors import NotFound, StorageError
-from annotate_anyone.settings import get_settings
 from annotate_anyone.storage.base import CHUNK, ObjectStore
+
+# The default of ``Settings.store_unsynced_prefixes`` (content-addressed originals), for a store built without settings.
+UNSYNCED_PREFIXES = ("originals/",)
 
 
 class LocalStore(ObjectStore):
     """Objects are files under ``root``; writes go to a temp file in the same folder, then rename.
 
     Every write is atomic (a reader sees the old object, or the new one whole) and, by default,
-    durable: the temp file is fsync'ed before the rename. Keys under ``unsynced_prefixes`` (default:
-    the ``store_unsynced_prefixes`` setting, ``originals/``) skip that fsync. Those are content-addressed
+    durable: the temp file is fsync'ed before the rename. Keys under ``unsynced_prefixes`` (``open_store``
+    passes the ``store_unsynced_prefixes`` setting; default ``originals/``) skip that fsync. Those are content-addressed
     originals: each is verifiable against the sha256 in its key and image row, re-fetchable from the
     image's ``source_uri``, and a torn one is rewritten when its bytes come again (the store stage
     compares sizes). A per-object fsync there cost more than the decode of the image on a busy disk;
@@ -32,7 +34,7 @@ class LocalStore(ObjectStore):
         self.root.mkdir(parents=True, exist_ok=True)
         self.url = str(self.root)
         if unsynced_prefixes is None:
-            unsynced_prefixes = get_settings().store_unsynced_prefixes
+            unsynced_prefixes = UNSYNCED_PREFIXES
         self.unsynced_prefixes = tuple(p.rstrip("/") + "/" for p in unsynced_prefixes if p.strip("/"))
 
     def path(self, key: str) -> Path:

@@ -15,7 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from annotate_anyone.errors import ConfigError, NotFound, StorageError
-from annotate_anyone.settings import Settings, get_settings, reveal
+from annotate_anyone.settings import Settings, reveal
 from annotate_anyone.storage.base import ObjectStore
 
 MB = 1024 * 1024
@@ -76,18 +76,17 @@ class S3Store(ObjectStore):
             self.ensure_bucket()
 
     @classmethod
-    def from_url(cls, url: str, settings: Settings | None = None, *, create_bucket: bool = False) -> S3Store:
+    def from_url(cls, url: str, settings: Settings, *, create_bucket: bool = False) -> S3Store:
         """Build from ``s3://bucket/prefix`` with endpoint, credentials and region from ``settings``."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise ConfigError(f"not an s3://bucket/prefix URL: {url!r}")
-        settings = settings or get_settings()
         return cls(
             parts.netloc,
             parts.path,
             endpoint_url=settings.s3_endpoint_url,
-            # optional setting: the S3 address as browsers outside the servers' network reach it
-            public_endpoint_url=getattr(settings, "s3_public_endpoint_url", None),
+            # the S3 address as browsers outside the servers' network reach it (None: endpoint_url)
+            public_endpoint_url=settings.s3_public_endpoint_url,
             access_key=settings.s3_access_key,
             secret_key=reveal(settings.s3_secret_key),
             region=settings.s3_region,
