@@ -254,6 +254,7 @@ def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
         return None
     numbers = list(session.scalars(select(model.number).order_by(model.number)))
     rounds = []
+    data: dict[str, Any] = {}
     try:
         for number in numbers[-20:]:
             data = report(session, number, settings=settings)
@@ -272,8 +273,26 @@ def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
             )
     except Exception as exc:  # an optional module's failure is reported on its page, not as a 500
         logger.exception("flywheel report failed")
-        return {"rounds": rounds, "error": f"{type(exc).__name__}: {exc}"}
-    return {"rounds": rounds, "error": None}
+        return {"rounds": rounds, "versions": [], "error": f"{type(exc).__name__}: {exc}"}
+    return {"rounds": rounds, "versions": model_versions(data.get("per_model_version") or {}), "error": None}
+
+
+def model_versions(per_version: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Gold accuracy of every model version (fine-tuned VLM versions included), for the flywheel page:
+    per version the categories measured, their mean accuracy and how many pass the gate, and per category."""
+    rows = []
+    for version, cats in per_version.items():
+        accs = [v["accuracy"] for v in cats.values() if v.get("accuracy") is not None]
+        rows.append(
+            {
+                "version": version,
+                "categories": len(cats),
+                "mean_accuracy": sum(accs) / len(accs) if accs else None,
+                "passing": sum(1 for v in cats.values() if v.get("passes_gate")),
+                "per_category": {cat: v.get("accuracy") for cat, v in sorted(cats.items())},
+            }
+        )
+    return rows
 
 
 def category_coverage() -> list[dict[str, Any]] | None:

@@ -167,6 +167,16 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
             assert after["accuracy"] >= before["accuracy"] + 0.2, (before, after)
             assert report2["vlm_versions"][0]["version"] == version
             assert flywheel_report(s, 2, settings=settings)["per_model_version"][version] == by_version[version]
+            # The dashboard's flywheel page shows every version's gold accuracy.
+            from annotate_anyone.api.templating import templates
+            from annotate_anyone.services.dashboard import flywheel as flywheel_page
+
+            page = flywheel_page(s, settings)
+            shown = {v["version"]: v for v in page["versions"]}
+            assert shown[version]["per_category"][CATEGORY] == after["accuracy"]
+            assert shown[base]["per_category"][CATEGORY] == before["accuracy"]
+            html = templates.env.get_template("flywheel.html").render(report=page, coverage=None, nav=[], path="/")
+            assert "Model versions on the gold set" in html and version in html and base in html
             # Same answers: the next round keeps the version instead of training another.
             report3 = run_round(s, store, settings=settings, categories=cats, finetune=TRAIN_OPTIONS)
             assert report3["models"]["vlm_finetune"] == {
