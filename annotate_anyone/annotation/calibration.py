@@ -68,24 +68,22 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _pav(x: np.ndarray, y: np.ndarray) -> tuple[list[float], list[float]]:
-    """Pool-adjacent-violators: a non-decreasing step function through (x, y); returns knots.
+    """Isotonic regression (scikit-learn's pool-adjacent-violators): a non-decreasing step function
+    through (x, y); returns knots, one per block at its largest x.
 
     Tied x values are pooled first, so equal confidences always get one calibrated value. Each
     block's value is the posterior mean under a uniform prior, (hits + 1) / (n + 2): a block of a
     few items that were all right does not become certainty.
     """
+    from sklearn.isotonic import IsotonicRegression
+
     ux, inverse = np.unique(x, return_inverse=True)
     sums = np.bincount(inverse, weights=y.astype(float))
     counts = np.bincount(inverse).astype(float)
-    blocks: list[list[float]] = []  # [sum_y, count, x_max]
-    for xv, s, n in zip(ux, sums, counts, strict=True):
-        blocks.append([float(s), float(n), float(xv)])
-        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
-            s2, n2, xm = blocks.pop()
-            blocks[-1][0] += s2
-            blocks[-1][1] += n2
-            blocks[-1][2] = xm
-    return [b[2] for b in blocks], [(b[0] + 1.0) / (b[1] + 2.0) for b in blocks]
+    fitted = IsotonicRegression(increasing=True).fit(ux, sums / counts, sample_weight=counts).predict(ux)
+    ends = np.append(np.flatnonzero(np.diff(fitted) != 0), len(ux) - 1)  # last x of each block
+    hits, n = np.add.reduceat(sums, np.r_[0, ends[:-1] + 1]), np.add.reduceat(counts, np.r_[0, ends[:-1] + 1])
+    return [float(v) for v in ux[ends]], [float(v) for v in (hits + 1.0) / (n + 2.0)]
 
 
 def prob_below(hits: int, n: int, level: float) -> float:

@@ -222,3 +222,34 @@ def test_chance_ece_is_the_noise_floor_of_a_small_set():
 
     assert chance_ece(np.full(20000, 0.8), draws=20) < 0.01
     assert 0.03 < chance_ece(np.full(40, 0.8)) < 0.1  # forty perfectly calibrated answers still show ~0.05
+
+
+def _pav_by_hand(x, y):
+    """Pool-adjacent-violators written out: ties pooled, neighbours merged while not increasing."""
+    blocks = []  # [hits, n, x_max]
+    for xv in np.unique(x):
+        blocks.append([float(y[x == xv].sum()), float((x == xv).sum()), float(xv)])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            h, n, xm = blocks.pop()
+            blocks[-1][0] += h
+            blocks[-1][1] += n
+            blocks[-1][2] = xm
+    return [b[2] for b in blocks], [(b[0] + 1) / (b[1] + 2) for b in blocks]
+
+
+def test_isotonic_knots_are_the_pooled_blocks_shrunk_by_the_rule_of_succession():
+    from annotate_anyone.annotation.calibration import _pav
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        x = np.round(rng.random(n), int(rng.integers(1, 3)))  # many ties
+        y = (rng.random(n) < x).astype(float)
+        kx, ky = _pav(x, y)
+        ex, ey = _pav_by_hand(x, y)
+        np.testing.assert_allclose(kx, ex)
+        np.testing.assert_allclose(ky, ey)
+        assert all(b > a for a, b in zip(kx, kx[1:], strict=False))
+    # 12 answers at distinct confidences, all right: one block, 13/14, not twelve blocks at 2/3
+    kx, ky = _pav(np.linspace(0.5, 0.99, 12), np.ones(12))
+    assert kx == [0.99] and ky == [13 / 14]

@@ -1,6 +1,9 @@
 """Learned heads: one small softmax-regression classifier per category over person features.
 
-Trained (numpy only) on human-verified labels; each retrain is a new :class:`HeadBank` version.
+Trained with scikit-learn's :class:`~sklearn.linear_model.LogisticRegression` (multinomial, L-BFGS) on
+human-verified labels; each retrain is a new :class:`HeadBank` version. A bank stores coefficients (numpy
+arrays and JSON), never a pickled estimator, so any bank loads with numpy alone and across versions of
+scikit-learn.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import numpy as np
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
 from annotate_anyone.annotation.taxonomy import Category
 from annotate_anyone.errors import InvalidInput
+
+BANK_FORMAT = 1  # the layout of HeadBank.to_bytes; raise it when the arrays change meaning
 
 
 @dataclass(slots=True)
@@ -36,48 +41,49 @@ class Head:
         return e / e.sum(1, keepdims=True)
 
 
-def train_head(
-    category: str, x: np.ndarray, y: Sequence[str], *, l2: float = 1e-2, iters: int = 300, lr: float = 0.05
-) -> Head:
-    """Fit a head with full-batch Adam on the mean cross-entropy + ``l2`` * ||W||^2."""
+def train_head(category: str, x: np.ndarray, y: Sequence[str], *, l2: float = 1e-2, max_iter: int = 1000) -> Head:
+    """Fit a head: multinomial logistic regression on standardised features, minimising the mean
+    cross-entropy + ``l2`` * ||W||^2 (the bias is not penalised) to convergence with L-BFGS.
+
+    scikit-learn minimises ``C`` * (summed cross-entropy) + ||W||^2 / 2, so ``C`` = 1 / (2 n ``l2``): the
+    penalty keeps its weight per answer as the label set grows. No class weights: the heads' probabilities
+    are calibrated against the answers as they come. One class only (a cross-validation fold can have
+    that) gives a head that always says it."""
+    from sklearn.linear_model import LogisticRegression
+
     x = np.asarray(x, np.float64)
     if len(x) != len(y) or len(x) == 0:
         raise InvalidInput("train_head needs as many labels as feature rows, and at least one")
     classes = sorted(set(y))
-    idx = np.array([classes.index(v) for v in y])
     mean, std = x.mean(0), x.std(0) + 1e-6
     xs = (x - mean) / std
     n, d = xs.shape
-    k = len(classes)
-    onehot = np.eye(k)[idx]
-    w, b = np.zeros((d, k)), np.log(onehot.mean(0) + 1e-3)
-    m = [np.zeros_like(w), np.zeros_like(b)]
-    v = [np.zeros_like(w), np.zeros_like(b)]
-    for t in range(1, iters + 1):
-        z = xs @ w + b
-        z -= z.max(1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(1, keepdims=True)
-        g = (p - onehot) / n
-        grads = [xs.T @ g + 2 * l2 * w, g.sum(0)]
-        for i, (param, grad) in enumerate(zip((w, b), grads, strict=True)):
-            m[i] = 0.9 * m[i] + 0.1 * grad
-            v[i] = 0.999 * v[i] + 0.001 * grad * grad
-            param -= lr * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
-    return Head(category, classes, w, b, mean, std, n)
+    if len(classes) == 1:
+        return Head(category, classes, np.zeros((d, 1)), np.zeros(1), mean, std, n)
+    # Two classes: scikit-learn fits one logit difference v; the softmax optimum is [-v/2, v/2], whose
+    # penalty is ||v||^2 / 2, hence twice the C.
+    c = 1.0 / (2 * n * l2) * (2 if len(classes) == 2 else 1)
+    model = LogisticRegression(C=c, solver="lbfgs", max_iter=max_iter, tol=1e-6)
+    model.fit(xs, np.array([classes.index(v) for v in y]))
+    coef, intercept = model.coef_.T, model.intercept_
+    if len(classes) == 2:
+        coef, intercept = np.hstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    return Head(category, classes, np.ascontiguousarray(coef), np.asarray(intercept, np.float64), mean, std, n)
 
 
 def cross_val_proba(
     category: str, x: np.ndarray, y: Sequence[str], folds: int = 5, **kw: float
 ) -> list[dict[str, float]]:
-    """Out-of-fold class probabilities for every row (what calibration is fitted on)."""
+    """Out-of-fold class probabilities for every row (what calibration is fitted on): ``folds`` folds of
+    one fixed random permutation, each predicted by a head trained on the others (``kw``: :func:`train_head`'s
+    options)."""
     n = len(y)
     order = np.random.default_rng(0).permutation(n)
     out: list[dict[str, float]] = [{} for _ in range(n)]
     for f in range(min(folds, n)):
         test = order[f::folds]
         train = np.setdiff1d(order, test)
-        if len(train) == 0 or len(set(y[i] for i in train)) < 1:
+        if len(train) == 0:
             continue
         head = train_head(category, x[train], [y[i] for i in train], **kw)
         for i, p in zip(test, head.predict_proba(x[test]), strict=True):
@@ -87,7 +93,10 @@ def cross_val_proba(
 
 @dataclass(slots=True)
 class HeadBank:
-    """All heads of one retrain: a model version over one feature extractor."""
+    """All heads of one retrain: a model version over one feature extractor.
+
+    Serialised as an ``.npz`` of each head's weight, bias and standardisation plus JSON metadata with a
+    ``format`` number (banks written before it existed are format 1, the same arrays)."""
 
     version: str
     extractor: str
@@ -95,7 +104,7 @@ class HeadBank:
 
     def to_bytes(self) -> bytes:
         arrays: dict[str, np.ndarray] = {}
-        meta = {"version": self.version, "extractor": self.extractor, "heads": {}}
+        meta = {"format": BANK_FORMAT, "version": self.version, "extractor": self.extractor, "heads": {}}
         for i, (cat, h) in enumerate(sorted(self.heads.items())):
             meta["heads"][cat] = {"i": i, "classes": h.classes, "n_train": h.n_train}
             for name in ("weight", "bias", "mean", "std"):
@@ -108,6 +117,10 @@ class HeadBank:
     def from_bytes(cls, data: bytes) -> HeadBank:
         z = np.load(io.BytesIO(data))
         meta = json.loads(z["meta"].tobytes().decode())
+        if int(meta.get("format", 1)) > BANK_FORMAT:
+            raise InvalidInput(
+                f"head bank {meta.get('version')!r} has format {meta['format']}; this version reads up to {BANK_FORMAT}"
+            )
         bank = cls(meta["version"], meta["extractor"])
         for cat, info in meta["heads"].items():
             i = info["i"]
