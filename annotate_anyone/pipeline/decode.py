@@ -13,7 +13,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Stage
-from annotate_anyone.settings import get_settings
 
 BLUR_SIDE = 512  # the blur metric is measured on a grey image of about this long side
 WORK_SIDE = 512  # long side of the shared working copy the model stages read (BRISQUE, NSFW, persons)
@@ -188,9 +187,10 @@ class DecodeStage(Stage):
 
     name = "decode"
 
-    def __init__(self, *, max_pixels: int | None = None, draft_side: int | None = 512) -> None:
+    def __init__(self, *, max_pixels: int, draft_side: int | None = 512) -> None:
+        """``max_pixels``: the decompression-bomb limit (``Settings.quality.max_pixels``)."""
         super().__init__()
-        self.max_pixels = max_pixels or get_settings().quality.max_pixels
+        self.max_pixels = max_pixels
         self.draft_side = draft_side
 
     def process(self, record: Record) -> Record:

@@ -22,6 +22,7 @@ import httpcore
 import httpx
 
 from annotate_anyone import __version__
+from annotate_anyone.errors import ConfigError
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.sources.confine import (
     Refused,
@@ -32,7 +33,8 @@ from annotate_anyone.pipeline.sources.confine import (
     open_regular,
 )
 from annotate_anyone.pipeline.stage import Stage
-from annotate_anyone.settings import Settings, get_settings, reveal
+from annotate_anyone.retry import call_with_retries
+from annotate_anyone.settings import Settings, reveal
 
 PROJECT_URL = "https://github.com/annotate-anyone/annotate-anyone"
 USER_AGENT = f"annotate-anyone/{__version__} (+{PROJECT_URL})"
@@ -297,20 +299,24 @@ class HttpFetcher:
         result = FetchResult(url=url)
         give_up = time.monotonic() + self.deadline
         _DEADLINE.at = give_up
+
+        def once() -> FetchResult:
+            result.attempts += 1
+            return self._fetch_once(url, result)
+
         try:
-            for attempt in range(self.retries + 1):
-                result.attempts = attempt + 1
-                try:
-                    return self._fetch_once(url, result)
-                except FetchFailure as failure:
-                    result.reason, result.detail = failure.reason, failure.detail
-                    delay = self._delay(attempt, failure.retry_after)
-                    if not failure.transient or attempt == self.retries or time.monotonic() + delay >= give_up:
-                        return result
-                    time.sleep(delay)
-                except Exception as exc:  # anything unexpected is this URL's failure, not the batch's
-                    result.reason, result.detail = "fetch:error", f"{type(exc).__name__}: {exc}"
-                    return result
+            return call_with_retries(
+                once,
+                attempts=self.retries + 1,
+                retry_on=lambda exc: isinstance(exc, FetchFailure) and exc.transient,
+                delay=lambda attempt, exc: self._delay(attempt, getattr(exc, "retry_after", None)),
+                deadline=give_up,  # no wait that would end past the fetch's wall-clock deadline
+            )
+        except FetchFailure as failure:
+            result.reason, result.detail = failure.reason, failure.detail
+            return result
+        except Exception as exc:  # anything unexpected is this URL's failure, not the batch's
+            result.reason, result.detail = "fetch:error", f"{type(exc).__name__}: {exc}"
             return result
         finally:
             _DEADLINE.at = None
@@ -375,8 +381,8 @@ def _retry_after(value: str | None) -> float | None:
 class S3Reader:
     """Reads ``s3://bucket/key`` objects with boto3, configured from the ``s3_*`` settings."""
 
-    def __init__(self, settings: Settings | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.settings = settings or get_settings()
+    def __init__(self, settings: Settings, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.settings = settings
         self.max_bytes = max_bytes
         self._client: Any = None
 
@@ -522,6 +528,8 @@ class ReadStage(Stage):
         try:
             if record.uri.startswith("s3://"):
                 if self._s3 is None:
+                    if self.settings is None:
+                        raise ConfigError("reading s3:// items needs the settings (S3 endpoint and credentials)")
                     self._s3 = S3Reader(self.settings, self.max_bytes)
                 record.data = self._s3.read(record.uri)
             elif is_local(record.uri):

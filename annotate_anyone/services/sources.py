@@ -146,21 +146,21 @@ def get_source(session: Session, source_id: int) -> Source:
     return source
 
 
-def reader_for(source: Source) -> Any:
+def reader_for(source: Source, settings: Settings) -> Any:
     """The reader that lists a source's items (see annotate_anyone.pipeline.sources)."""
     from annotate_anyone.pipeline.sources import reader_for_source
 
-    return reader_for_source(source.kind.value, source.uri, source.options or {}, source.root)
+    return reader_for_source(source.kind.value, source.uri, source.options or {}, source.root, settings)
 
 
-def scan_source(session: Session, source: Source, *, job_id: int | None = None) -> list[int]:
+def scan_source(session: Session, source: Source, settings: Settings, *, job_id: int | None = None) -> list[int]:
     """List what is new in ``source`` since its cursor, add item rows for it, and advance the cursor.
 
     Items already known (same source and URI) are not added twice. Returns the new item ids.
     """
     if source.taken_down:
         return []
-    items, cursor = reader_for(source).scan(source.cursor)
+    items, cursor = reader_for(source, settings).scan(source.cursor)
     uris = [it.uri for it in items]
     known: set[str] = set()
     for chunk in range(0, len(uris), 500):

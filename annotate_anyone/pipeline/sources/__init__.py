@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.pipeline.sources.base import SourceItem, SourceReader
+
+if TYPE_CHECKING:
+    from annotate_anyone.settings import Settings
 
 __all__ = ["SourceItem", "SourceReader", "reader_for_source"]
 
@@ -15,11 +18,15 @@ _S3_OPTIONS = ("extensions", "page_size", "order")
 
 
 def reader_for_source(
-    kind: str, uri: str, options: dict[str, Any] | None = None, root: str | None = None
+    kind: str,
+    uri: str,
+    options: dict[str, Any] | None = None,
+    root: str | None = None,
+    settings: Settings | None = None,
 ) -> SourceReader:
     """The reader for a source row: ``kind`` is ``url_list``, ``folder`` or ``s3_prefix``; ``options`` are
     the reader's keyword arguments as stored on the source (unknown keys are ignored); ``root`` the folder
-    a local source's own path must resolve under."""
+    a local source's own path must resolve under; ``settings`` give ``s3_prefix`` its endpoint and credentials."""
     options = options or {}
     if kind == "url_list":
         from annotate_anyone.pipeline.sources.url_list import UrlListReader
@@ -33,5 +40,5 @@ def reader_for_source(
     if kind == "s3_prefix":
         from annotate_anyone.pipeline.sources.s3_prefix import S3PrefixReader
 
-        return S3PrefixReader(uri, **{k: v for k, v in options.items() if k in _S3_OPTIONS})
+        return S3PrefixReader(uri, **{k: v for k, v in options.items() if k in _S3_OPTIONS}, settings=settings)
     raise InvalidInput(f"unknown source kind {kind!r}; one of url_list, folder, s3_prefix")

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from annotate_anyone.errors import InvalidInput
+from annotate_anyone.errors import ConfigError, InvalidInput
 from annotate_anyone.pipeline.sources.base import IMAGE_EXTENSIONS, SourceItem, SourceReader
-from annotate_anyone.settings import Settings, get_settings
+from annotate_anyone.settings import Settings
 
 
 class S3PrefixReader(SourceReader):
@@ -52,7 +52,9 @@ class S3PrefixReader(SourceReader):
         if self._client is None:
             from annotate_anyone.pipeline.fetch import make_s3_client
 
-            self._client = make_s3_client(self.settings or get_settings())
+            if self.settings is None:
+                raise ConfigError("an s3_prefix source needs the settings (S3 endpoint and credentials) or a client")
+            self._client = make_s3_client(self.settings)
         return self._client
 
     def _objects(self, start_after: str | None = None) -> Iterator[dict[str, Any]]:
