@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import httpx
 
 from annotate_anyone.errors import AnnotateAnyoneError, ConfigError, MissingExtra
+from annotate_anyone.retry import call_with_retries, exponential
 from annotate_anyone.review.configs import ProjectSpec
 from annotate_anyone.review.settings import ReviewSettings
 
@@ -73,7 +74,8 @@ class PulledTask:
 
 @dataclass
 class Retrying:
-    """Call with retries and exponential backoff on transient errors."""
+    """Call with retries and exponential backoff on transient errors (:func:`~annotate_anyone.retry.call_with_retries`);
+    when they run out, :class:`BackendUnavailable`."""
 
     retries: int = 6
     backoff_s: float = 0.5
@@ -82,21 +84,19 @@ class Retrying:
     sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, what: str, fn: Callable[[], T]) -> T:
-        delay = self.backoff_s
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except Exception as exc:
-                if not self.is_transient(exc):
-                    raise
-                if attempt == self.retries:
-                    raise BackendUnavailable(
-                        f"{what}: review backend unavailable ({type(exc).__name__}: {exc})"
-                    ) from exc
-                log.warning("%s failed (%s); retry %d in %.1fs", what, type(exc).__name__, attempt + 1, delay)
-                self.sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
-        raise AssertionError("unreachable")
+        try:
+            return call_with_retries(
+                fn,
+                attempts=self.retries + 1,
+                retry_on=self.is_transient,
+                delay=exponential(self.backoff_s, self.backoff_max_s),
+                sleep=self.sleep,
+                what=what,
+            )
+        except Exception as exc:
+            if self.is_transient(exc):  # raised transient: the retries ran out
+                raise BackendUnavailable(f"{what}: review backend unavailable ({type(exc).__name__}: {exc})") from exc
+            raise
 
 
 def parse_time(value: str | None) -> datetime:
