@@ -6,7 +6,8 @@ to the queue when a pool child is lost, and retry with exponential backoff on er
 Queues: everything goes to ``annotate-anyone`` except, when ``AA_MODELS__GPU_QUEUE`` names a queue
 (e.g. ``gpu``), the units of model-backed job kinds (:data:`MODEL_KINDS`: annotation rounds), which go
 there, so that only workers started with ``annotate-anyone worker --queues gpu`` (where the models and
-the accelerator are) run them. Planning and finishing such a job stay on the default queue.
+the accelerator are) run them. Planning such a job goes there too: an annotation round's plan fine-tunes
+the VLM on the new human answers and retrains the heads on model features, which is model work.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class CeleryExecutor(Executor):
         self.app = make_celery(settings)
 
     def submit(self, job_id: int) -> None:
-        self.app.send_task(START_JOB, args=[job_id])
-        logs.event(log, "job.queued", job_id=job_id, executor="celery")
+        """Queue the job's planning: on the GPU queue for model-backed kinds (:func:`unit_queue`)."""
+        queue = unit_queue(self.settings, self._kind(job_id)) if self.settings.models.gpu_queue else None
+        self.app.send_task(START_JOB, args=[job_id], queue=queue)
+        logs.event(log, "job.queued", job_id=job_id, executor="celery", queue=queue or DEFAULT_QUEUE)
 
     def dispatch_units(self, job_id: int, units: list[list[int]], kind: str | None = None) -> None:
         """One ``aa.run_unit`` per unit, on the GPU queue when the job kind runs models (:func:`unit_queue`)."""

@@ -1,8 +1,9 @@
-"""Model units on their own Celery queue, with real workers on Redis and PostgreSQL.
+"""Model work on its own Celery queue, with real workers on Redis and PostgreSQL.
 
-A worker on the default queue plans an annotation round but never takes its units: they wait on the
-``gpu`` queue until ``annotate-anyone worker --queues gpu`` (here on CPU, with a tiny random CLIP)
-starts, which labels every person with the model, loading it once for all units.
+A worker on the default queue never takes an annotation round (its planning fine-tunes and retrains
+models) nor its units: they wait on the ``gpu`` queue until ``annotate-anyone worker --queues gpu`` (here
+on CPU, with a tiny random CLIP) starts, which plans the round and labels every person with the model,
+loading it once for all units.
 """
 
 from __future__ import annotations
@@ -119,24 +120,18 @@ def test_a_gpu_worker_labels_the_round_and_a_default_worker_leaves_its_units(env
         for image in session.scalars(select(Image)):
             image.status = ImageStatus.kept
         job_id = jobs.create_job(session, kind="annotate", params={"person_ids": pids, "batch_size": 3}).id
-    # A worker on the default queue only: it plans the round and sends the two units to the gpu queue.
+    # A worker on the default queue only: it must leave the round (planning and units) to the gpu queue.
     celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel=INFO",
               "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
     _, default_log = start_worker([*celery, "--queues", "annotate-anyone", "--concurrency=1", "--pool=prefork"])
+    _wait_for(lambda: "ready." in default_log.read_text(errors="replace"), 120, "the default worker", default_log)
     CeleryExecutor(settings).submit(job_id)
     queue = redis.Redis.from_url(settings.broker_url)
-
-    def planned() -> bool:
-        with session_scope(settings.db_url) as session:
-            job = jobs.get_job(session, job_id)
-            return job.status == JobStatus.running and job.total == 2
-
-    _wait_for(planned, 180, "the default worker to plan the round", default_log)
-    _wait_for(lambda: queue.llen(GPU_QUEUE) == 2, 30, "two units on the gpu queue", default_log)
-    time.sleep(3)  # the default worker is idle and could take them: it must not
-    assert queue.llen(GPU_QUEUE) == 2
+    _wait_for(lambda: queue.llen(GPU_QUEUE) == 1, 30, "the round's planning on the gpu queue", default_log)
+    time.sleep(3)  # the default worker is idle and could take it: it must not
+    assert queue.llen(GPU_QUEUE) == 1
     with session_scope(settings.db_url) as session:
-        assert session.scalar(select(func.count(JobUnit.id)).where(JobUnit.job_id == job_id)) == 0
+        assert jobs.get_job(session, job_id).status == JobStatus.queued
         assert session.scalar(select(func.count(ModelPrediction.id))) == 0
     # The GPU worker (the CLI's worker command, bound to the gpu queue; on CPU here) labels the round.
     cli = str(Path(sys.executable).with_name("annotate-anyone"))
@@ -160,4 +155,7 @@ def test_a_gpu_worker_labels_the_round_and_a_default_worker_leaves_its_units(env
     assert "(thread)" in gpu_text  # the CLI's default for a GPU worker: one process, threads
     received = re.compile(r"Task aa\.run_unit\[[0-9a-f-]+\] received")
     assert len(received.findall(gpu_text)) == 2 and not received.findall(default_text)
-    assert gpu_text.count("model loaded: clip") == 1  # one load (at start) for both units
+    planned_by = re.compile(r"Task aa\.start_job\[[0-9a-f-]+\] received")
+    assert planned_by.search(gpu_text) and not planned_by.search(default_text)
+    assert "model loaded" not in default_text
+    assert gpu_text.count("model loaded: clip") == 1  # one load (at start) for planning and both units
