@@ -133,7 +133,7 @@ def main() -> None:
 
     from annotate_anyone.perception import person_backend
     from annotate_anyone.pipeline.decode import decode_image
-    from annotate_anyone.settings import Settings
+    from annotate_anyone.settings import Settings, get_settings
 
     cv2.setNumThreads(1)  # one core per worker process, as the ingest workers run
     names = args.stages or Settings().ingest_stages
@@ -145,7 +145,7 @@ def main() -> None:
         (folder / name).write_bytes(data)
     server, port = start_server(folder)
     urls = [f"http://127.0.0.1:{port}/{name}" for name in files]
-    backend = person_backend()
+    backend = person_backend(cache_dir=get_settings().model_cache_dir)
     backend.detect(decode_image(next(iter(files.values())), max_pixels=80_000_000)[0])  # loads the graphs
     loads, floors, chains = [os.getloadavg()[0]], [], []
     try:

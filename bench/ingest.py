@@ -283,6 +283,7 @@ def model_profile(paths: list[str]) -> dict[str, float]:
     from annotate_anyone.pipeline.humans import HumanFilter
     from annotate_anyone.pipeline.quality import BrisqueScorer
     from annotate_anyone.pipeline.record import Record
+    from annotate_anyone.settings import get_settings
 
     records = [Record(item_id=i, uri=p, data=Path(p).read_bytes()) for i, p in enumerate(paths)]
     DecodeStage(max_pixels=80_000_000).process_batch(records)
@@ -292,7 +293,7 @@ def model_profile(paths: list[str]) -> dict[str, float]:
     for r in records:
         scorer.score(r.image)
     brisque = 1000 * (time.perf_counter() - start) / len(records)
-    humans = HumanFilter("mediapipe")
+    humans = HumanFilter("mediapipe", cache_dir=get_settings().model_cache_dir)
     humans.process_batch(records[:1])  # loads the graphs
     for r in records:
         r.drop_reason = None

@@ -106,10 +106,11 @@ def collect(
     from annotate_anyone.annotation.service import Engine, _choose
     from annotate_anyone.perception import person_backend
     from annotate_anyone.perception.shot_type import shot_type
+    from annotate_anyone.settings import get_settings
 
     engine = Engine.build(AnnotationConfig())
     cats = engine.taxonomy.categories()
-    backend = person_backend()
+    backend = person_backend(cache_dir=get_settings().model_cache_dir)
     shipped = dev_calibrations()
     persons, missing = [], []
     ms: dict[str, list[float]] = defaultdict(list)

@@ -158,13 +158,14 @@ def main() -> None:
     from annotate_anyone.annotation.parsing import make_parser
     from annotate_anyone.annotation.taxonomy import ATR_LABELS
     from annotate_anyone.perception import person_backend
+    from annotate_anyone.settings import get_settings
 
     images = sorted((args.dev_set / "images").glob("*.jpg"))
     if not images:
         raise SystemExit(f"no images/*.jpg under {args.dev_set}")
     if args.limit:
         images = images[: args.limit]
-    backend = person_backend()
+    backend = person_backend(cache_dir=get_settings().model_cache_dir)
     parser = make_parser(args.parser)
     lut = coarse_lut()
     ours, sketch = Scores(), Scores()

@@ -74,18 +74,16 @@ def _is_bundle(path: Path) -> bool:
         return False
 
 
-def pose_bundle(cache_dir: Path | None = None) -> Path:
+def pose_bundle(cache_dir: Path | None) -> Path:
     """The ``.task`` bundle built from the models inside the mediapipe wheel (built on first call).
 
-    It lives in ``cache_dir`` (default: ``Settings.model_cache_dir``) under a name keyed by the
+    It lives in ``cache_dir`` (``Settings.model_cache_dir``, passed by the caller) under a name keyed by the
     mediapipe version. It is written to a temporary file and renamed into place, so concurrent
     builders never expose a partial bundle (the last rename wins; both wrote the same bytes).
     """
-    mediapipe = _mediapipe()
     if cache_dir is None:
-        from annotate_anyone.settings import get_settings
-
-        cache_dir = get_settings().model_cache_dir
+        raise ConfigError("the MediaPipe pose backend needs a model cache folder (Settings.model_cache_dir)")
+    mediapipe = _mediapipe()
     folder = Path(cache_dir).expanduser()
     path = folder / f"pose_landmarker_full-mediapipe-{mediapipe.__version__}.task"
     if _is_bundle(path):

@@ -56,7 +56,10 @@ def _humans(settings: Settings, options: dict[str, Any]) -> Stage:
     from annotate_anyone.pipeline.humans import HumanFilter
 
     config = settings.humans.model_copy(update=options.get("humans", {}))
-    return HumanFilter(backend=options.get("human_backend", config.backend), **config.model_dump(exclude={"backend"}))
+    backend = options.get("human_backend", config.backend)
+    # the folder itself is made when the pose bundle is first built (a clear ConfigError if it cannot be)
+    cache = settings.model_cache.expanduser().resolve()
+    return HumanFilter(backend, cache_dir=cache, **config.model_dump(exclude={"backend"}))
 
 
 def _safety(settings: Settings, options: dict[str, Any]) -> Stage:

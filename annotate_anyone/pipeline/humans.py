@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,11 @@ class HumanFilter(Stage):
         min_person_share: float = 0.1,
         min_visible_keypoints: int = 8,
         store_mask: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir`` (``Settings.model_cache_dir``): where a named MediaPipe backend builds its model bundle."""
         super().__init__()
+        self.cache_dir = cache_dir
         self.backend_name = backend if isinstance(backend, str) else backend.name
         self._backend = backend if isinstance(backend, PersonBackend) else None
         self.min_height_share = min_height_share
@@ -74,7 +78,7 @@ class HumanFilter(Stage):
         if self._backend is None:
             from annotate_anyone.perception import person_backend
 
-            self._backend = person_backend(self.backend_name)
+            self._backend = person_backend(self.backend_name, self.cache_dir)
 
     def process(self, record: Record) -> Record:
         if record.image is None:

@@ -55,8 +55,9 @@ def contexts():
     from PIL import Image
 
     from annotate_anyone.perception import person_backend
+    from annotate_anyone.settings import Settings
 
-    backend = person_backend()
+    backend = person_backend(cache_dir=Settings().model_cache_dir)
     out = {}
     for name in ("astronaut", "camera", "grace_hopper", "459", "474", "294", "569", "589"):
         rgb = _photo(name)

@@ -14,6 +14,7 @@ from annotate_anyone.perception.types import FaceDetection, PersonBackend, Perso
 from annotate_anyone.pipeline.decode import DecodeStage
 from annotate_anyone.pipeline.humans import HumanFilter
 from annotate_anyone.pipeline.record import Record
+from annotate_anyone.settings import Settings
 
 pytest.importorskip("mediapipe")
 
@@ -69,7 +70,7 @@ def judged() -> dict[str, Record]:
         sources[path.stem[-6:]] = path.read_bytes()
     records = [Record(item_id=i, uri=name, data=data) for i, (name, data) in enumerate(sources.items())]
     DecodeStage(max_pixels=50_000_000).process_batch(records)
-    HumanFilter("mediapipe").process_batch(records)
+    HumanFilter("mediapipe", cache_dir=Settings().model_cache_dir).process_batch(records)
     return {r.uri: r for r in records}
 
 
@@ -130,7 +131,7 @@ def test_coordinates_scaled_to_original_pixels():
     record = Record(item_id=1, uri="big", data=buf.getvalue())
     DecodeStage(max_pixels=50_000_000, draft_side=512).process_batch([record])
     assert record.image.size == (512, 512)
-    HumanFilter("mediapipe").process_batch([record])
+    HumanFilter("mediapipe", cache_dir=Settings().model_cache_dir).process_batch([record])
     (person,) = record.persons
     assert person["box"][3] > 1500 and max(k[0] for k in person["keypoints"]) > 512
     assert Image.open(io.BytesIO(person["mask_png"])).size == (2048, 2048)
