@@ -505,10 +505,3 @@ def cross_validated_calibration(
         confident_wrong_pooled=pooled[1],
         ece_chance=chance_ece(oof),
     )
-
-
-def release_summary(session: Any, **kwargs: Any) -> dict[str, Any]:
-    """Expected error and routing figures for a release manifest (see :func:`flywheel.release_summary`)."""
-    from annotate_anyone.annotation.flywheel import release_summary as summary
-
-    return summary(session, **kwargs)

@@ -188,13 +188,10 @@ def _removal_reasons(session: Session, rows: list[tuple[str, str]], taken: set[s
 
 
 def _engine_summary(session: Session) -> dict[str, Any]:
-    """Expected error and routing from the annotation engine's calibration, when it provides them."""
-    try:
-        from annotate_anyone.annotation import calibration  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    summary = getattr(calibration, "release_summary", None)
-    return dict(summary(session)) if callable(summary) else {}
+    """Expected error and routing from the annotation engine's flywheel figures."""
+    from annotate_anyone.annotation.flywheel import release_summary
+
+    return dict(release_summary(session))
 
 
 def export_release(
@@ -216,7 +213,7 @@ def export_release(
 
     ``parent``: ``"latest"`` (the newest published version, if any), a version, or ``None`` for none.
     ``expected_error_rate`` (of auto-accepted labels) and ``routing`` default to the annotation
-    engine's calibration when it is installed. Raises :class:`Conflict` if the version exists.
+    engine's flywheel figures (``annotation.flywheel.release_summary``). Raises :class:`Conflict` if the version exists.
     """
     chosen = parse_preset(preset)
     sample_filter = SampleFilter.parse(filters)
