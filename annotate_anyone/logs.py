@@ -21,7 +21,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from annotate_anyone.settings import Settings
 
 _CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("aa_log_context", default={})  # noqa: B039
 _FIELDS = "aa_fields"  # LogRecord attribute holding an event's own fields
@@ -147,11 +150,9 @@ def configure_logging(
     return handler
 
 
-def configure_from_settings(settings: Any, *, default_level: str = "INFO") -> logging.Handler:
+def configure_from_settings(settings: Settings, *, default_level: str = "INFO") -> logging.Handler:
     """:func:`configure_logging` with ``AA_LOG_LEVEL`` and ``AA_LOG_FORMAT`` from ``settings``."""
-    return configure_logging(
-        getattr(settings, "log_level", None), getattr(settings, "log_format", "json"), default_level=default_level
-    )
+    return configure_logging(settings.log_level, settings.log_format, default_level=default_level)
 
 
 def current_config() -> tuple[str | int, str] | None:

@@ -22,11 +22,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
+
+if TYPE_CHECKING:
+    from annotate_anyone.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class DatabaseCollector(Collector):
     families out of that scrape rather than reporting zeros.
     """
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def collect(self) -> Iterator[Metric]:
@@ -171,9 +174,9 @@ def queue_depths(broker_url: str, queues: tuple[str, ...] = QUEUES, timeout: flo
     return depths
 
 
-def celery_queues(settings: Any) -> tuple[str, ...]:
+def celery_queues(settings: Settings) -> tuple[str, ...]:
     """The default queue, and the GPU queue of model-backed units when ``AA_MODELS__GPU_QUEUE`` names one."""
-    gpu = getattr(getattr(settings, "models", None), "gpu_queue", None)
+    gpu = settings.models.gpu_queue
     return (*QUEUES, gpu) if gpu and gpu not in QUEUES else QUEUES
 
 
@@ -188,7 +191,7 @@ def _process_registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def render(settings: Any) -> tuple[bytes, str]:
+def render(settings: Settings) -> tuple[bytes, str]:
     """The exposition body and its content type: per-process metrics, then the database's."""
     database = CollectorRegistry(auto_describe=False)
     database.register(DatabaseCollector(settings))

@@ -19,7 +19,6 @@ from annotate_anyone.services.auth import (
     Principal,
     RateLimited,
     Unauthorized,
-    auth_config,
     authenticate_key,
     authenticate_session,
     authorize,
@@ -58,7 +57,7 @@ LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 async def get_auth_config(request: Request) -> AuthConfig:
     """``app.state.auth_config`` when set (tests, benchmarks), else from the settings."""
-    return getattr(request.app.state, "auth_config", None) or auth_config(request.app.state.settings)
+    return getattr(request.app.state, "auth_config", None) or request.app.state.settings.auth
 
 
 AuthConfigDep = Annotated[AuthConfig, Depends(get_auth_config)]

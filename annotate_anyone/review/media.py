@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 
 from annotate_anyone.db.models import Image, Person
 from annotate_anyone.errors import InvalidInput
-from annotate_anyone.review.settings import review_settings
 from annotate_anyone.settings import Settings, is_placeholder, reveal
 from annotate_anyone.storage import ObjectStore
 
@@ -25,7 +24,7 @@ CLOCK_SKEW_S = 300  # links signed by a server whose clock runs this far ahead s
 
 def max_ttl(settings: Settings) -> int:
     """The longest lifetime a media link may have under ``settings``."""
-    return min(review_settings(settings).media_ttl_s, MAX_MEDIA_TTL_S)
+    return min(settings.review.media_ttl_s, MAX_MEDIA_TTL_S)
 
 
 def _signature(secret: str, person_id: int, expires: int, layer: str | None = None) -> str:

@@ -27,7 +27,7 @@ from annotate_anyone.review.client import WEBHOOK_HEADER, LabelStudioBackend, Re
 from annotate_anyone.review.flagging import flag_annotators
 from annotate_anyone.review.models import ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.push import Pusher, PushReport
-from annotate_anyone.review.settings import ReviewSettings, review_settings
+from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.review.sync import (
     FOLLOW_UP,
     Applier,
@@ -52,7 +52,7 @@ class WebhookForbidden(AnnotateAnyoneError):
 
 def make_backend(settings: Settings, options: ReviewSettings | None = None) -> ReviewBackend:
     """The configured review backend (Label Studio)."""
-    return LabelStudioBackend.from_settings(settings, options or review_settings(settings))
+    return LabelStudioBackend.from_settings(settings, options or settings.review)
 
 
 def webhook_url(settings: Settings) -> str:
@@ -70,7 +70,7 @@ def make_pusher(
     options: ReviewSettings | None = None,
 ) -> Pusher:
     """A :class:`Pusher` wired from settings."""
-    options = options or review_settings(settings)
+    options = options or settings.review
     store = store or open_store(settings=settings)
     taxonomy = taxonomy or load_taxonomy()
 
@@ -92,7 +92,7 @@ def make_pusher(
 
 
 def make_applier(settings: Settings, options: ReviewSettings | None = None) -> Applier:
-    options = options or review_settings(settings)
+    options = options or settings.review
     return Applier(load_taxonomy(), open_store(settings=settings), options)
 
 

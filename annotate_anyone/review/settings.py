@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, Field
-
-if TYPE_CHECKING:
-    from annotate_anyone.settings import Settings
 
 
 class ReviewSettings(BaseModel):
@@ -21,7 +16,12 @@ class ReviewSettings(BaseModel):
     gold_threshold: float = Field(default=0.7, ge=0.0, le=1.0, description="flag annotators below this accuracy")
     gold_min_answers: int = Field(default=5, ge=1, description="gold answers needed before flagging")
     send_back_days: float = Field(default=7.0, gt=0, description="a flagged annotator's answers this recent go back")
-    aggregation: str = Field(default="dawid_skene", pattern="^(majority|dawid_skene)$")
+    aggregation: str = Field(
+        default="dawid_skene",
+        pattern="^(majority|dawid_skene)$",
+        description="how several answers are settled: majority vote, or Dawid-Skene (each annotator's confusion"
+        " matrix per category, fitted on gold and overlapped tasks)",
+    )
     media_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="lifetime of presigned / signed image URLs")
     retries: int = Field(default=6, ge=0, description="attempts after the first on a transient backend error")
     backoff_s: float = Field(default=0.5, gt=0, description="first retry delay; doubles each time")
@@ -35,9 +35,3 @@ class ReviewSettings(BaseModel):
     max_followups: int = Field(default=2, ge=0, description="times a task's unanswered questions are asked again")
     rate_window_days: float = Field(default=7.0, gt=0, description="an annotator's answers per hour: over this window")
     rate_min_answers: int = Field(default=20, ge=1, description="answers in the window before a rate is shown")
-
-
-def review_settings(settings: Settings) -> ReviewSettings:
-    """The review options of ``settings`` (``settings.review`` once the lead wires the field, else defaults)."""
-    value = getattr(settings, "review", None)
-    return value if isinstance(value, ReviewSettings) else ReviewSettings()

@@ -27,7 +27,7 @@ from annotate_anyone.auth_models import User, WebSession
 from annotate_anyone.db.base import utcnow
 from annotate_anyone.db.models import ApiKey, Role
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
-from annotate_anyone.settings import AuthConfig, Settings
+from annotate_anyone.settings import AuthConfig as AuthConfig  # the rate limits and session lifetime (re-exported)
 
 
 class Unauthorized(AnnotateAnyoneError):
@@ -44,10 +44,6 @@ class RateLimited(AnnotateAnyoneError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def auth_config(settings: Settings) -> AuthConfig:
-    return getattr(settings, "auth", None) or AuthConfig()
 
 
 class Perm(enum.StrEnum):
