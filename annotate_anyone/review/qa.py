@@ -1,22 +1,28 @@
 """Quality control: gold accuracy, agreement on overlapped tasks, aggregation, flagging.
 
-Aggregation is majority vote or Dawid-Skene. :func:`weighted_vote` is the one-coin Dawid-Skene decision
-for one item given each annotator's reliability (log-odds weights); :func:`dawid_skene` is the full EM
-over many items with one confusion matrix per annotator.
+Aggregation is majority vote or Dawid-Skene. :func:`dawid_skene` is the EM over many items with one
+confusion matrix per annotator (and a class prior); :func:`fit_confusions` runs it per category over the
+answers of gold tasks (their known answers held fixed) and of overlapped tasks, each annotator's matrix
+drawn toward the one-coin matrix of their gold accuracy, and :meth:`Confusions.vote` settles one item with
+it. :func:`weighted_vote` is the
+one-coin decision (log-odds weights from gold accuracy alone): what :meth:`Confusions.vote` reduces to for
+a category without overlapped answers.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from statistics import median
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.db.models import ReviewTask
 from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer
 
 ACTIVE = "active"
@@ -66,49 +72,153 @@ def weighted_vote(votes: Mapping[str, str], accuracy: Mapping[str, float], n_opt
     return Vote(value, posterior[value], posterior)
 
 
+def _one_coin(accuracy: float, k: int) -> np.ndarray:
+    """The confusion matrix of an annotator right with probability ``accuracy``, wrong uniformly."""
+    p = min(max(accuracy, 1e-3), 1 - 1e-3)
+    return np.full((k, k), (1 - p) / max(k - 1, 1)) + np.eye(k) * (p - (1 - p) / max(k - 1, 1))
+
+
 def dawid_skene(
-    items: Mapping[Hashable, Mapping[str, str]], labels: list[str], iterations: int = 50, tol: float = 1e-6
+    items: Mapping[Hashable, Mapping[str, str]],
+    labels: list[str],
+    iterations: int = 50,
+    tol: float = 1e-6,
+    *,
+    accuracy: Mapping[str, float] | None = None,
+    prior_strength: float = 2.0,
+    known: Mapping[Hashable, str] | None = None,
 ) -> tuple[dict[Hashable, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
-    """Full Dawid-Skene EM. ``items``: item -> {annotator: label}. Returns posteriors and confusion matrices."""
+    """Full Dawid-Skene EM. ``items``: item -> {annotator: label}. Returns posteriors and confusion matrices
+    (annotator -> true label -> given label -> probability).
+
+    Each row of an annotator's matrix gets ``prior_strength`` pseudo-answers spread as the one-coin matrix
+    of their ``accuracy`` (default 0.8, the :func:`reliability` prior), so a matrix rests on few answers
+    only as far as they say something. Posteriors start from vote shares; items in ``known`` (item -> the
+    right label, e.g. gold) keep that answer throughout."""
+    posteriors, matrices, _ = _em(items, labels, iterations, tol, accuracy or {}, prior_strength, known)
+    named = {
+        a: {labels[t]: {labels[g]: float(m[t, g]) for g in range(len(labels))} for t in range(len(labels))}
+        for a, m in matrices.items()
+    }
+    return {item: {labels[j]: float(p[j]) for j in range(len(labels))} for item, p in posteriors.items()}, named
+
+
+def _em(
+    items: Mapping[Hashable, Mapping[str, str]],
+    labels: list[str],
+    iterations: int,
+    tol: float,
+    accuracy: Mapping[str, float],
+    prior_strength: float,
+    known: Mapping[Hashable, str] | None = None,
+) -> tuple[dict[Hashable, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     index = {label: i for i, label in enumerate(labels)}
     k = len(labels)
+    keys = list(items)
     annotators = sorted({a for votes in items.values() for a in votes})
-    post = {}
-    for item, votes in items.items():  # initialise with vote shares
-        row = [0.0] * k
-        for label in votes.values():
-            row[index[label]] += 1
-        total = sum(row)
-        post[item] = [v / total for v in row]
-    confusion: dict[str, list[list[float]]] = {}
+    col = {a: i for i, a in enumerate(annotators)}
+    # given[i, a] = label index annotator a gave item i, -1 where they did not answer
+    given = np.full((len(keys), len(annotators)), -1)
+    for i, item in enumerate(keys):
+        for a, label in items[item].items():
+            given[i, col[a]] = index[label]
+    answered = given >= 0
+    post = np.zeros((len(keys), k))
+    for j in range(k):
+        post[:, j] = (given == j).sum(1)
+    post /= np.maximum(post.sum(1, keepdims=True), 1)
+    clamp = np.array([item in (known or {}) for item in keys], bool)
+    if clamp.any():  # items with a known answer (gold) keep it: they anchor the matrices
+        fixed = np.eye(k)[[index[known[item]] for item in keys if item in known]]
+        post[clamp] = fixed
+    pseudo = np.stack([_one_coin(accuracy.get(a, 0.8), k) * prior_strength for a in annotators]) if annotators else None
+    confusion = np.zeros((len(annotators), k, k))
+    prior = np.full(k, 1.0 / k)
     for _ in range(iterations):
-        prior = [sum(p[j] for p in post.values()) + 1e-2 for j in range(k)]
-        norm = sum(prior)
-        prior = [p / norm for p in prior]
-        for a in annotators:  # M-step: confusion[a][true][given], Laplace-smoothed
-            counts = [[0.01] * k for _ in range(k)]
-            for item, votes in items.items():
-                if a in votes:
-                    for j in range(k):
-                        counts[j][index[votes[a]]] += post[item][j]
-            confusion[a] = [[c / sum(row) for c in row] for row in counts]
-        change = 0.0
-        for item, votes in items.items():  # E-step
-            logp = [math.log(prior[j]) for j in range(k)]
-            for a, label in votes.items():
-                for j in range(k):
-                    logp[j] += math.log(confusion[a][j][index[label]])
-            top = max(logp)
-            exp = [math.exp(v - top) for v in logp]
-            norm = sum(exp)
-            new = [e / norm for e in exp]
-            change = max(change, max(abs(x - y) for x, y in zip(new, post[item], strict=True)))
-            post[item] = new
+        prior = post.sum(0) + 1e-2
+        prior /= prior.sum()
+        for c in range(len(annotators)):  # M-step: confusion[a][true][given]
+            rows = answered[:, c]
+            counts = pseudo[c] + post[rows].T @ np.eye(k)[given[rows, c]]
+            confusion[c] = counts / counts.sum(1, keepdims=True)
+        logp = np.tile(np.log(prior), (len(keys), 1))  # E-step
+        for c in range(len(annotators)):
+            rows = answered[:, c]
+            logp[rows] += np.log(confusion[c][:, given[rows, c]]).T
+        logp -= logp.max(1, keepdims=True)
+        new = np.exp(logp)
+        new /= new.sum(1, keepdims=True)
+        if clamp.any():
+            new[clamp] = fixed
+        change = float(np.abs(new - post).max()) if len(keys) else 0.0
+        post = new
         if change < tol:
             break
-    posteriors = {item: {labels[j]: p[j] for j in range(k)} for item, p in post.items()}
-    matrices = {a: {labels[t]: {labels[g]: m[t][g] for g in range(k)} for t in range(k)} for a, m in confusion.items()}
-    return posteriors, matrices
+    return dict(zip(keys, post, strict=True)), {a: confusion[c] for a, c in col.items()}, prior
+
+
+@dataclass
+class Confusions:
+    """Dawid-Skene models per category: class prior and each annotator's confusion matrix (true -> given).
+
+    :meth:`vote` settles one item: the posterior of each value is the prior times, for every annotator, the
+    probability of what they said given that value; an annotator (or a value) the model has not seen
+    counts with the one-coin matrix of their gold accuracy, a category without a model with a flat prior
+    (the :func:`weighted_vote` decision). The answer is chosen among the values someone gave."""
+
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    prior: dict[str, np.ndarray] = field(default_factory=dict)
+    matrices: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def vote(self, category: str, votes: Mapping[str, str], accuracy: Mapping[str, float], n_options: int) -> Vote:
+        labels = list(self.labels.get(category, []))
+        labels += [v for v in dict.fromkeys(votes.values()) if v not in labels]
+        k = max(2, n_options, len(labels))
+        fitted = self.matrices.get(category, {})
+        known = len(self.labels.get(category, []))
+        logp = np.zeros(len(labels))
+        if category in self.prior:
+            logp[:known] = np.log(self.prior[category])
+            logp[known:] = np.log(1e-2 / max(known, 1))
+        for annotator, value in votes.items():
+            g = labels.index(value)
+            p = min(max(accuracy.get(annotator, 0.8), 1e-3), 1 - 1e-3)
+            column = np.where(np.arange(len(labels)) == g, p, (1 - p) / (k - 1))
+            if annotator in fitted and g < known:
+                column[:known] = fitted[annotator][:, g]
+            logp += np.log(np.clip(column, 1e-12, 1.0))
+        given = list(dict.fromkeys(votes.values()))  # decide among what was said, first given first on a tie
+        scores = np.array([logp[labels.index(v)] for v in given])
+        e = np.exp(scores - scores.max())
+        posterior = {v: float(x) for v, x in zip(given, e / e.sum(), strict=True)}
+        value = max(given, key=lambda v: (posterior[v], -given.index(v)))
+        return Vote(value, posterior[value], posterior)
+
+
+def fit_confusions(
+    items: Mapping[str, Mapping[Hashable, Mapping[str, str]]],
+    options: Mapping[str, Sequence[str]],
+    accuracy: Mapping[str, float],
+    *,
+    known: Mapping[str, Mapping[Hashable, str]] | None = None,
+    prior_strength: float = 2.0,
+) -> Confusions:
+    """Dawid-Skene per category over ``items`` (category -> item -> {annotator: value}); ``known``
+    (category -> item -> right value) marks the gold items among them. Labels are the category's
+    ``options`` plus any value given. Items that are neither gold nor answered by two or more annotators
+    say nothing about anyone's confusions and are left out."""
+    out = Confusions()
+    for category, by_item in items.items():
+        truth = dict((known or {}).get(category, {}))
+        used = {i: v for i, v in by_item.items() if v and (len(v) >= 2 or i in truth)}
+        if not used:
+            continue
+        labels = list(options.get(category, []))
+        given = {v for votes in used.values() for v in votes.values()} | {truth[i] for i in used if i in truth}
+        labels += sorted(given - set(labels))
+        _, matrices, prior = _em(used, labels, 50, 1e-6, accuracy, prior_strength, truth)
+        out.labels[category], out.prior[category], out.matrices[category] = labels, prior, matrices
+    return out
 
 
 def pairwise_agreement(votes: Mapping[str, str]) -> tuple[int, int]:
@@ -133,6 +243,34 @@ def gold_accuracy(session: Session) -> dict[str, tuple[int, int]]:
         out[annotator][0] += correct
         out[annotator][1] += total
     return {a: (c, t) for a, (c, t) in out.items()}
+
+
+def settling_evidence(session: Session) -> tuple[dict[str, dict[int, dict[str, str]]], dict[str, dict[int, str]]]:
+    """What :func:`fit_confusions` learns from: per category, task -> {annotator: value} over the active
+    answers of gold tasks and of tasks answered by two or more annotators, and per category the gold
+    tasks' right values (task -> value)."""
+    live = ReviewAnswer.status == ACTIVE
+    shared = select(ReviewAnswer.task_id).where(live).group_by(ReviewAnswer.task_id).having(func.count() >= 2)
+    out: dict[str, dict[int, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+    gold_tasks: set[int] = set()
+    for task_id, annotator, choices, is_gold in session.execute(
+        select(ReviewAnswer.task_id, ReviewAnswer.annotator, ReviewAnswer.choices, ReviewAnswer.is_gold).where(
+            live, or_(ReviewAnswer.is_gold.is_(True), ReviewAnswer.task_id.in_(shared))
+        )
+    ):
+        if is_gold:
+            gold_tasks.add(task_id)
+        for category, value in (choices or {}).items():
+            out[category][task_id][annotator] = str(value)
+    known: dict[str, dict[int, str]] = defaultdict(dict)
+    if gold_tasks:
+        for task_id, payload in session.execute(
+            select(ReviewTask.id, ReviewTask.payload).where(ReviewTask.id.in_(gold_tasks))
+        ):
+            for category, value in ((payload or {}).get("truth") or {}).items():
+                if task_id in out.get(category, {}):
+                    known[category][task_id] = str(value)
+    return {c: dict(v) for c, v in out.items()}, dict(known)
 
 
 def accuracies(session: Session) -> dict[str, float]:

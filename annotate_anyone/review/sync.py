@@ -91,11 +91,22 @@ class Applier:
         self.store = store
         self.options = options
         self.controls = {configs.control_name(c.group, c.key): c for c in taxonomy.categories()}
+        self._categories = {c.id for c in taxonomy.categories()}
         self._accuracy: dict[str, float] | None = None
+        self._confusions: qa.Confusions | None = None  # Dawid-Skene, fitted once per refresh
         self._known: set[str] = set()  # annotators known to have a row
 
     def refresh_reliability(self, session: Session) -> None:
+        """Annotators' gold accuracy and, for ``dawid_skene``, their confusion matrices (refit here)."""
         self._accuracy = qa.accuracies(session)
+        self._confusions = self._fit_confusions(session, self._accuracy)
+
+    def _fit_confusions(self, session: Session, accuracy: Mapping[str, float]) -> qa.Confusions:
+        if self.options.aggregation != "dawid_skene":
+            return qa.Confusions()
+        answers, known = qa.settling_evidence(session)
+        options = {c: self.taxonomy.options(*split_category(c)) for c in answers if c in self._categories}
+        return qa.fit_confusions({c: v for c, v in answers.items() if c in options}, options, accuracy, known=known)
 
     # ------------------------------------------------------------------ parse
 
@@ -265,7 +276,7 @@ class Applier:
             if not by_annotator:
                 engine.settle_model_labels(session, person_id=task.person_id, group=group, key=key, value=None)
                 continue
-            vote = self._aggregate(by_annotator, accuracy, len(self.taxonomy.options(group, key)))
+            vote = self._aggregate(session, category, by_annotator, accuracy, len(self.taxonomy.options(group, key)))
             for annotator, value in by_annotator.items():
                 row = engine.record_human_label(
                     session,
@@ -282,10 +293,16 @@ class Applier:
                 row.state = AttributeState.human_verified if value == vote.value else AttributeState.rejected
             engine.settle_model_labels(session, person_id=task.person_id, group=group, key=key, value=vote.value)
 
-    def _aggregate(self, votes: Mapping[str, str], accuracy: Mapping[str, float], n_options: int) -> qa.Vote:
+    def _aggregate(
+        self, session: Session, category: str, votes: Mapping[str, str], accuracy: Mapping[str, float], n_options: int
+    ) -> qa.Vote:
+        """Majority, or Dawid-Skene: the answers weighed by each annotator's confusion matrix for this category
+        (fitted on gold and overlapped tasks at the last :meth:`refresh_reliability`, or at first use)."""
         if len(votes) == 1 or self.options.aggregation == "majority":
             return qa.majority(votes)
-        return qa.weighted_vote(votes, accuracy, n_options)
+        if self._confusions is None:
+            self._confusions = self._fit_confusions(session, accuracy)
+        return self._confusions.vote(category, votes, accuracy, n_options)
 
     def _settle_person(self, session: Session, task: ReviewTask, answer: ReviewAnswer) -> None:
         person = session.get(Person, task.person_id)
