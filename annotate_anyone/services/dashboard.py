@@ -10,7 +10,6 @@ Optional providers (called when their module exists, else the page shows "not av
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -40,15 +39,6 @@ INGEST_STEPS = FUNNEL_STEPS.index("labelled")  # the steps the ingest funnel cou
 LABELLED = (AttributeState.auto_accepted, AttributeState.human_verified)
 ROUTED = (AttributeState.needs_review, AttributeState.human_verified, AttributeState.rejected)
 logger = logging.getLogger(__name__)
-
-
-def optional_provider(module: str, name: str) -> Callable[..., Any] | None:
-    """``module.name`` if that module has landed in this install, else ``None``."""
-    try:
-        found = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(found, name, None)
 
 
 class TTLCache:
@@ -208,10 +198,10 @@ def review_categories(session: Session) -> list[dict[str, Any]]:
 def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
     """Routed vs answered per category, per-annotator throughput and gold accuracy, Label Studio projects.
 
-    Task and annotator figures come from ``annotate_anyone.review.service`` when it is installed.
+    Task and annotator figures come from ``annotate_anyone.review.service``.
     """
-    status = optional_provider("annotate_anyone.review.service", "review_status")
-    annotators = optional_provider("annotate_anyone.review.service", "annotator_stats")
+    from annotate_anyone.review.service import annotator_stats, review_status
+
     out: dict[str, Any] = {
         "categories": review_categories(session),
         "tasks": None,
@@ -224,35 +214,32 @@ def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
         "rate_window_days": settings.review.rate_window_days,
     }
     try:
-        if status is not None:
-            state = status(session)
-            out["tasks"] = state.get("tasks")
-            out["follow_ups"] = state.get("follow_ups")
-            out["unanswered_questions"] = state.get("unanswered_questions")
-            base = (settings.label_studio_url or "").rstrip("/")
-            out["projects"] = [
-                {**p, "url": f"{base}/projects/{p['external_id']}" if base and p.get("external_id") else None}
-                for p in state.get("projects", [])
-            ]
-        if annotators is not None:
-            out["annotators"] = annotators(session, settings.review)
-    except Exception as exc:  # an optional module's failure is reported on its page, not as a 500
+        state = review_status(session)
+        out["tasks"] = state.get("tasks")
+        out["follow_ups"] = state.get("follow_ups")
+        out["unanswered_questions"] = state.get("unanswered_questions")
+        base = (settings.label_studio_url or "").rstrip("/")
+        out["projects"] = [
+            {**p, "url": f"{base}/projects/{p['external_id']}" if base and p.get("external_id") else None}
+            for p in state.get("projects", [])
+        ]
+        out["annotators"] = annotator_stats(session, settings.review)
+    except Exception as exc:  # a failing statistic is reported on its page, not as a 500
         logger.exception("review statistics failed")
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
 
 
-def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
-    """Per round: human share of labels and model accuracy per category; ``None`` until the module lands.
+def flywheel(session: Session, settings: Settings) -> dict[str, Any]:
+    """Per round: human share of labels and model accuracy per category.
 
     Reads ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, settings=...)`` per round.
     A failing report is shown on the page as an error (and logged), not as a broken page.
     """
-    report = optional_provider("annotate_anyone.annotation.flywheel", "flywheel_report")
-    model = optional_provider("annotate_anyone.annotation.models", "FlywheelRound")
-    if report is None or model is None:
-        return None
-    numbers = list(session.scalars(select(model.number).order_by(model.number)))
+    from annotate_anyone.annotation.flywheel import flywheel_report as report
+    from annotate_anyone.annotation.models import FlywheelRound
+
+    numbers = list(session.scalars(select(FlywheelRound.number).order_by(FlywheelRound.number)))
     rounds = []
     data: dict[str, Any] = {}
     try:
@@ -271,7 +258,7 @@ def flywheel(session: Session, settings: Settings) -> dict[str, Any] | None:
                     },
                 }
             )
-    except Exception as exc:  # an optional module's failure is reported on its page, not as a 500
+    except Exception as exc:  # a failing report is shown on its page, not as a 500
         logger.exception("flywheel report failed")
         return {"rounds": rounds, "versions": [], "error": f"{type(exc).__name__}: {exc}"}
     return {"rounds": rounds, "versions": model_versions(data.get("per_model_version") or {}), "error": None}
@@ -295,11 +282,12 @@ def model_versions(per_version: dict[str, dict[str, dict[str, Any]]]) -> list[di
     return rows
 
 
-def category_coverage() -> list[dict[str, Any]] | None:
+def category_coverage() -> list[dict[str, Any]]:
     """How each category is answered before anyone labels it: a packaged labeler with a dev-set
-    calibration, or "needs a model or a person"; ``None`` until that module lands."""
-    rows = optional_provider("annotate_anyone.annotation.dev_calibration", "coverage_rows")
-    return None if rows is None else rows()
+    calibration, or "needs a model or a person"."""
+    from annotate_anyone.annotation.dev_calibration import coverage_rows
+
+    return coverage_rows()
 
 
 def attribute_rows(image: Image) -> list[dict[str, Any]]:

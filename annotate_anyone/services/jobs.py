@@ -72,15 +72,11 @@ def handler_for(kind: str) -> JobHandler:
 
 def _load_handlers() -> None:
     """Import the modules that register job kinds (kept lazy so importing services stays cheap)."""
+    from annotate_anyone.review import service  # noqa: F401  (registers review_push, review_sync)
     from annotate_anyone.services import (
         ingest,  # noqa: F401
         job_kinds,  # noqa: F401
     )
-
-    try:
-        from annotate_anyone.review import service  # noqa: F401  (registers review_push, review_sync)
-    except ImportError:  # the review extra (label-studio-sdk) is not installed
-        pass
 
 
 def create_job(session: Session, *, kind: str, params: dict[str, Any], created_by: str | None = None) -> Job:
