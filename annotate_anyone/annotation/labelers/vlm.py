@@ -161,6 +161,7 @@ class OptionScorer:
         self.model_version = model_version
         self._torch = torch
         self._prompts: dict[str, _Prompt] = {}
+        self._text_split_ok: bool | None = None  # the tokenizer alone gives the processor's question tokens
         self._options: dict[tuple[str, str], list[int]] = {}
         self._prefix_text, self._sep = self._split_template()
 
@@ -187,17 +188,38 @@ class OptionScorer:
         return Image.new("RGB", (64, 96), (128, 128, 128))
 
     def _prompt_ids(self, question: str) -> _Prompt:
-        """Tokens of the prompt after the image prefix, exactly as the processor lays out the full prompt."""
+        """Tokens of the prompt after the image prefix, exactly as the processor lays out the full prompt.
+
+        The processor (with a reference image) is the authority; the plain tokenizer gives the same tokens
+        after the image prefix when the prefix ends at a token boundary, which is checked on the first
+        question. Then the tokenizer is used (no image processing per question); otherwise the processor.
+        """
         got = self._prompts.get(question)
         if got is None:
-            ref = self._reference_image()
             full = self.prompt(question)
-            ids_full = list(self.processor(images=[ref], text=[full])["input_ids"][0])
-            ids_head = list(self.processor(images=[ref], text=[self._prefix_text])["input_ids"][0])
-            if ids_full[: len(ids_head)] != ids_head:
-                raise ConfigError(f"{self.model_type}: the processor does not tokenize the prompt as prefix + question")
-            got = self._prompts[question] = _Prompt([int(i) for i in ids_full[len(ids_head) :]], full)
+            by_text = self._suffix_by_tokenizer(full) if self._text_split_ok is not False else None
+            if self._text_split_ok is None:
+                by_processor = self._suffix_by_processor(full)
+                self._text_split_ok = by_text == by_processor
+                by_text = by_processor
+            suffix = by_text if by_text is not None else self._suffix_by_processor(full)
+            got = self._prompts[question] = _Prompt(suffix, full)
         return got
+
+    def _suffix_by_processor(self, full: str) -> list[int]:
+        ref = self._reference_image()
+        ids_full = list(self.processor(images=[ref], text=[full])["input_ids"][0])
+        ids_head = list(self.processor(images=[ref], text=[self._prefix_text])["input_ids"][0])
+        if ids_full[: len(ids_head)] != ids_head:
+            raise ConfigError(f"{self.model_type}: the processor does not tokenize the prompt as prefix + question")
+        return [int(i) for i in ids_full[len(ids_head) :]]
+
+    def _suffix_by_tokenizer(self, full: str) -> list[int] | None:
+        ids_full = list(self.tokenizer(full)["input_ids"])
+        ids_head = list(self.tokenizer(self._prefix_text)["input_ids"])
+        if ids_full[: len(ids_head)] != ids_head:
+            return None
+        return [int(i) for i in ids_full[len(ids_head) :]]
 
     def option_text(self, option: str) -> str:
         return NA_TEXT if option == "n/a" else option
