@@ -12,6 +12,7 @@ answered yet saves nothing: it is ``still_open``), and the estimate for labellin
 from __future__ import annotations
 
 import builtins
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -48,25 +49,84 @@ def run_round(
     budget: int | None = -1,
     categories: Sequence[Category] | None = None,
     finetune: FinetuneOptions | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Run one flywheel round over ``person_ids`` (default: every person) and return its report.
 
+    The annotate job's steps in one session: :func:`open_round`, :func:`annotate_unit` for each unit
+    (``batch_size`` persons; default: one unit, so ``budget`` caps the whole round), :func:`finish_round`.
     With a VLM configured (and ``vlm_finetune`` on), the round first fine-tunes it on every non-gold
     human answer (``finetune``: the LoRA options); the new version labels the pool, so its accuracy on
     the gold set (the gate) is measured in this round's report."""
+    rnd = open_round(session, store, settings=settings, finetune=finetune)
+    ids = list(person_ids) if person_ids is not None else list(session.scalars(select(Person.id)))
+    results = [
+        annotate_unit(session, store, unit, settings=settings, budget=budget, categories=categories)
+        for unit in round_units(ids, batch_size)
+    ]
+    return finish_round(session, rnd.number, merge_unit_stats(results), settings=settings)
+
+
+def open_round(
+    session: Session, store: ObjectStore, *, settings: Any = None, finetune: FinetuneOptions | None = None
+) -> FlywheelRound:
+    """A round's plan step: open round N+1 and learn from the human answers so far (recalibrate every
+    model, fine-tune the VLM when one is configured, retrain the heads)."""
     last = session.scalar(select(func.max(FlywheelRound.number))) or 0
     rnd = FlywheelRound(number=last + 1, started_at=_now())
     session.add(rnd)
     session.flush()
     recalibrate(session, settings=settings)
     tuned = finetune_for_round(session, store, settings=settings, options=finetune)
-    heads = retrain_heads(session, store, settings=settings)
-    ids = list(person_ids) if person_ids is not None else list(session.scalars(select(Person.id)))
-    stats = annotate_persons(session, store, ids, settings=settings, budget=budget, categories=categories)
-    rnd.models = {"heads": heads, "labelers": stats.get("models", []), "vlm_finetune": tuned}
-    rnd.finished_at = _now()
-    report = flywheel_report(session, rnd.number, settings=settings, annotate_stats=stats)
-    rnd.stats = report
+    rnd.models = {"heads": retrain_heads(session, store, settings=settings), "vlm_finetune": tuned}
+    return rnd
+
+
+def round_units(person_ids: Sequence[int], size: int | None) -> list[list[int]]:
+    """A round's units: ``size`` persons each, or all of them as one unit when ``size`` is ``None``."""
+    ids = list(person_ids)
+    if size is None:
+        return [ids]
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def annotate_unit(
+    session: Session,
+    store: ObjectStore,
+    person_ids: Sequence[int],
+    *,
+    settings: Any = None,
+    budget: int | None = -1,
+    categories: Sequence[Category] | None = None,
+) -> dict[str, Any]:
+    """A round's unit step: label and route these persons with the newest models; returns the counters."""
+    return dict(annotate_persons(session, store, person_ids, settings=settings, budget=budget, categories=categories))
+
+
+def merge_unit_stats(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The units' counters added up (lists, e.g. the model versions, as their sorted union)."""
+    totals: dict[str, Any] = {}
+    for result in results:
+        for k, v in result.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                totals[k] = totals.get(k, 0) + v
+            elif isinstance(v, list):
+                totals[k] = sorted(set(totals.get(k, [])) | {str(x) for x in v})
+    return totals
+
+
+def finish_round(session: Session, number: int, totals: dict[str, Any], *, settings: Any = None) -> dict[str, Any]:
+    """A round's finish step: record the labelers used and the end time, snapshot and return the report
+    (``totals``: the units' counters, :func:`merge_unit_stats`)."""
+    rnd = session.scalar(select(FlywheelRound).where(FlywheelRound.number == number))
+    if rnd is not None:
+        rnd.models = {**(rnd.models or {}), "labelers": totals.get("models", [])}
+        rnd.finished_at = _now()
+    report = json.loads(
+        json.dumps(flywheel_report(session, number, settings=settings, annotate_stats=totals), default=str)
+    )
+    if rnd is not None:
+        rnd.stats = report
     session.flush()
     return report
 

@@ -1,5 +1,8 @@
 """Job kinds beyond ingest: an annotation round (units of persons) and an export (one unit).
 
+The annotate kind is the flywheel round of ``annotation/flywheel.py`` (``open_round``, ``annotate_unit``,
+``finish_round``: the steps ``run_round`` runs in one session), spread over job units.
+
 Finished units are recorded in ``job_units``; a re-delivered unit finds its row and does nothing.
 """
 
@@ -12,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.base import session_scope, utcnow
+from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Image, ImageStatus, Job, JobUnit, Person, Release
 from annotate_anyone.services import jobs
 from annotate_anyone.settings import Settings
@@ -57,62 +60,40 @@ def persons_in_scope(session: Session, params: dict[str, Any]) -> list[int]:
 
 
 def _annotate_plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
-    from annotate_anyone.annotation.flywheel import finetune_for_round
-    from annotate_anyone.annotation.models import FlywheelRound
-    from annotate_anyone.annotation.service import recalibrate, retrain_heads
+    from annotate_anyone.annotation.flywheel import open_round, round_units
 
     result = dict(job.result or {})
     if "round" not in result:  # first planning: open the round, learn from the answers so far
-        number = (session.scalar(select(func.max(FlywheelRound.number))) or 0) + 1
-        rnd = FlywheelRound(number=number, started_at=utcnow())
-        session.add(rnd)
-        recalibrate(session, settings=settings)
-        store = open_store(settings=settings)
-        tuned = finetune_for_round(session, store, settings=settings)  # the VLM learns from human answers
-        rnd.models = {"heads": retrain_heads(session, store, settings=settings), "vlm_finetune": tuned}
-        result["round"] = number
+        result["round"] = open_round(session, open_store(settings=settings), settings=settings).number
         result["persons"] = persons_in_scope(session, job.params)
         job.result = result
-    ids = result["persons"]
-    size = int(job.params.get("batch_size") or 16)
-    units = [ids[i : i + size] for i in range(0, len(ids), size)]
+    units = round_units(result["persons"], int(job.params.get("batch_size") or 16))
     job.total = len(units)
     return units
 
 
 def _annotate_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
-    from annotate_anyone.annotation.service import annotate_persons
+    from annotate_anyone.annotation.flywheel import annotate_unit
 
     key = unit_key(unit)
     with session_scope(settings.db_url) as session:
         if _unit_done(session, job.id, key):
             return {"skipped": "done"}
         budget = job.params.get("budget", -1)
-        stats = dict(annotate_persons(session, open_store(settings=settings), unit, settings=settings, budget=budget))
+        stats = annotate_unit(session, open_store(settings=settings), unit, settings=settings, budget=budget)
         _record_unit(session, job.id, key, _jsonable(stats))
     return stats
 
 
 def _annotate_finish(session: Session, job: Job, settings: Settings) -> list[int]:
-    from annotate_anyone.annotation.flywheel import flywheel_report
-    from annotate_anyone.annotation.models import FlywheelRound
+    from annotate_anyone.annotation.flywheel import finish_round, merge_unit_stats
 
     number = (job.result or {}).get("round")
     if number is None:
         return []
-    totals: dict[str, Any] = {}
-    for result in _unit_results(session, job.id):
-        for k, v in result.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                totals[k] = totals.get(k, 0) + v
-            elif isinstance(v, list):
-                totals[k] = sorted(set(totals.get(k, [])) | {str(x) for x in v})
-    rnd = session.scalar(select(FlywheelRound).where(FlywheelRound.number == number))
-    report = flywheel_report(session, number, settings=settings, annotate_stats=totals)
-    if rnd is not None:
-        rnd.stats, rnd.finished_at = _jsonable(report), utcnow()
-        rnd.models = {**(rnd.models or {}), "labelers": totals.get("models", [])}
-    job.result = {**(job.result or {}), "report": _jsonable(report), "persons": len(job.result.get("persons", []))}
+    totals = merge_unit_stats(_unit_results(session, job.id))
+    report = finish_round(session, number, totals, settings=settings)
+    job.result = {**(job.result or {}), "report": report, "persons": len(job.result.get("persons", []))}
     job.counters = totals
     return []
 
