@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,21 +21,9 @@ from annotate_anyone.api.limits import RequestLimits
 from annotate_anyone.api.observe import RequestObserver
 from annotate_anyone.api.routes import auth, health, images, jobs, keys, releases, review, sources, web
 from annotate_anyone.api.templating import WEB
-from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
-from annotate_anyone.review.client import BackendUnavailable
-from annotate_anyone.services.auth import Forbidden, RateLimited, Unauthorized
+from annotate_anyone.errors import AnnotateAnyoneError
 from annotate_anyone.settings import Settings, get_settings
 
-STATUS = {
-    NotFound: 404,
-    Conflict: 409,
-    InvalidInput: 422,
-    Unauthorized: 401,
-    Forbidden: 403,
-    RateLimited: 429,
-    BackendUnavailable: 503,
-}
-ERROR_NAMES = {Unauthorized: "unauthorized", Forbidden: "forbidden", RateLimited: "rate_limited"}
 AUTH_RESPONSES = {
     "401": ("No, wrong, expired or revoked credentials", "unauthorized", "authentication required"),
     "403": (
@@ -46,11 +33,6 @@ AUTH_RESPONSES = {
     ),
     "429": ("Rate limit reached; see Retry-After", "rate_limited", "too many requests; retry in 0.5 s"),
 }
-
-
-def _snake(name: str) -> str:
-    """``NotFound`` -> ``not_found``: every error name in bodies is snake_case."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 @asynccontextmanager
@@ -87,20 +69,15 @@ def _wants_page(request: Request) -> bool:
 
 
 def _project_error_response(request: Request, exc: AnnotateAnyoneError) -> Response:
-    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
-    name = next((n for cls, n in ERROR_NAMES.items() if isinstance(exc, cls)), _snake(type(exc).__name__))
+    """Every project error carries its status, body name and headers (annotate_anyone.errors)."""
+    status, name = exc.status_code, exc.error
     if _wants_page(request):
-        if isinstance(exc, Unauthorized):
+        if status == 401:  # a page asks for a login instead
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         from annotate_anyone.api.templating import render
 
         return render(request, "error.html", {"status": status, "error": name, "detail": str(exc)}, status_code=status)
-    headers = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = "Bearer"
-    return _error(status, name, str(exc), headers)
+    return _error(status, name, str(exc), exc.http_headers())
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

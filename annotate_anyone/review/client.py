@@ -32,7 +32,9 @@ LS_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class BackendUnavailable(AnnotateAnyoneError):
-    """The review backend did not answer (after retries); the work stays queued."""
+    """The review backend did not answer (after retries); the work stays queued (HTTP 503)."""
+
+    status_code = 503
 
 
 class BackendRejected(AnnotateAnyoneError):

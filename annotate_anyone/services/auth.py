@@ -31,19 +31,34 @@ from annotate_anyone.settings import AuthConfig as AuthConfig  # the rate limits
 
 
 class Unauthorized(AnnotateAnyoneError):
-    """No credentials, or credentials that are wrong, expired or revoked (HTTP 401)."""
+    """No credentials, or credentials that are wrong, expired or revoked (HTTP 401; pages go to the login)."""
+
+    status_code = 401
+    error_name = "unauthorized"
+
+    def http_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(AnnotateAnyoneError):
     """The caller's role does not allow the action (HTTP 403)."""
 
+    status_code = 403
+    error_name = "forbidden"
+
 
 class RateLimited(AnnotateAnyoneError):
-    """Too many requests for this key or login (HTTP 429)."""
+    """Too many requests for this key or login (HTTP 429, with ``Retry-After``)."""
+
+    status_code = 429
+    error_name = "rate_limited"
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    def http_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after)))}
 
 
 class Perm(enum.StrEnum):
