@@ -95,10 +95,13 @@ class OptionScorer:
         *,
         device: str = "cpu",
         dtype: str | None = None,
+        device_map: str | dict[str, Any] | None = None,
         max_batch: int = 512,
         prompt: str | None = None,
         reduce: Literal["sum", "mean"] = "sum",
     ) -> None:
+        """``dtype``: a torch dtype name (default fp32 on CPU, bf16 elsewhere); ``device_map`` (e.g. ``"auto"``)
+        spreads a model larger than one GPU over several (inputs then go to the embeddings' device)."""
         try:
             import torch
             from transformers import AutoModelForImageTextToText
@@ -112,7 +115,12 @@ class OptionScorer:
         adapter = adapter_for(path)
         processor = adapter.load_processor(path)
         torch_dtype = getattr(torch, dtype) if dtype else (torch.float32 if device == "cpu" else torch.bfloat16)
-        model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype).to(device).eval()
+        if device_map is not None:
+            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype, device_map=device_map)
+            device = str(model.get_input_embeddings().weight.device)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype).to(device)
+        model.eval()
         digest = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:8]
         self._setup(model, processor, adapter, f"vlm:{path.name}:{digest}", device, max_batch, prompt, reduce)
 
