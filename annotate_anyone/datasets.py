@@ -28,6 +28,10 @@ samples each consumer delivered. ``state_dict()`` records it (counted in-process
 after ``load_state_dict`` each consumer skips what it delivered, without decoding it. Resume with the
 same world size and number of workers.
 
+A release laid out on disk (``release materialize``'s folder, or any CosmicMan-HQ style parquet index with
+the data root its paths resolve under) opens as a :class:`LocalRelease`: its rows, images and parsing maps by
+position, which is how the Daring trainer reads (``open_release(folder)``).
+
 torch is imported only when :class:`ReleaseDataset` is first used; :class:`ReleaseStream` and
 :func:`open_release` work without it.
 """
@@ -45,17 +49,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from annotate_anyone.errors import InvalidInput
+from annotate_anyone.errors import InvalidInput, NotFound
 from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import content_digest, load_manifest, manifest_files, published_versions
 from annotate_anyone.release.reading import HashingReader, iter_samples
 from annotate_anyone.storage.base import ObjectStore
 
 if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
     from annotate_anyone.settings import Settings
 
 IMAGE_EXTS = ("jpg", "png", "webp")
 DECODE_MODES = ("pil", "numpy", "raw")
+TRAINING_COLUMNS = ("path", "segm_path", "height", "width", "person_type", "aa_text", "aa_ids")
 
 
 @dataclass(frozen=True)
@@ -152,14 +160,24 @@ def open_release(
     uri: str | Path | ObjectStore,
     version: str | None = None,
     *,
+    data_root: Path | None = None,
     verify: str | bool = "quick",
     settings: Settings | None = None,
-) -> OpenedRelease:
+) -> OpenedRelease | LocalRelease:
     """Open ``version`` (default: the newest published) from a store URL (``s3://bucket/prefix`` or a
     local folder holding ``releases/``) or an :class:`ObjectStore`, and verify it (see :meth:`OpenedRelease.verify`).
 
     This is the trainers' entry point: an ``s3://`` URL takes its endpoint and credentials from ``settings``,
-    else from the ``AA_S3_*`` environment (read here, once, as the CLI and the API do)."""
+    else from the ``AA_S3_*`` environment (read here, once, as the CLI and the API do).
+
+    A release laid out on disk (a ``.parquet`` index, or a folder of them that holds no ``releases/``) opens
+    as a :class:`LocalRelease` with its paths under ``data_root`` (default: the index's folder); it was
+    verified when it was materialized, and a ``version`` given must be the one its ``manifest.json`` names."""
+    if isinstance(uri, str | Path) and not str(uri).startswith("s3://") and _laid_out(Path(uri)):
+        release = LocalRelease.open(Path(uri), data_root)
+        if version is not None and release.version not in (None, version):
+            raise InvalidInput(f"{uri} holds release {release.version}, not {version}")
+        return release
     if isinstance(uri, ObjectStore):
         store = uri
     else:
@@ -173,13 +191,112 @@ def open_release(
     if version is None:
         versions = published_versions(store)
         if not versions:
-            from annotate_anyone.errors import NotFound
-
             raise NotFound(f"no published release in {store.url}")
         version = versions[-1]
     release = OpenedRelease(store, version, load_manifest(store, version))
     release.verify(verify)
     return release
+
+
+def _laid_out(path: Path) -> bool:
+    return path.suffix == ".parquet" or (path.is_dir() and not (path / layout.RELEASES).is_dir())
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRow:
+    """One index row of a laid-out release, ``aa_text`` (in release spelling) and ``aa_ids`` decoded."""
+
+    path: str
+    segm_path: str | None
+    height: int
+    width: int
+    person_type: str | None
+    aa_text: list[dict[str, Any] | None] | None
+    aa_ids: list[list[int] | None] | None
+
+
+class LocalRelease:
+    """A release laid out on disk, read by position: the rows of its parquet index (the training columns,
+    ``aa_text`` keys in either spelling read under the taxonomy's rule), and each row's image and parsing map
+    under ``data_root``."""
+
+    def __init__(self, parquet: Path | list[Path], data_root: Path) -> None:
+        import pyarrow.parquet as pq
+
+        files = [Path(parquet)] if isinstance(parquet, str | Path) else [Path(p) for p in parquet]
+        if not files:
+            raise NotFound("no parquet index given")
+        self.data_root = Path(data_root)
+        self.rows: list[ReleaseRow] = []
+        for file in files:
+            if not file.exists():
+                raise NotFound(f"release index {file} does not exist")
+            table = pq.read_table(file)
+            missing = [c for c in TRAINING_COLUMNS if c not in table.column_names]
+            if missing:
+                raise InvalidInput(f"{file} lacks columns {missing}")
+            self.rows.extend(_row(rec) for rec in table.select(list(TRAINING_COLUMNS)).to_pylist())
+        manifest = self.data_root / "manifest.json"
+        self.version: str | None = json.loads(manifest.read_text()).get("version") if manifest.is_file() else None
+
+    @classmethod
+    def open(cls, location: Path, data_root: Path | None = None) -> LocalRelease:
+        """A parquet file (data root: its folder) or a folder holding ``*.parquet`` (searched recursively)."""
+        location = Path(location)
+        if location.is_dir():
+            files = sorted(location.rglob("*.parquet"))
+            if not files:
+                raise NotFound(f"{location} holds neither a parquet index nor published releases")
+            return cls(files, data_root or location)
+        return cls(location, data_root or location.parent)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def row(self, index: int) -> ReleaseRow:
+        return self.rows[index]
+
+    def image(self, index: int) -> Image.Image:
+        return _rgb(self.data_root / self.rows[index].path)
+
+    def parsing(self, index: int) -> np.ndarray | None:
+        segm = self.rows[index].segm_path
+        return _label_map(self.data_root / segm) if segm else None
+
+
+def _row(rec: dict[str, Any]) -> ReleaseRow:
+    aa_text = _json_cell(rec["aa_text"])
+    return ReleaseRow(
+        path=rec["path"],
+        segm_path=rec["segm_path"],
+        height=int(rec["height"]),
+        width=int(rec["width"]),
+        person_type=rec["person_type"],
+        aa_text=None if aa_text is None else release_aa_text(aa_text),
+        aa_ids=_json_cell(rec["aa_ids"]),
+    )
+
+
+def _json_cell(value: Any) -> Any:
+    """A JSON column's value decoded (null or NaN: ``None``)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _rgb(source: Path | BinaryIO) -> Image.Image:
+    from PIL import Image
+
+    with Image.open(source) as img:
+        return img.convert("RGB")
+
+
+def _label_map(source: Path | BinaryIO) -> np.ndarray:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(source) as img:
+        return np.asarray(img, dtype=np.uint8)
 
 
 def epoch_order(shards: tuple[Shard, ...], *, seed: int, epoch: int, shuffle: bool) -> list[Shard]:
@@ -375,15 +492,12 @@ class ReleaseStream:
             sample.update(image=image, parsing=parsing)
             return sample
         import numpy as np
-        from PIL import Image
 
         if image is not None:
-            with Image.open(io.BytesIO(image)) as img:
-                rgb = img.convert("RGB")
+            rgb = _rgb(io.BytesIO(image))
             sample["image"] = np.asarray(rgb) if self.decode == "numpy" else rgb
         if parsing is not None:
-            with Image.open(io.BytesIO(parsing)) as img:
-                sample["parsing"] = np.asarray(img, dtype=np.uint8)
+            sample["parsing"] = _label_map(io.BytesIO(parsing))
         return sample
 
 

@@ -1,130 +1,39 @@
-"""Training data: a CosmicMan-HQ style release (parquet index + data root) as bucketed, captioned samples.
+"""Training data: a release's rows as bucketed, captioned samples.
 
-The index has one row per image: ``path``, ``segm_path`` (relative to the data root), ``height``,
-``width``, ``person_type``, ``aa_text`` and ``aa_ids`` (JSON lists of 20 entries, or null).
-``aa_text`` keys may be in either spelling (releases before ``release_keys`` used identifiers such
-as ``hair_color``); rows are read under the taxonomy's rule, in release spelling.
-Any object with the :class:`SampleSource` shape (e.g. a release loader) can replace
-:class:`ParquetRelease`.
+The release is read through :func:`annotate_anyone.datasets.open_release`: a folder laid out by
+``release materialize``, or a CosmicMan-HQ style parquet index with its data root, opens as a
+:class:`~annotate_anyone.datasets.LocalRelease` (rows with ``aa_text`` in release spelling, images and
+parsing maps by position). This module turns those rows into training samples.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.daring.buckets import AspectBuckets
 from annotate_anyone.daring.captions import NUM_GROUPS, SHOT, compose_caption, shot_phrases
 from annotate_anyone.daring.masks import SHOT_SLOT, group_masks, label_maps, mirror_labels
 from annotate_anyone.daring.spans import caption_spans
-from annotate_anyone.errors import InvalidInput, NotFound
-
-if TYPE_CHECKING:
-    from PIL import Image
-
-INDEX_COLUMNS = ("path", "segm_path", "height", "width", "person_type", "aa_text", "aa_ids")
+from annotate_anyone.datasets import LocalRelease, open_release
+from annotate_anyone.errors import InvalidInput
 
 
-@dataclass(frozen=True, slots=True)
-class SampleRow:
-    """One index row, with ``aa_text``/``aa_ids`` decoded."""
-
-    path: str
-    segm_path: str | None
-    height: int
-    width: int
-    person_type: str | None
-    aa_text: list[dict[str, Any] | None] | None
-    aa_ids: list[list[int] | None] | None
-
-
-class SampleSource(Protocol):
-    """What the trainer needs from a release: rows, images and parsing maps."""
-
-    def __len__(self) -> int: ...
-    def row(self, index: int) -> SampleRow: ...
-    def image(self, index: int) -> Image.Image: ...
-    def parsing(self, index: int) -> np.ndarray | None: ...
-
-
-def _decode_json(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def _aa_text(value: Any) -> list[dict[str, Any] | None] | None:
-    entries = _decode_json(value)
-    return None if entries is None else load_taxonomy().release_aa_text(entries)
-
-
-class ParquetRelease:
-    """A release read directly from its parquet index and data root."""
-
-    def __init__(self, parquet: Path | Sequence[Path], data_root: Path) -> None:
-        import pyarrow.parquet as pq
-
-        files = [Path(parquet)] if isinstance(parquet, (str, Path)) else [Path(p) for p in parquet]
-        if not files:
-            raise NotFound("no parquet index given")
-        self.data_root = Path(data_root)
-        self.rows: list[SampleRow] = []
-        for file in files:
-            if not file.exists():
-                raise NotFound(f"release index {file} does not exist")
-            table = pq.read_table(file)
-            missing = [c for c in INDEX_COLUMNS if c not in table.column_names]
-            if missing:
-                raise InvalidInput(f"{file} lacks columns {missing}")
-            for rec in table.select(list(INDEX_COLUMNS)).to_pylist():
-                self.rows.append(
-                    SampleRow(
-                        path=rec["path"],
-                        segm_path=rec["segm_path"],
-                        height=int(rec["height"]),
-                        width=int(rec["width"]),
-                        person_type=rec["person_type"],
-                        aa_text=_aa_text(rec["aa_text"]),
-                        aa_ids=_decode_json(rec["aa_ids"]),
-                    )
-                )
-
-    @classmethod
-    def open(cls, location: Path, data_root: Path | None = None) -> ParquetRelease:
-        """A parquet file (data root: its folder) or a folder holding ``*.parquet`` (searched recursively)."""
-        location = Path(location)
-        if location.is_dir():
-            files = sorted(location.rglob("*.parquet"))
-            return cls(files, data_root or location)
-        return cls(location, data_root or location.parent)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def row(self, index: int) -> SampleRow:
-        return self.rows[index]
-
-    def image(self, index: int) -> Image.Image:
-        from PIL import Image
-
-        with Image.open(self.data_root / self.rows[index].path) as img:
-            return img.convert("RGB")
-
-    def parsing(self, index: int) -> np.ndarray | None:
-        from PIL import Image
-
-        segm = self.rows[index].segm_path
-        if not segm:
-            return None
-        with Image.open(self.data_root / segm) as img:
-            return np.asarray(img, dtype=np.uint8)
+def open_training_release(index: Path, data_root: Path | None = None) -> LocalRelease:
+    """The release a run trains on: :func:`~annotate_anyone.datasets.open_release` of a release laid out on disk
+    (a store of published releases is refused: materialize one first)."""
+    release = open_release(index, data_root=data_root)
+    if not isinstance(release, LocalRelease):
+        raise InvalidInput(
+            f"{index} is a store of published releases; lay one out with `annotate-anyone release materialize` "
+            "and train on that folder"
+        )
+    return release
 
 
 @dataclass(frozen=True)
@@ -163,7 +72,7 @@ class DaringDataset:
 
     def __init__(
         self,
-        source: SampleSource,
+        source: LocalRelease,
         tokenizer: Any,
         buckets: AspectBuckets,
         *,

@@ -131,7 +131,7 @@ def train_eval(
     import torch
 
     from annotate_anyone.daring.checkpoints import load_checkpoint_unet, read_meta
-    from annotate_anyone.daring.data import DaringDataset, ParquetRelease
+    from annotate_anyone.daring.data import DaringDataset, open_training_release
     from annotate_anyone.daring.models import load_components
     from annotate_anyone.daring.train import buckets_from, rules_from
 
@@ -145,7 +145,7 @@ def train_eval(
     install_capture(unet, CapturingAttnProcessor(store))
     data = meta.config.data
     dataset = DaringDataset(
-        ParquetRelease.open(Path(release), data_root),
+        open_training_release(Path(release), data_root),
         components.tokenizers[0],
         buckets_from(data),
         rules=rules_from(data, evaluation=True),

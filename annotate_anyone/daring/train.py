@@ -18,7 +18,13 @@ from annotate_anyone.daring.attention import AttentionStore, CapturingAttnProces
 from annotate_anyone.daring.buckets import AspectBuckets
 from annotate_anyone.daring.checkpoints import checkpoint_dir, list_checkpoints, write_meta
 from annotate_anyone.daring.config import DataConfig, TrainConfig, load_config
-from annotate_anyone.daring.data import BucketBatchSampler, CaptionRules, DaringDataset, ParquetRelease, collate
+from annotate_anyone.daring.data import (
+    BucketBatchSampler,
+    CaptionRules,
+    DaringDataset,
+    collate,
+    open_training_release,
+)
 from annotate_anyone.daring.evaluate import attention_alignment, evaluation_samples
 from annotate_anyone.daring.models import Components, TextConditioner, load_components
 from annotate_anyone.daring.objective import DiffusionStep, HolaObjective
@@ -48,7 +54,7 @@ def rules_from(data: DataConfig, *, evaluation: bool = False) -> CaptionRules:
 def build_dataset(config: TrainConfig, tokenizer: Any, *, evaluation: bool = False) -> DaringDataset:
     """The training dataset (or, with ``evaluation``, the no-dropout variant used for alignment)."""
     data = config.data
-    source = ParquetRelease.open(data.index, data.root)
+    source = open_training_release(data.index, data.root)
     return DaringDataset(
         source,
         tokenizer,

@@ -68,13 +68,14 @@ def test_sampler_is_seeded_bucketed_and_resumable():
 def test_dataset_sample(tmp_path):
     from transformers import AutoTokenizer
 
-    from annotate_anyone.daring.data import CaptionRules, DaringDataset, ParquetRelease
+    from annotate_anyone.daring.data import CaptionRules, DaringDataset
     from annotate_anyone.daring.demo import build_demo_release
     from annotate_anyone.daring.tiny import train_tokenizer
+    from annotate_anyone.datasets import open_release
 
     build_demo_release(tmp_path / "rel", count=3, sizes=((120, 200),), seed=1)
     tok = AutoTokenizer.from_pretrained(train_tokenizer(tmp_path / "tok"))
-    source = ParquetRelease.open(tmp_path / "rel")
+    source = open_release(tmp_path / "rel")
     assert len(source) == 3 and source.row(0).aa_text[0]["gender"] in ("female", "male")
     buckets = AspectBuckets(min_side=64, max_side=256, step=64, max_area=128 * 256, max_ratio=2.0)
     rules = CaptionRules(group_dropout=0.0, optional_keep=1.0, caption_dropout=0.0)
@@ -120,13 +121,14 @@ def test_flip_time_ids_and_shot_phrases(tmp_path):
     from transformers import AutoTokenizer
 
     from annotate_anyone.daring.captions import SHOT_PHRASE_STYLES
-    from annotate_anyone.daring.data import CaptionRules, DaringDataset, ParquetRelease
+    from annotate_anyone.daring.data import CaptionRules, DaringDataset
     from annotate_anyone.daring.demo import build_demo_release
     from annotate_anyone.daring.tiny import train_tokenizer
+    from annotate_anyone.datasets import open_release
 
     build_demo_release(tmp_path / "rel", count=2, sizes=((128, 192),), seed=4)
     tok = AutoTokenizer.from_pretrained(train_tokenizer(tmp_path / "tok"))
-    source = ParquetRelease.open(tmp_path / "rel")
+    source = open_release(tmp_path / "rel")
     buckets = AspectBuckets(min_side=64, max_side=256, step=64, max_area=128 * 256, max_ratio=2.0)
     still = CaptionRules(group_dropout=0.0, optional_keep=1.0, caption_dropout=0.0, hflip=0.0)
     a = DaringDataset(source, tok, buckets, rules=still, seed=5)[(0, 0)]

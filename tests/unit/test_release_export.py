@@ -215,15 +215,25 @@ def test_tampered_shard_fails_verify(world: World) -> None:
 
 
 def test_daring_reader_consumes_a_materialized_release(world: World) -> None:
-    """The trainer's own parquet reader (annotate_anyone.daring.data) reads the materialized folder unchanged."""
-    data = pytest.importorskip("annotate_anyone.daring.data")
+    """The trainer's reader (datasets.open_release of a folder laid out on disk) reads the materialized folder."""
+    from annotate_anyone.datasets import LocalRelease, open_release
+
     w = world
     _export(w, version="m1")
     out = materialize(w.store, "m1", w.store.root.parent / "m1")  # type: ignore[attr-defined]
-    release = data.ParquetRelease.open(out.parent)
+    release = open_release(out.parent)
+    assert isinstance(release, LocalRelease) and release.version == "m1"
     assert len(release) == 3
     for i in range(len(release)):
         row = release.row(i)
         assert len(row.aa_text) == 20
         assert release.image(i).size == (row.width, row.height)
         assert release.parsing(i).shape == (row.height, row.width)
+    assert open_release(w.store.root).version == "m1"  # type: ignore[attr-defined]  # the store: its newest release
+    from annotate_anyone.daring.data import open_training_release
+
+    assert len(open_training_release(out.parent)) == 3
+    with pytest.raises(InvalidInput, match="materialize"):  # the trainer reads a release laid out on disk only
+        open_training_release(w.store.root)  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInput, match="holds release m1"):
+        open_release(out.parent, "m2")

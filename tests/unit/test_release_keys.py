@@ -131,12 +131,12 @@ def test_old_release_rows_become_training_rows():
 
 
 def test_the_trainers_reader_accepts_both_spellings(tmp_path: Path):
-    from annotate_anyone.daring.data import ParquetRelease
+    from annotate_anyone.datasets import open_release
 
     old, new = [None] * 20, [None] * 20
     old[3], new[3] = {"hair_color": "red", "hair_style": "wavy"}, {"hair color": "red", "hair style": "wavy"}
     rows = [{"path": "a.png", "segm_path": None, "height": 2, "width": 2, "person_type": "headshot",
              "aa_text": json.dumps(text), "aa_ids": json.dumps([None] * 20)} for text in (old, new)]  # fmt: skip
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "index.parquet")
-    release = ParquetRelease.open(tmp_path / "index.parquet")
+    release = open_release(tmp_path / "index.parquet")
     assert release.row(0).aa_text == release.row(1).aa_text and release.row(0).aa_text[3] == new[3]
