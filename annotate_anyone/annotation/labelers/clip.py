@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,10 @@ from annotate_anyone.annotation.calibration import CalibrationResult, Calibrator
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
 from annotate_anyone.annotation.taxonomy import Category, Taxonomy, load_taxonomy
 from annotate_anyone.errors import ConfigError, InvalidInput, MissingExtra
+
+if TYPE_CHECKING:
+    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.settings import ModelsConfig
 
 NA_TEXT = "not visible"
 FAMILIES = ("clip", "siglip")
@@ -379,7 +383,9 @@ def calibrators_from_session(session: Any, model_version: str) -> dict[str, Cali
 
 
 # -- the model-backed labelers of a process ---------------------------------------------------------------
-def model_labelers(config: Any, models: Any, taxonomy: Taxonomy) -> tuple[list[Labeler], Any]:
+def model_labelers(
+    config: AnnotationConfig, models: ModelsConfig | None, taxonomy: Taxonomy
+) -> tuple[list[Labeler], Any]:
     """The model-backed labelers the settings name, each loaded once per process: ``(labelers, vlm)``.
 
     ``config`` is the :class:`~annotate_anyone.annotation.config.AnnotationConfig` (``vlm_checkpoint``),
@@ -387,19 +393,23 @@ def model_labelers(config: Any, models: Any, taxonomy: Taxonomy) -> tuple[list[L
     batching; None: CPU defaults). CLIP alone is one more labeler; CLIP and a VLM make one
     :class:`CascadeLabeler`, so the VLM answers only the categories CLIP is unsure of.
     """
-    clip_ckpt = getattr(models, "clip_checkpoint", None)
-    if not clip_ckpt and not getattr(config, "vlm_checkpoint", None):
+    clip_ckpt = models.clip_checkpoint if models is not None else None
+    if not clip_ckpt and not config.vlm_checkpoint:
         return [], None  # no model configured: nothing to load (torch is not needed)
     from annotate_anyone.executors.gpu import DynamicBatcher, load_once, resolve_device, resolve_dtype
+    from annotate_anyone.settings import ModelsConfig
 
-    device = resolve_device(models.device) if models is not None else getattr(config, "device", "cpu")
-    torch_dtype = resolve_dtype(getattr(models, "dtype", "auto"), device)
+    if models is None:  # no models section: ModelsConfig's defaults, on the annotation config's device
+        models, device = ModelsConfig(), config.device
+    else:
+        device = resolve_device(models.device)
+    torch_dtype = resolve_dtype(models.dtype, device)
     dtype_name = str(torch_dtype).removeprefix("torch.")
-    device_map = getattr(models, "device_map", None)
-    batch_size = int(getattr(models, "batch_size", 32))
-    wait_s = float(getattr(models, "batch_wait_ms", 0.0)) / 1000.0
+    device_map = models.device_map
+    batch_size = models.batch_size
+    wait_s = models.batch_wait_ms / 1000.0
     vlm = None
-    if getattr(config, "vlm_checkpoint", None):
+    if config.vlm_checkpoint:
         from annotate_anyone.annotation.labelers.vlm import VLMLabeler
 
         ckpt = config.vlm_checkpoint
