@@ -10,7 +10,7 @@ from celery.signals import worker_process_init, worker_ready
 from annotate_anyone import logs
 from annotate_anyone.executors.celery import RECLAIM, RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
 from annotate_anyone.services import jobs
-from annotate_anyone.settings import get_settings
+from annotate_anyone.settings import Settings, get_settings
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def run_unit(self: Any, job_id: int, unit: list[int]) -> dict[str, Any]:
     return result
 
 
-def _retry_or_fail(task: Any, job_id: int, unit: list[int] | None, settings: Any, exc: Exception) -> None:
+def _retry_or_fail(task: Any, job_id: int, unit: list[int] | None, settings: Settings, exc: Exception) -> None:
     """Log the retry Celery is about to make (autoretry), or fail the job once retries are spent."""
     attempt, most = task.request.retries, task.max_retries
     error = f"{type(exc).__name__}: {exc}"

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -23,6 +23,9 @@ from annotate_anyone.errors import AnnotateAnyoneError, ConfigError, MissingExtr
 from annotate_anyone.retry import call_with_retries, exponential
 from annotate_anyone.review.configs import ProjectSpec
 from annotate_anyone.review.settings import ReviewSettings
+
+if TYPE_CHECKING:
+    from annotate_anyone.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -182,7 +185,7 @@ class LabelStudioBackend(ReviewBackend):
             raise
 
     @classmethod
-    def from_settings(cls, settings: Any, options: ReviewSettings | None = None) -> LabelStudioBackend:
+    def from_settings(cls, settings: Settings, options: ReviewSettings | None = None) -> LabelStudioBackend:
         from annotate_anyone.settings import reveal
 
         if not settings.label_studio_url or not settings.label_studio_token:
