@@ -236,15 +236,12 @@ def build_tiny_vlm(family: str, out_dir: str | Path, *, taxonomy: Taxonomy | Non
     return out
 
 
-def cached_tiny_vlm(family: str, cache_dir: str | Path | None = None) -> Path:
-    """The tiny checkpoint of ``family`` under ``<model cache>/tiny-vlm/<family>``, built there at first use."""
+def cached_tiny_vlm(family: str, cache_dir: str | Path) -> Path:
+    """The tiny checkpoint of ``family`` under ``<cache_dir>/tiny-vlm/<family>`` (``cache_dir``: the model cache,
+    ``Settings.model_cache_dir``), built there at first use."""
     import shutil
     import tempfile
 
-    if cache_dir is None:
-        from annotate_anyone.settings import get_settings
-
-        cache_dir = get_settings().model_cache_dir
     out = Path(cache_dir) / "tiny-vlm" / family
     if (out / "config.json").is_file():
         return out
