@@ -194,7 +194,7 @@ def main() -> None:
         (f"cached option scoring, {args.persons} persons batched", args.persons, batched),
         (f"generate per question ({args.new_tokens} new tokens{scaled})", args.naive_persons, naive),
     ):
-        print(f"| {label} | {n} | {sec:.3f} | {1 / sec:.2f} | {args.pool * sec / 3600:,.0f} |")
+        print(f"| {label} | {n} | {sec:.3f} | {1 / sec:.3g} | {args.pool * sec / 3600:,.0f} |")
     print(f"ratio {naive / batched:.2f}")
 
 
