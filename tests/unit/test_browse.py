@@ -122,4 +122,7 @@ def test_bad_list_parameters_get_a_clear_422(embedded: Settings) -> None:
     ):
         response = client.get("/images", params=params)
         assert response.status_code == code, (params, response.text)
-        assert set(response.json()) == {"error", "detail"}
+        body = response.json()
+        assert {"error", "detail"} <= set(body) <= {"error", "detail", "fields"}, body
+        for field in body.get("fields", []):  # request validation: where each problem is
+            assert field["loc"][0] == "query" and field["msg"], field
