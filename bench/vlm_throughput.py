@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--naive-questions", type=int, default=69, help="questions timed for generate (scaled to 69)")
     ap.add_argument("--new-tokens", type=int, default=4)
     ap.add_argument("--max-batch", type=int, default=512)
+    ap.add_argument("--cache-budget-gb", type=float, default=0, help="KV copies per chunk (0: scorer default)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--pool", type=float, default=6e6, help="persons in the pool, for the GPU-hours column")
     args = ap.parse_args()
@@ -157,6 +158,8 @@ def main() -> None:
         scorer = OptionScorer.from_parts(model, processor, model_version=f"random:{args.config}", device=args.device,
                                          max_batch=args.max_batch)  # fmt: skip
     build_s = time.perf_counter() - t0
+    if args.cache_budget_gb:
+        scorer.cache_budget = args.cache_budget_gb * 2**30
     photo = astronaut()
     crops = [crop_person(photo, (100 + 8 * i, 20 + 4 * i, 400 + 8 * i, 500 + 4 * i)) for i in range(args.persons)]
     questions = [(c.question, c.options) for c in load_taxonomy().categories()]
