@@ -124,3 +124,34 @@ def test_tiny_checkpoints_are_built_once_into_the_model_cache(tmp_path):
     assert again == first == tmp_path / "tiny-vlm" / "idefics3"
     assert (again / "model.safetensors").stat().st_mtime_ns == stamp  # not rebuilt
     assert [p.name for p in (tmp_path / "tiny-vlm").iterdir()] == ["idefics3"]  # no temp folder left
+
+
+def test_settings_load_the_vlm_with_a_device_map_and_it_scores_the_same(tmp_path, photo, monkeypatch):
+    """``AA_MODELS__DEVICE_MAP`` reaches transformers' loader (accelerate places the model; here all on the CPU)."""
+    import transformers
+
+    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.labelers.clip import model_labelers
+    from annotate_anyone.annotation.labelers.vlm import VLMLabeler, crop_person
+    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.settings import ModelsConfig
+
+    ckpt = build_tiny_vlm("llava", tmp_path / "llava")
+    taxonomy = load_taxonomy()
+    seen: list[object] = []
+    original = transformers.AutoModelForImageTextToText.from_pretrained
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("device_map"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", recording)
+    models = ModelsConfig(device="cpu", device_map="auto")
+    labelers, vlm = model_labelers(AnnotationConfig(vlm_checkpoint=str(ckpt)), models, taxonomy)
+    assert labelers == [vlm] and seen == ["auto"]
+    plain = VLMLabeler.from_checkpoint(ckpt)
+    assert seen == ["auto", None]
+    crop = crop_person(photo, (30, 20, 70, 110))
+    qs = [(c.question, c.options) for c in taxonomy.categories()[:3]]
+    for got, ref in zip(vlm.scorer.score_many([crop], qs)[0], plain.scorer.score_many([crop], qs)[0], strict=True):
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)

@@ -413,7 +413,8 @@ def model_labelers(
         from annotate_anyone.annotation.labelers.vlm import VLMLabeler
 
         ckpt = config.vlm_checkpoint
-        vlm = load_once("vlm", ckpt, lambda: VLMLabeler.from_checkpoint(ckpt, device=device, dtype=dtype_name),
+        vlm = load_once("vlm", ckpt, lambda: VLMLabeler.from_checkpoint(ckpt, device=device, dtype=dtype_name,
+                                                                        device_map=device_map),
                         device=device, dtype=dtype_name)  # fmt: skip
     if not clip_ckpt:
         return ([vlm] if vlm is not None else []), vlm
