@@ -92,11 +92,10 @@ def preload_models() -> bool:
     gpu = settings.models.gpu_queue
     if not gpu or gpu not in (app.amqp.queues.consume_from or {}):
         return False
-    from annotate_anyone.annotation.config import annotation_config
     from annotate_anyone.annotation.service import get_engine
 
     try:
-        get_engine(annotation_config(settings), settings.models)
+        get_engine(settings.annotation, settings.models)
     except Exception:
         log.exception("model preload failed; units of the %s queue will fail until the models load", gpu)
         return False
