@@ -21,7 +21,6 @@ import io
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -45,6 +44,7 @@ def main() -> None:
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.db.migrate import upgrade
     from annotate_anyone.db.models import Image, Person, ReviewTask
+    from annotate_anyone.settings import Settings
     from annotate_anyone.storage.local import LocalStore
 
     def png(a: object) -> bytes:
@@ -56,7 +56,8 @@ def main() -> None:
     url = f"sqlite:///{tmp / 'aa.db'}"
     upgrade(url)
     store = LocalStore(tmp / "objects")
-    settings = SimpleNamespace(annotation=AnnotationConfig(budget=args.budget, min_gold=10))
+    config = AnnotationConfig(budget=args.budget, min_gold=10)
+    settings = Settings(home=tmp / "home", model_cache=tmp / "models", annotation=config)
     t = load_taxonomy()
     cats = [t.category(*split_category(c)) for c in TRUTH_CATEGORIES]
     truth: dict[int, dict[str, str]] = {}
@@ -91,7 +92,7 @@ def main() -> None:
                 for e in task.payload["attributes"]:
                     cat = f"{e['group']}.{e['key']}"
                     record_human_label(s, task.person_id, e["group"], e["key"], truth[task.person_id][cat], "sim",
-                                       settings=settings)  # fmt: skip
+                                       config=config)  # fmt: skip
                     answered += 1
                 task.status = "answered"
         with session_scope(url) as s:

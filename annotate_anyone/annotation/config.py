@@ -1,9 +1,8 @@
-"""Settings of the annotation engine. Read from ``Settings.annotation`` when the lead's Settings has that
-field (``AA_ANNOTATION__GATE=0.9`` ...), else the defaults below."""
+"""Settings of the annotation engine: the ``Settings.annotation`` section (``AA_ANNOTATION__GATE=0.9`` ...)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,11 +26,3 @@ class AnnotationConfig(BaseModel):
     min_gold: int = Field(10, description="gold labels a category needs before its accuracy is trusted")
     min_head_labels: int = Field(8, description="human labels a category needs before a head is trained")
     seconds_per_label: float = Field(4.0, description="human time to label one attribute by hand")
-
-
-def annotation_config(settings: Any = None) -> AnnotationConfig:
-    """The engine's config from ``settings.annotation`` (dict or model), defaults otherwise."""
-    raw = getattr(settings, "annotation", None) if settings is not None else None
-    if raw is None:
-        return AnnotationConfig()
-    return raw if isinstance(raw, AnnotationConfig) else AnnotationConfig.model_validate(raw)

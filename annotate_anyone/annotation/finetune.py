@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -37,6 +37,10 @@ from sqlalchemy.orm import Session
 from annotate_anyone.annotation.models import LabelModel
 from annotate_anyone.errors import ConfigError, InvalidInput, MissingExtra, NotFound
 from annotate_anyone.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.settings import ModelsConfig, Settings
 
 LORA_KIND = "vlm-lora"
 BASE_VERSION = "base"  # AnnotationConfig.vlm_version: the checkpoint itself, no adapter
@@ -260,22 +264,27 @@ def load_finetuned_labeler(
 
 
 def finetuned_labelers(
-    config: Any, models: Any, extra: list[Any], vlm_adapter: tuple[str, Path]
+    config: AnnotationConfig, models: ModelsConfig | None, extra: list[Any], vlm_adapter: tuple[str, Path]
 ) -> tuple[list[Any], Any]:
     """The engine's model-backed labelers with the fine-tuned VLM version in the VLM's place: alone, or
-    second in the CLIP cascade when ``extra`` holds the CLIP labeler (loaded once per process, per version)."""
+    second in the CLIP cascade when ``extra`` holds the CLIP labeler (loaded once per process, per version).
+    ``models`` None: ModelsConfig's defaults on ``config.device`` (as :func:`labelers.clip.model_labelers`)."""
     from annotate_anyone.annotation.labelers.clip import CascadeLabeler
     from annotate_anyone.executors.gpu import load_once, resolve_device, resolve_dtype
+    from annotate_anyone.settings import ModelsConfig
 
-    device = resolve_device(models.device) if models is not None else getattr(config, "device", "cpu")
-    dtype = str(resolve_dtype(getattr(models, "dtype", "auto"), device)).removeprefix("torch.")
+    if models is None:
+        models, device = ModelsConfig(), config.device
+    else:
+        device = resolve_device(models.device)
+    dtype = str(resolve_dtype(models.dtype, device)).removeprefix("torch.")
     version, folder = vlm_adapter
     checkpoint = config.vlm_checkpoint
     vlm = load_once("vlm-lora", checkpoint, lambda: load_finetuned_labeler(checkpoint, folder, version, device=device,
                     dtype=dtype), version=version, device=device, dtype=dtype)  # fmt: skip
     if not extra:
         return [vlm], vlm
-    return [CascadeLabeler(extra[0], vlm, gate=float(getattr(models, "cascade_gate", 0.9)))], vlm
+    return [CascadeLabeler(extra[0], vlm, gate=float(models.cascade_gate))], vlm
 
 
 def training_digest(examples: Sequence[Example]) -> str:
@@ -307,13 +316,9 @@ def _safe(version: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in version)
 
 
-def _cache_dir(settings: Any) -> Path:
-    cache = getattr(settings, "model_cache_dir", None)
-    if cache is None:
-        from annotate_anyone.settings import get_settings
-
-        cache = get_settings().model_cache_dir
-    return Path(cache) / "adapters"
+def _cache_dir(model_cache_dir: Path) -> Path:
+    """Where fine-tuned adapters are unpacked: ``adapters/`` in the model cache."""
+    return Path(model_cache_dir) / "adapters"
 
 
 def lora_versions(session: Session, checkpoint: str | Path | None = None) -> list[LabelModel]:
@@ -326,16 +331,15 @@ def lora_versions(session: Session, checkpoint: str | Path | None = None) -> lis
 
 
 def human_examples(
-    session: Session, store: ObjectStore, *, settings: Any = None, categories: Sequence[str] | None = None
+    session: Session, store: ObjectStore, *, config: AnnotationConfig, categories: Sequence[str] | None = None
 ) -> list[Example]:
     """Every human-verified answer outside the gold set, as (person crop, question, options, value)."""
-    from annotate_anyone.annotation.config import annotation_config
     from annotate_anyone.annotation.labelers.vlm import crop_person
     from annotate_anyone.annotation.service import _human_truth, _load_rgb
     from annotate_anyone.annotation.taxonomy import category_id, load_taxonomy
     from annotate_anyone.db.models import Image, Person
 
-    taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
+    taxonomy = load_taxonomy(config.taxonomy_path)
     truth = _human_truth(session, gold=False)
     wanted = set(categories) if categories is not None else None
     by_person: dict[int, list[tuple[int, str, str]]] = {}
@@ -364,7 +368,7 @@ def finetune_vlm(
     session: Session,
     store: ObjectStore,
     *,
-    settings: Any = None,
+    settings: Settings,
     options: FinetuneOptions | None = None,
     categories: Sequence[str] | None = None,
     force: bool = False,
@@ -375,14 +379,12 @@ def finetune_vlm(
     nothing was trained (no VLM configured, too few answers). The same training set as the newest
     version's (same answers, options and base) makes no new version unless ``force``.
     """
-    from annotate_anyone.annotation.config import annotation_config
-
-    config = annotation_config(settings)
+    config = settings.annotation
     opts = options or FinetuneOptions()
     if not config.vlm_checkpoint:
         return {"version": None, "created": False, "reason": "no VLM configured (the learned heads are the model)"}
     base = base_version(config.vlm_checkpoint)
-    examples = human_examples(session, store, settings=settings, categories=categories)
+    examples = human_examples(session, store, config=config, categories=categories)
     if len(examples) < opts.min_labels:
         return {"version": None, "created": False, "reason": f"{len(examples)} human answers, {opts.min_labels} needed"}
     digest = hashlib.sha256(
@@ -391,15 +393,11 @@ def finetune_vlm(
     versions = lora_versions(session, config.vlm_checkpoint)
     if versions and (versions[-1].params or {}).get("training_digest") == digest and not force:
         return {"version": versions[-1].version, "created": False, "reason": "same human answers as this version"}
-    cache = _cache_dir(settings)
+    cache = _cache_dir(settings.model_cache_dir)
     work = cache / f"training-{digest}"
-    models = getattr(settings, "models", None)
-    if models is not None:
-        from annotate_anyone.executors.gpu import resolve_device
+    from annotate_anyone.executors.gpu import resolve_device
 
-        device = resolve_device(models.device)
-    else:
-        device = config.device
+    device = resolve_device(settings.models.device)
     result = train_lora(config.vlm_checkpoint, examples, work, options=opts, device=device)
     data = pack_adapter(work)
     n = len(lora_versions(session)) + 1
@@ -434,16 +432,15 @@ def finetune_vlm(
     return {"version": version, "created": True, **metrics}
 
 
-def resolve_vlm_version(session: Session, store: ObjectStore, *, settings: Any = None) -> tuple[str, Path] | None:
+def resolve_vlm_version(
+    session: Session, store: ObjectStore, *, config: AnnotationConfig, model_cache_dir: Path
+) -> tuple[str, Path] | None:
     """The configured VLM version as (version, adapter folder), or ``None`` for the bare checkpoint.
 
     ``vlm_version``: ``None``/``latest`` the newest fine-tune of ``vlm_checkpoint`` (the checkpoint
     itself when there is none), ``base`` the checkpoint itself, or a version id (:class:`NotFound` if
-    unknown). The adapter is unpacked from the object store into the model cache on first use.
+    unknown). The adapter is unpacked from the object store into ``model_cache_dir`` on first use.
     """
-    from annotate_anyone.annotation.config import annotation_config
-
-    config = annotation_config(settings)
     if not config.vlm_checkpoint or config.vlm_version == BASE_VERSION:
         return None
     if config.vlm_version in (None, LATEST_VERSION):
@@ -461,7 +458,7 @@ def resolve_vlm_version(session: Session, store: ObjectStore, *, settings: Any =
             raise ConfigError(
                 f"VLM version {row.version} was fine-tuned from another checkpoint than {config.vlm_checkpoint}"
             )
-    folder = _cache_dir(settings) / _safe(row.version)
+    folder = _cache_dir(model_cache_dir) / _safe(row.version)
     if not (folder / "adapter_config.json").is_file():
         if not row.storage_key or not store.exists(row.storage_key):
             raise NotFound(f"the adapter of VLM version {row.version} is missing from the object store")

@@ -16,12 +16,12 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.annotation.config import annotation_config
+from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.finetune import LORA_KIND, FinetuneOptions, finetune_vlm
 from annotate_anyone.annotation.models import FlywheelRound, GoldPerson, LabelModel
 from annotate_anyone.annotation.service import (
@@ -35,6 +35,9 @@ from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState
 from annotate_anyone.errors import NotFound
 from annotate_anyone.storage.base import ObjectStore
 
+if TYPE_CHECKING:
+    from annotate_anyone.settings import Settings
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -44,7 +47,7 @@ def run_round(
     session: Session,
     store: ObjectStore,
     *,
-    settings: Any = None,
+    settings: Settings,
     person_ids: Iterable[int] | None = None,
     budget: int | None = -1,
     categories: Sequence[Category] | None = None,
@@ -68,7 +71,7 @@ def run_round(
 
 
 def open_round(
-    session: Session, store: ObjectStore, *, settings: Any = None, finetune: FinetuneOptions | None = None
+    session: Session, store: ObjectStore, *, settings: Settings, finetune: FinetuneOptions | None = None
 ) -> FlywheelRound:
     """A round's plan step: open round N+1 and learn from the human answers so far (recalibrate every
     model, fine-tune the VLM when one is configured, retrain the heads)."""
@@ -76,7 +79,7 @@ def open_round(
     rnd = FlywheelRound(number=last + 1, started_at=_now())
     session.add(rnd)
     session.flush()
-    recalibrate(session, settings=settings)
+    recalibrate(session, config=settings.annotation)
     tuned = finetune_for_round(session, store, settings=settings, options=finetune)
     rnd.models = {"heads": retrain_heads(session, store, settings=settings), "vlm_finetune": tuned}
     return rnd
@@ -95,7 +98,7 @@ def annotate_unit(
     store: ObjectStore,
     person_ids: Sequence[int],
     *,
-    settings: Any = None,
+    settings: Settings,
     budget: int | None = -1,
     categories: Sequence[Category] | None = None,
 ) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def merge_unit_stats(results: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return totals
 
 
-def finish_round(session: Session, number: int, totals: dict[str, Any], *, settings: Any = None) -> dict[str, Any]:
+def finish_round(session: Session, number: int, totals: dict[str, Any], *, settings: Settings) -> dict[str, Any]:
     """A round's finish step: record the labelers used and the end time, snapshot and return the report
     (``totals``: the units' counters, :func:`merge_unit_stats`)."""
     rnd = session.scalar(select(FlywheelRound).where(FlywheelRound.number == number))
@@ -123,7 +126,7 @@ def finish_round(session: Session, number: int, totals: dict[str, Any], *, setti
         rnd.models = {**(rnd.models or {}), "labelers": totals.get("models", [])}
         rnd.finished_at = _now()
     report = json.loads(
-        json.dumps(flywheel_report(session, number, settings=settings, annotate_stats=totals), default=str)
+        json.dumps(flywheel_report(session, number, config=settings.annotation, annotate_stats=totals), default=str)
     )
     if rnd is not None:
         rnd.stats = report
@@ -132,11 +135,11 @@ def finish_round(session: Session, number: int, totals: dict[str, Any], *, setti
 
 
 def finetune_for_round(
-    session: Session, store: ObjectStore, *, settings: Any = None, options: FinetuneOptions | None = None
+    session: Session, store: ObjectStore, *, settings: Settings, options: FinetuneOptions | None = None
 ) -> dict[str, Any] | None:
     """A round's learning step for the VLM: fine-tune it on the human answers so far when one is configured
     and ``vlm_finetune`` is on (a new version only when the answers changed); ``None`` otherwise."""
-    config = annotation_config(settings)
+    config = settings.annotation
     if not (config.vlm_checkpoint and config.vlm_finetune):
         return None
     return finetune_vlm(session, store, settings=settings, options=options)
@@ -180,10 +183,14 @@ def vlm_versions(session: Session) -> list[dict[str, Any]]:
 
 
 def flywheel_report(
-    session: Session, round: int | None = None, *, settings: Any = None, annotate_stats: dict[str, Any] | None = None
+    session: Session,
+    round: int | None = None,
+    *,
+    config: AnnotationConfig,
+    annotate_stats: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report of round ``round`` (default: the latest); a finished round's snapshot is returned as stored."""
-    config = annotation_config(settings)
+    """The report of round ``round`` (default: the latest); a finished round's snapshot is returned as stored.
+    ``config``: the settings' annotation section (gate, minimum gold, taxonomy, seconds per label)."""
     q = select(FlywheelRound).order_by(FlywheelRound.number.desc())
     rnd = session.scalars(q.where(FlywheelRound.number == round) if round is not None else q).first()
     if rnd is None and round is not None:
@@ -224,7 +231,7 @@ def flywheel_report(
         old = before.get(cat, {}).get("accuracy")
         entry["change"] = None if old is None else builtins.round(entry["accuracy"] - old, 4)
     n_persons = session.scalar(select(func.count()).select_from(Person)) or 0
-    n_categories = len(_categories(settings))
+    n_categories = len(_categories(config))
     manual_labels = n_persons * n_categories
     human_labels = answers_total
     hours_manual = manual_labels * config.seconds_per_label / 3600
@@ -269,16 +276,16 @@ def flywheel_report(
     }
 
 
-def _categories(settings: Any) -> list[str]:
+def _categories(config: AnnotationConfig) -> list[str]:
     from annotate_anyone.annotation.taxonomy import load_taxonomy
 
-    taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
+    taxonomy = load_taxonomy(config.taxonomy_path)
     return [category_id(c.group, c.key) for c in taxonomy.categories()]
 
 
-def release_summary(session: Session, *, settings: Any = None) -> dict[str, Any]:
+def release_summary(session: Session, *, config: AnnotationConfig) -> dict[str, Any]:
     """What a release manifest publishes about the labels: expected error and the routing figures."""
-    report = flywheel_report(session, settings=settings)
+    report = flywheel_report(session, config=config)
     by_cat: dict[str, float] = defaultdict(float)
     rows = session.execute(
         select(Attribute.group, Attribute.key, func.avg(Attribute.confidence))

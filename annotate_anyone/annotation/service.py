@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.calibration import Calibrator, fit_calibration
 from annotate_anyone.annotation.captions import aa_text, dense_caption, resolved_labels
-from annotate_anyone.annotation.config import AnnotationConfig, annotation_config
+from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.dev_calibration import DevCalibration, dev_calibrations
 from annotate_anyone.annotation.features import HANDMADE, handmade_features
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
@@ -40,6 +40,9 @@ from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState
 from annotate_anyone.errors import InvalidInput, NotFound
 from annotate_anyone.perception.shot_type import shot_type
 from annotate_anyone.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from annotate_anyone.settings import ModelsConfig, Settings
 
 HUMAN_MODEL_VERSION = "human"  # model_version of human rows (same identity as review.engine)
 REVIEW_KIND = "attributes"
@@ -61,9 +64,12 @@ class Engine:
     vlm: Any = None  # VLMLabeler when configured
 
     @classmethod
-    def build(cls, config: AnnotationConfig, models: Any = None, vlm_adapter: tuple[str, Path] | None = None) -> Engine:
-        """``models``: the settings' ModelsConfig (CLIP checkpoint, cascade gate, device, dtype, batching);
-        ``vlm_adapter``: (version, adapter folder) of the fine-tuned VLM version to label with."""
+    def build(
+        cls, config: AnnotationConfig, models: ModelsConfig | None = None, vlm_adapter: tuple[str, Path] | None = None
+    ) -> Engine:
+        """``models``: the settings' ModelsConfig (CLIP checkpoint, cascade gate, device, dtype, batching; None:
+        CPU defaults on ``config.device``); ``vlm_adapter``: (version, adapter folder) of the fine-tuned VLM
+        version to label with."""
         from annotate_anyone.annotation.labelers.clip import model_labelers
 
         taxonomy = load_taxonomy(config.taxonomy_path)
@@ -88,7 +94,9 @@ class Engine:
 _ENGINES: dict[str, Engine] = {}
 
 
-def get_engine(config: AnnotationConfig, models: Any = None, vlm_adapter: tuple[str, Path] | None = None) -> Engine:
+def get_engine(
+    config: AnnotationConfig, models: ModelsConfig | None = None, vlm_adapter: tuple[str, Path] | None = None
+) -> Engine:
     """The process's engine for these settings and VLM version."""
     key = config.model_dump_json() + (models.model_dump_json() if models is not None else "")
     key += f"|{vlm_adapter[0]}" if vlm_adapter is not None else ""
@@ -97,15 +105,15 @@ def get_engine(config: AnnotationConfig, models: Any = None, vlm_adapter: tuple[
     return _ENGINES[key]
 
 
-def engine_for(session: Session, store: ObjectStore, *, settings: Any = None) -> Engine:
+def engine_for(session: Session, store: ObjectStore, *, settings: Settings) -> Engine:
     """The engine with the VLM version the config selects (``vlm_version``; default the newest fine-tune)."""
-    config = annotation_config(settings)
-    models = getattr(settings, "models", None)
+    config = settings.annotation
     if not config.vlm_checkpoint:
-        return get_engine(config, models)
+        return get_engine(config, settings.models)
     from annotate_anyone.annotation.finetune import resolve_vlm_version
 
-    return get_engine(config, models, resolve_vlm_version(session, store, settings=settings))
+    adapter = resolve_vlm_version(session, store, config=config, model_cache_dir=settings.model_cache_dir)
+    return get_engine(config, settings.models, adapter)
 
 
 def _model_kind(version: str) -> str:
@@ -213,9 +221,8 @@ def gold_accuracy(session: Session) -> dict[tuple[str, str], tuple[float, int]]:
     return {k: (c / n, n) for k, (c, n) in hits.items()}
 
 
-def recalibrate(session: Session, *, settings: Any = None, model_versions: Iterable[str] | None = None) -> int:
+def recalibrate(session: Session, *, config: AnnotationConfig, model_versions: Iterable[str] | None = None) -> int:
     """Fit calibration per (model version, category) on non-gold human labels; returns rows written."""
-    config = annotation_config(settings)
     truth = _human_truth(session, gold=False)
     if not truth:
         return 0
@@ -263,10 +270,10 @@ def latest_heads(session: Session, store: ObjectStore) -> HeadBank | None:
 
 
 def retrain_heads(
-    session: Session, store: ObjectStore, *, settings: Any = None, extractor: str | None = None
+    session: Session, store: ObjectStore, *, settings: Settings, extractor: str | None = None
 ) -> str | None:
     """Train a new head bank on every non-gold human label with features; returns its version (None: nothing)."""
-    config = annotation_config(settings)
+    config = settings.annotation
     extractor = extractor or engine_for(session, store, settings=settings).extractor
     truth = _human_truth(session, gold=False)
     features = {
@@ -353,7 +360,7 @@ def annotate_persons(
     store: ObjectStore,
     person_ids: Iterable[int],
     *,
-    settings: Any = None,
+    settings: Settings,
     engine: Engine | None = None,
     budget: int | None = -1,
     categories: Sequence[Category] | None = None,
@@ -362,7 +369,7 @@ def annotate_persons(
 
     ``budget``: most labels sent to humans by this call (default: the config's; ``None``: no cap).
     """
-    config = annotation_config(settings)
+    config = settings.annotation
     engine = engine or engine_for(session, store, settings=settings)
     taxonomy = engine.taxonomy
     cats = list(categories or taxonomy.categories())
@@ -556,9 +563,9 @@ def _write_captions(session: Session, persons: Sequence[Person], taxonomy: Taxon
         p.caption = dense_caption(p.shot_type, aa_text(labels.get(p.id, {}), taxonomy)) or None
 
 
-def refresh_captions(session: Session, person_ids: Iterable[int], *, settings: Any = None) -> None:
+def refresh_captions(session: Session, person_ids: Iterable[int], *, config: AnnotationConfig) -> None:
     """Rewrite the dense captions of these persons from their current labels."""
-    taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
+    taxonomy = load_taxonomy(config.taxonomy_path)
     _write_captions(session, session.scalars(select(Person).where(Person.id.in_(list(person_ids)))).all(), taxonomy)
 
 
@@ -571,7 +578,7 @@ def record_human_label(
     value: str,
     annotator: str,
     *,
-    settings: Any = None,
+    config: AnnotationConfig,
     mapper: Any = None,
     answered_at: datetime | None = None,
 ) -> Attribute:
@@ -582,7 +589,7 @@ def record_human_label(
     when it agrees, ``rejected`` when not) is :func:`annotate_anyone.review.engine.record_human_label`,
     the one the Label Studio sync uses.
     """
-    taxonomy = load_taxonomy(annotation_config(settings).taxonomy_path)
+    taxonomy = load_taxonomy(config.taxonomy_path)
     options = taxonomy.options(group, key)
     if value not in options:
         from annotate_anyone.annotation.textmap import ValueMapper

@@ -25,7 +25,7 @@ def report(
 
     settings = get_settings()
     with session_scope(settings.db_url) as session:
-        out = json.dumps(flywheel_report(session, round_, settings=settings), default=str)
+        out = json.dumps(flywheel_report(session, round_, config=settings.annotation), default=str)
     typer.echo(out) if as_json else console.print_json(out)
 
 
@@ -38,7 +38,7 @@ def retrain() -> None:
 
     settings = get_settings()
     with session_scope(settings.db_url) as session:
-        recalibrate(session, settings=settings)
+        recalibrate(session, config=settings.annotation)
         console.print_json(
             json.dumps(retrain_heads(session, open_store(settings=settings), settings=settings), default=str)
         )

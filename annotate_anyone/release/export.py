@@ -18,14 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
 from annotate_anyone.db.models import Image, ImageStatus, Person, Release
-from annotate_anyone.errors import Conflict
+from annotate_anyone.errors import Conflict, InvalidInput
 from annotate_anyone.release import layout
 from annotate_anyone.release.diff import ReleaseDiff
 from annotate_anyone.release.encode import ImageMode, LeftOut, SampleEncoder
@@ -37,6 +37,9 @@ from annotate_anyone.release.training_format import training_format
 from annotate_anyone.release.writers import IndexWriter, Publisher, ShardWriter, put_small
 from annotate_anyone.storage.base import ObjectStore
 from annotate_anyone.storage.local import LocalStore
+
+if TYPE_CHECKING:
+    from annotate_anyone.annotation.config import AnnotationConfig
 
 DEFAULT_SHARD_BYTES = 1 << 30  # about 1 GB, WebDataset's usual shard size
 LATEST = "latest"
@@ -187,11 +190,11 @@ def _removal_reasons(session: Session, rows: list[tuple[str, str]], taken: set[s
     return out
 
 
-def _engine_summary(session: Session) -> dict[str, Any]:
+def _engine_summary(session: Session, annotation: AnnotationConfig) -> dict[str, Any]:
     """Expected error and routing from the annotation engine's flywheel figures."""
     from annotate_anyone.annotation.flywheel import release_summary
 
-    return dict(release_summary(session))
+    return dict(release_summary(session, config=annotation))
 
 
 def export_release(
@@ -206,6 +209,7 @@ def export_release(
     image_mode: str = "original",
     expected_error_rate: float | dict[str, float] | None = None,
     routing: dict[str, Any] | None = None,
+    annotation: AnnotationConfig | None = None,
     progress: ProgressFn | None = None,
     job_id: int | None = None,
 ) -> Release:
@@ -213,8 +217,11 @@ def export_release(
 
     ``parent``: ``"latest"`` (the newest published version, if any), a version, or ``None`` for none.
     ``expected_error_rate`` (of auto-accepted labels) and ``routing`` default to the annotation
-    engine's flywheel figures (``annotation.flywheel.release_summary``). Raises :class:`Conflict` if the version exists.
+    engine's flywheel figures (``annotation.flywheel.release_summary``, computed with ``annotation``: the
+    settings' annotation section, required when either is not given). Raises :class:`Conflict` if the version exists.
     """
+    if annotation is None and (expected_error_rate is None or routing is None):
+        raise InvalidInput("export_release needs the annotation settings to compute expected_error_rate and routing")
     chosen = parse_preset(preset)
     sample_filter = SampleFilter.parse(filters)
     mode = ImageMode.parse(image_mode)
@@ -268,7 +275,8 @@ def export_release(
             put_small(publisher, layout.TOMBSTONES, _json({"version": version, "tombstones": tomb})),
         ]
         publisher.wait()
-        engine = _engine_summary(session) if expected_error_rate is None or routing is None else {}
+        needed = annotation is not None and (expected_error_rate is None or routing is None)
+        engine = _engine_summary(session, annotation) if needed else {}
         error = expected_error_rate if expected_error_rate is not None else engine.get("expected_error_rate")
         manifest = {
             "format": layout.FORMAT,

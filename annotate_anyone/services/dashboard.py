@@ -4,7 +4,7 @@ Optional providers (called when their module exists, else the page shows "not av
 
 * review:   ``annotate_anyone.review.service.review_status(session)`` (tasks, projects) and
   ``annotator_stats(session)`` (answers, answers_per_hour, gold_accuracy per annotator);
-* flywheel: ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, settings=)`` per
+* flywheel: ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, config=)`` per
   ``FlywheelRound`` (its ``per_category`` accuracies and ``human_hours.human_share``).
 """
 
@@ -233,7 +233,7 @@ def review_overview(session: Session, settings: Settings) -> dict[str, Any]:
 def flywheel(session: Session, settings: Settings) -> dict[str, Any]:
     """Per round: human share of labels and model accuracy per category.
 
-    Reads ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, settings=...)`` per round.
+    Reads ``annotate_anyone.annotation.flywheel.flywheel_report(session, number, config=...)`` per round.
     A failing report is shown on the page as an error (and logged), not as a broken page.
     """
     from annotate_anyone.annotation.flywheel import flywheel_report as report
@@ -244,7 +244,7 @@ def flywheel(session: Session, settings: Settings) -> dict[str, Any]:
     data: dict[str, Any] = {}
     try:
         for number in numbers[-20:]:
-            data = report(session, number, settings=settings)
+            data = report(session, number, config=settings.annotation)
             hours = data.get("human_hours") or {}
             per_category = data.get("per_category") or {}
             rounds.append(

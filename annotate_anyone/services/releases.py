@@ -20,7 +20,7 @@ def run_export(*, job_id: int | None, params: dict[str, Any], settings: Settings
 
     store = open_store(settings=settings)
     with session_scope(settings.db_url) as session:
-        release = export_release(session, store, job_id=job_id, **params)
+        release = export_release(session, store, job_id=job_id, annotation=settings.annotation, **params)
         return {"version": release.version, "manifest_key": release.manifest_key, "counts": release.counts}
 
 

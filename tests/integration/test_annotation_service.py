@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.db.migrate import upgrade
 from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Image, Person, ReviewTask
+from annotate_anyone.settings import Settings
 from annotate_anyone.storage.local import LocalStore
 
 
@@ -35,6 +35,11 @@ def env(tmp_path):
     upgrade(url)
     yield url, LocalStore(tmp_path / "objects")
     dispose_engines()
+
+
+def engine_settings(tmp_path, config, **sections):
+    """Settings for the engine: this annotation config (and other sections), home and model cache in tmp_path."""
+    return Settings(home=tmp_path / "home", model_cache=tmp_path / "models", annotation=config, **sections)
 
 
 def _png(array):
@@ -69,7 +74,7 @@ def _counts(session):
     )
 
 
-def test_annotate_real_photos_route_label_and_caption_idempotently(env):
+def test_annotate_real_photos_route_label_and_caption_idempotently(env, tmp_path):
     pytest.importorskip("mediapipe")
     from PIL import Image as PILImage
     from skimage.data import astronaut
@@ -79,7 +84,7 @@ def test_annotate_real_photos_route_label_and_caption_idempotently(env):
     url, store = env
     rgb = astronaut()
     det = MediaPipeBackend(peel=False).detect(PILImage.fromarray(rgb)).persons[0]
-    settings = SimpleNamespace(annotation=AnnotationConfig())
+    settings = engine_settings(tmp_path, AnnotationConfig())
     with session_scope(url) as s:
         pid = add_person(s, store, rgb, det.box, det.keypoints, det.mask, det.face_boxes, name="astronaut")
         stats = annotate_persons(s, store, [pid], settings=settings)
@@ -111,11 +116,11 @@ def test_annotate_real_photos_route_label_and_caption_idempotently(env):
         annotate_persons(s, store, [pid], settings=settings)  # again: same rows, no duplicates
         assert _counts(s) == first == (n_cats, first[1], 1)
         # A human answers in free text; it is mapped onto the allowed values and settles the model label.
-        row = record_human_label(s, pid, 6, "color", "Orange", "ann-1", settings=settings)
+        row = record_human_label(s, pid, 6, "color", "Orange", "ann-1", config=settings.annotation)
         assert row.value == "orange" and row.state == AttributeState.human_verified
-        record_human_label(s, pid, 6, "color", "orange", "ann-1", settings=settings)  # idempotent
-        record_human_label(s, pid, 6, "type", "spacesuit", "ann-1", settings=settings)
-        record_human_label(s, pid, 0, "gender", "female", "ann-1", settings=settings)
+        record_human_label(s, pid, 6, "color", "orange", "ann-1", config=settings.annotation)  # idempotent
+        record_human_label(s, pid, 6, "type", "spacesuit", "ann-1", config=settings.annotation)
+        record_human_label(s, pid, 0, "gender", "female", "ann-1", config=settings.annotation)
         model_row = s.scalars(
             select(Attribute).where(
                 Attribute.person_id == pid,
@@ -130,7 +135,7 @@ def test_annotate_real_photos_route_label_and_caption_idempotently(env):
         assert s.get(Person, pid).caption == "a upper body shot, a female, orange spacesuit"
         task = s.scalars(select(ReviewTask)).one()
         assert {(e["group"], e["key"]) for e in task.payload["attributes"]}.isdisjoint({(6, "color"), (0, "gender")})
-        report = flywheel_report(s, settings=settings)
+        report = flywheel_report(s, config=settings.annotation)
         # Two model labels settled by agreeing human answers: the top colour and the face model's gender.
         assert report["human_answers"]["total"] == 3 and report["labels"]["human_verified"] == 2
 
@@ -144,10 +149,10 @@ def _synthetic_pool(session, store, n, seed=0):
     return truth
 
 
-def test_flywheel_round_ingests_human_labels_and_the_learned_head_improves(env):
+def test_flywheel_round_ingests_human_labels_and_the_learned_head_improves(env, tmp_path):
     url, store = env
     config = AnnotationConfig(min_gold=5, min_head_labels=6, budget=None)
-    settings = SimpleNamespace(annotation=config)
+    settings = engine_settings(tmp_path, config)
     t = load_taxonomy()
     cats = [t.category(*split_category(c)) for c in TRUTH_CATEGORIES]
     with session_scope(url) as s:
@@ -160,15 +165,15 @@ def test_flywheel_round_ingests_human_labels_and_the_learned_head_improves(env):
         assert report1["this_round"]["routed"] == len(pids) * len(cats)  # nothing trusted yet
         for pid in gold:  # the simulated annotator answers the gold set in full
             for c in TRUTH_CATEGORIES:
-                record_human_label(s, pid, *split_category(c), truth[pid][c], "sim", settings=settings)
+                record_human_label(s, pid, *split_category(c), truth[pid][c], "sim", config=config)
         for pid in pool[:8]:  # and a few pool items
             for c in TRUTH_CATEGORIES:
-                record_human_label(s, pid, *split_category(c), truth[pid][c], "sim", settings=settings)
+                record_human_label(s, pid, *split_category(c), truth[pid][c], "sim", config=config)
         report2 = run_round(s, store, settings=settings, categories=cats)
         small = report2["models"]["heads"]
         acc_small = gold_accuracy(s)[(small, "6.pattern")][0]
         for pid in pool[8:]:  # more human labels arrive
-            record_human_label(s, pid, 6, "pattern", truth[pid]["6.pattern"], "sim", settings=settings)
+            record_human_label(s, pid, 6, "pattern", truth[pid]["6.pattern"], "sim", config=config)
         report3 = run_round(s, store, settings=settings, categories=cats)
         large = report3["models"]["heads"]
         acc_large = gold_accuracy(s)[(large, "6.pattern")][0]

@@ -235,8 +235,6 @@ def test_calibrators_from_session_reads_the_services_rows(embedded):
 
 def test_annotate_persons_runs_the_cascade_from_settings_and_reads_its_calibration(tmp_path, checkpoints, blip2):
     """The engine builds CLIP -> VLM from settings; the VLM answers what the stored calibration leaves unsure."""
-    from types import SimpleNamespace
-
     from sqlalchemy import select
 
     from annotate_anyone.annotation.config import AnnotationConfig
@@ -247,13 +245,14 @@ def test_annotate_persons_runs_the_cascade_from_settings_and_reads_its_calibrati
     from annotate_anyone.db.migrate import upgrade
     from annotate_anyone.settings import ModelsConfig
     from annotate_anyone.storage.local import LocalStore
-    from tests.integration.test_annotation_service import add_person
+    from tests.integration.test_annotation_service import add_person, engine_settings
 
     url = f"sqlite:///{tmp_path / 'aa.db'}"
     upgrade(url)
     store = LocalStore(tmp_path / "objects")
-    settings = SimpleNamespace(
-        annotation=AnnotationConfig(vlm_checkpoint=str(blip2)),
+    settings = engine_settings(
+        tmp_path,
+        AnnotationConfig(vlm_checkpoint=str(blip2)),
         models=ModelsConfig(clip_checkpoint=str(checkpoints["clip"]), cascade_gate=0.5, device="cpu", batch_size=2),
     )
     tax = load_taxonomy()

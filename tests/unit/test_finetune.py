@@ -4,7 +4,6 @@ held-out gold persons is higher than the base checkpoint's, shown per category a
 
 import hashlib
 import io
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from annotate_anyone.annotation import finetune as ft  # noqa: E402
 from annotate_anyone.annotation.config import AnnotationConfig  # noqa: E402
 from annotate_anyone.annotation.synthetic import make_person  # noqa: E402
 from annotate_anyone.annotation.taxonomy import load_taxonomy  # noqa: E402
+from annotate_anyone.settings import ModelsConfig, Settings  # noqa: E402
 
 CATEGORY = "6.color"  # the top's colour: visible in the pixels, so a tiny model can learn it
 TRAIN_OPTIONS = ft.FinetuneOptions(steps=40, lr=1e-2, batch_size=8, seed=0, targets=("q_proj", "v_proj", "lm_head"))
@@ -127,6 +127,12 @@ def _add(session, store, sp, name):
     return person.id
 
 
+def _settings(tmp_path, config: AnnotationConfig, cache: str) -> Settings:
+    """Settings with this annotation config, on the CPU, the model cache in ``tmp_path / cache``."""
+    return Settings(home=tmp_path / "home", model_cache=tmp_path / cache, annotation=config,
+                    models=ModelsConfig(device="cpu"))  # fmt: skip
+
+
 def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_path):
     from annotate_anyone.annotation.flywheel import flywheel_report, run_round
     from annotate_anyone.annotation.service import add_gold, engine_for, record_human_label
@@ -139,7 +145,7 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
     upgrade(url)
     store = LocalStore(tmp_path / "objects")
     config = AnnotationConfig(vlm_checkpoint=str(blip2), min_gold=5, budget=None)
-    settings = SimpleNamespace(annotation=config, model_cache_dir=tmp_path / "cache")
+    settings = _settings(tmp_path, config, "cache")
     cats = [load_taxonomy().category(6, "color")]
     base = ft.base_version(blip2)
     try:
@@ -155,7 +161,7 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
             assert report1["models"]["vlm_finetune"]["version"] is None  # no human answers yet
             assert base in report1["models"]["labelers"]
             for pid in pids:  # the simulated annotators answer the gold set and the pool's routed labels
-                record_human_label(s, pid, 6, "color", truth[pid], "sim", settings=settings)
+                record_human_label(s, pid, 6, "color", truth[pid], "sim", config=config)
             report2 = run_round(s, store, settings=settings, categories=cats, finetune=TRAIN_OPTIONS)
             tuned = report2["models"]["vlm_finetune"]
             version = tuned["version"]
@@ -166,7 +172,7 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
             assert before["n"] == after["n"] == len(gold)  # both measured on the held-out gold persons
             assert after["accuracy"] >= before["accuracy"] + 0.2, (before, after)
             assert report2["vlm_versions"][0]["version"] == version
-            assert flywheel_report(s, 2, settings=settings)["per_model_version"][version] == by_version[version]
+            assert flywheel_report(s, 2, config=config)["per_model_version"][version] == by_version[version]
             # The dashboard's flywheel page shows every version's gold accuracy.
             from annotate_anyone.api.templating import templates
             from annotate_anyone.services.dashboard import flywheel as flywheel_page
@@ -184,15 +190,14 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
             }  # fmt: skip
             # Every version stays selectable; the heads stay the model when no VLM is configured.
             assert engine_for(s, store, settings=settings).vlm.model_version == version
-            pick = SimpleNamespace(annotation=config.model_copy(update={"vlm_version": "base"}),
-                                   model_cache_dir=tmp_path / "other-cache")  # fmt: skip
+            pick = _settings(tmp_path, config.model_copy(update={"vlm_version": "base"}), "other-cache")
             assert engine_for(s, store, settings=pick).vlm.model_version == base
             pick.annotation = config.model_copy(update={"vlm_version": version})
             assert engine_for(s, store, settings=pick).vlm.model_version == version  # unpacked from the store
             pick.annotation = config.model_copy(update={"vlm_version": "vlm-ft9:nope:0"})
             with pytest.raises(NotFound):
                 engine_for(s, store, settings=pick)
-            none = SimpleNamespace(annotation=AnnotationConfig(), model_cache_dir=tmp_path / "cache")
+            none = _settings(tmp_path, AnnotationConfig(), "cache")
             assert engine_for(s, store, settings=none).vlm is None
             assert ft.finetune_vlm(s, store, settings=none)["version"] is None
     finally:

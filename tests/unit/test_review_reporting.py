@@ -81,10 +81,10 @@ def test_hours_saved_count_only_auto_accepted_labels(tmp_path: Path) -> None:
 
         session.add_all([label("color", AttributeState.needs_review), label("pattern", AttributeState.needs_review)])
         session.flush()
-        routed_only = flywheel_report(session, settings=settings)["human_hours"]
+        routed_only = flywheel_report(session, config=settings.annotation)["human_hours"]
         session.add(label("material", AttributeState.auto_accepted))
         session.flush()
-        one_auto = flywheel_report(session, settings=settings)["human_hours"]
+        one_auto = flywheel_report(session, config=settings.annotation)["human_hours"]
     assert routed_only["saved"] == 0.0  # nothing auto-accepted, no human answer: nothing saved
     assert routed_only["still_open"] == round(2 * routed_only["seconds_per_label"] / 3600, 3)
     assert one_auto["saved"] == round(one_auto["seconds_per_label"] / 3600, 3)
