@@ -197,6 +197,19 @@ def test_versions_are_immutable_and_follow_the_scheme(world: World) -> None:
         _export(w, version="z1", parent="never-published")
 
 
+def test_engine_figures_come_from_the_annotation_settings_given(world: World) -> None:
+    """Without given figures the export computes them with the annotation section it is passed (none: an error)."""
+    from annotate_anyone.annotation.config import AnnotationConfig
+
+    w = world
+    with pytest.raises(InvalidInput, match="annotation settings"):
+        export_release(w.session, w.store, version="2026.01.03.1")
+    assert published_versions(w.store) == []  # refused before writing anything
+    export_release(w.session, w.store, version="2026.01.03.1", annotation=AnnotationConfig(gate=0.7))
+    routing = load_manifest(w.store, "2026.01.03.1")["routing"]
+    assert routing["gate"] == 0.7 and routing["labels"]["auto_accepted"] + routing["labels"]["needs_review"] > 0
+
+
 def test_tampered_shard_fails_verify(world: World) -> None:
     w = world
     release = _export(w, version="t1")
