@@ -7,14 +7,14 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
 
-from annotate_anyone import logs
+from annotate_anyone import jobs
 from annotate_anyone.executors.celery import RECLAIM, RESCAN, REVIEW_SYNC, RUN_UNIT, START_JOB, CeleryExecutor
-from annotate_anyone.services import jobs
+from annotate_anyone.jobs.policy import RETRY, retry_or_fail
+from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings, get_settings
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
-RETRY = {"autoretry_for": (Exception,), "retry_backoff": 2, "retry_backoff_max": 300, "retry_jitter": True}
 
 
 @app.task(name=START_JOB, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
@@ -30,8 +30,9 @@ def start_job(self: Any, job_id: int) -> int:
 
 
 @app.task(name=RUN_UNIT, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
-def run_unit(self: Any, job_id: int, unit: list[int]) -> dict[str, Any]:
+def run_unit(self: Any, job_id: int, unit: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
+    unit = Unit.from_json(unit)
     try:
         result = jobs.run_unit(job_id, unit, settings)
     except Exception as exc:
@@ -42,16 +43,9 @@ def run_unit(self: Any, job_id: int, unit: list[int]) -> dict[str, Any]:
     return result
 
 
-def _retry_or_fail(task: Any, job_id: int, unit: list[int] | None, settings: Settings, exc: Exception) -> None:
-    """Log the retry Celery is about to make (autoretry), or fail the job once retries are spent."""
-    attempt, most = task.request.retries, task.max_retries
-    error = f"{type(exc).__name__}: {exc}"
-    label = jobs.unit_label(unit) if unit is not None else "plan"
-    if attempt >= most:
-        logs.event(log, "unit.gave_up", logging.ERROR, job_id=job_id, unit=label, attempts=attempt + 1, error=error)
-        jobs.fail_job(job_id, settings, exc)
-    else:
-        logs.event(log, "unit.retried", logging.WARNING, job_id=job_id, unit=label, attempt=attempt + 1, error=error)
+def _retry_or_fail(task: Any, job_id: int, unit: Unit | None, settings: Settings, exc: Exception) -> None:
+    """Apply the retry policy (:mod:`annotate_anyone.jobs.policy`) with this task's attempt count."""
+    retry_or_fail(job_id, unit, settings, exc, attempt=task.request.retries, most=task.max_retries)
 
 
 @app.task(name=RESCAN)
@@ -76,7 +70,7 @@ def review_sync(self: Any, full: bool = False) -> dict[str, Any]:
 @app.task(name=RECLAIM)
 def reclaim_jobs() -> dict[str, Any]:
     """Queue again the units of jobs whose heartbeat stopped; clean stale temporary files."""
-    from annotate_anyone.services.recovery import recover
+    from annotate_anyone.jobs.recovery import recover
 
     settings = get_settings()
     return recover(settings, requeue=CeleryExecutor(settings).submit)

@@ -8,11 +8,13 @@ from typing import Any
 from fastapi import BackgroundTasks, Request
 from sqlalchemy.orm import Session
 
+from annotate_anyone import jobs
 from annotate_anyone.api.auth import client_addr
 from annotate_anyone.auth_models import User
 from annotate_anyone.db.models import ApiKey, Image, Job
 from annotate_anyone.executors.base import Executor
-from annotate_anyone.services import audit, auth, browse, jobs
+from annotate_anyone.jobs import kinds
+from annotate_anyone.services import audit, auth, browse
 
 
 def start_job(
@@ -26,7 +28,7 @@ def start_job(
     params: dict[str, Any],
 ) -> Job:
     """Authorize, create, audit and commit the job, then hand it to the executor after the response."""
-    auth.authorize(principal, auth.job_perm(kind))
+    auth.authorize(principal, kinds.permission(kind))
     job = jobs.create_job(session, kind=kind, params=params, created_by=principal.actor)
     audit.record(
         session,

@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from annotate_anyone.jobs.kinds import STARTABLE
+
 
 class FieldError(BaseModel):
     loc: list[str | int] = Field(
@@ -122,7 +124,7 @@ class ImageListItem(ImageOut):
 
 
 class JobIn(BaseModel):
-    kind: Literal["ingest", "export", "annotate"] = Field(examples=["ingest"])
+    kind: Literal[STARTABLE] = Field(examples=["ingest"])  # the kinds the table marks startable
     params: dict[str, Any] = Field(default_factory=dict, examples=[{"source_ids": [1]}])
 
 

@@ -102,7 +102,7 @@ ALREADY_RUNNING_EXIT = 2  # exit status of a job refused because another one lis
 def recover_here(s: Settings) -> None:
     """Embedded: jobs whose process died become ``interrupted``, stale temporary files go (service mode:
     the workers and the beat do it)."""
-    from annotate_anyone.services.recovery import recover
+    from annotate_anyone.jobs.recovery import recover
 
     if s.executor_name == "inline":
         for job_id in recover(s)["interrupted"]:
@@ -112,7 +112,7 @@ def recover_here(s: Settings) -> None:
 def run_inline(job_id: int, progress: Any = None) -> None:
     """Run a job in this process; another live job listing the same source ends it with exit status 2."""
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.services.jobs import AlreadyRunning
+    from annotate_anyone.jobs import AlreadyRunning
 
     try:
         InlineExecutor(settings()).run(job_id, progress=progress)
@@ -128,7 +128,7 @@ def run_job_inline(kind: str, params: dict[str, Any], label: str, *, wait: bool 
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.executors.base import get_executor
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.services.jobs import create_job
+    from annotate_anyone.jobs import create_job
 
     s = settings()
     recover_here(s)
@@ -156,7 +156,7 @@ def run_job_inline(kind: str, params: dict[str, Any], label: str, *, wait: bool 
 def job_info(job_id: int) -> dict[str, Any]:
     """One job row as a JSON-ready object (the shape of ``status --job N --json``)."""
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.jobs import get_job
+    from annotate_anyone.jobs import get_job
 
     with session_scope(settings().db_url) as session:
         job = get_job(session, job_id)
@@ -326,9 +326,10 @@ def status(
     the job object."""
     from sqlalchemy import func, select
 
+    from annotate_anyone import jobs
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.db.models import Job
-    from annotate_anyone.services import jobs, stats
+    from annotate_anyone.services import stats
 
     if follow and job is None:
         raise typer.BadParameter("--follow needs --job JOB_ID", param_hint="--follow")

@@ -1,4 +1,4 @@
-"""An executor runs a job's units; the work itself lives in annotate_anyone.services.jobs."""
+"""An executor runs a job's units; the work itself lives in annotate_anyone.jobs."""
 
 from __future__ import annotations
 

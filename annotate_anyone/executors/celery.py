@@ -19,6 +19,8 @@ from celery import Celery
 
 from annotate_anyone import logs
 from annotate_anyone.executors.base import Executor
+from annotate_anyone.jobs.kinds import MODEL_KINDS  # job kinds whose units run the labelling models
+from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings
 
 START_JOB = "aa.start_job"
@@ -27,7 +29,6 @@ RESCAN = "aa.rescan_sources"
 REVIEW_SYNC = "aa.review_sync"
 RECLAIM = "aa.reclaim_jobs"
 DEFAULT_QUEUE = "annotate-anyone"
-MODEL_KINDS = frozenset({"annotate"})  # job kinds whose units run the labelling models
 log = logging.getLogger(__name__)
 
 
@@ -74,16 +75,16 @@ class CeleryExecutor(Executor):
         self.app.send_task(START_JOB, args=[job_id], queue=queue)
         logs.event(log, "job.queued", job_id=job_id, executor="celery", queue=queue or DEFAULT_QUEUE)
 
-    def dispatch_units(self, job_id: int, units: list[list[int]], kind: str | None = None) -> None:
+    def dispatch_units(self, job_id: int, units: list[Unit], kind: str | None = None) -> None:
         """One ``aa.run_unit`` per unit, on the GPU queue when the job kind runs models (:func:`unit_queue`)."""
         queue = unit_queue(self.settings, kind or self._kind(job_id)) if units else None
         for unit in units:
-            self.app.send_task(RUN_UNIT, args=[job_id, unit], queue=queue)
+            self.app.send_task(RUN_UNIT, args=[job_id, unit.to_json()], queue=queue)
         logs.event(log, "units.queued", job_id=job_id, units=len(units), queue=queue or DEFAULT_QUEUE)
 
     def _kind(self, job_id: int) -> str:
         from annotate_anyone.db.base import session_scope
-        from annotate_anyone.services.jobs import get_job
+        from annotate_anyone.jobs.rows import get_job
 
         with session_scope(self.settings.db_url) as session:
             return get_job(session, job_id).kind

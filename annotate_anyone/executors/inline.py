@@ -8,16 +8,17 @@ import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import forkserver
 
-from annotate_anyone import logs
+from annotate_anyone import jobs, logs
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.executors.base import Executor, ProgressFn
-from annotate_anyone.services import jobs
+from annotate_anyone.jobs import kinds
 from annotate_anyone.settings import Settings
 
 # Imported once by the fork server, so each worker starts with them loaded (about 0.6 s of CPU per
 # worker otherwise, paid again by every job); they hold no threads or connections at import time.
 PRELOAD = [
     "annotate_anyone.services.ingest",
+    "annotate_anyone.jobs",
     "annotate_anyone.pipeline.fetch",
     "annotate_anyone.pipeline.decode",
     "annotate_anyone.pipeline.seen",
@@ -111,5 +112,5 @@ class InlineExecutor(Executor):
             return
         with session_scope(self.settings.db_url) as session:
             job = jobs.get_job(session, job_id)
-            done, _failed = jobs.handler_for(job.kind).progress(session, job)
+            done, _failed = kinds.steps(job.kind).progress(session, job)
             progress(done, job.total)

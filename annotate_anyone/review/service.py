@@ -1,8 +1,8 @@
 """Review use cases for the API, the CLI and the job runner: push, sync, status, stats, webhook, media.
 
 This is the composition root of the review package: it builds the backend, the task builder, the
-applier and the pusher from settings. It also registers the ``review_push`` and ``review_sync`` job
-kinds (one unit each) when imported.
+applier and the pusher from settings. It also holds the steps of the ``review_push`` and ``review_sync``
+job kinds (one unit each; listed in ``annotate_anyone/jobs/kinds.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from annotate_anyone.annotation.taxonomy import Taxonomy, load_taxonomy
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Image, Job, Person, ReviewTask
 from annotate_anyone.errors import AnnotateAnyoneError, InvalidInput, NotFound
+from annotate_anyone.jobs import rows
+from annotate_anyone.jobs.units import Unit
 from annotate_anyone.review import configs, media, qa
 from annotate_anyone.review.builders import TaskBuilder
 from annotate_anyone.review.client import WEBHOOK_HEADER, LabelStudioBackend, ReviewBackend
@@ -37,7 +39,6 @@ from annotate_anyone.review.sync import (
     reconcile,
     withdraw_gone,
 )
-from annotate_anyone.services import jobs
 from annotate_anyone.settings import Settings, is_placeholder, reveal
 from annotate_anyone.storage import ObjectStore, open_store
 
@@ -255,31 +256,24 @@ def open_media(
 # ---------------------------------------------------------------------- job kinds
 
 
-def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
+def plan_review_job(session: Session, job: Job, settings: Settings) -> list[Unit]:
+    """A push or a sync is one unit (its ``job_units`` row makes a re-delivery a no-op)."""
     job.total = 1
-    return [[job.id]]
+    return [Unit.single(job.kind)]
 
 
-def _progress(session: Session, job: Job) -> tuple[int, int]:
-    return (1 if (job.result or {}).get("unit_done") else 0), 0
-
-
-def _finish_unit(job_id: int, settings: Settings, result: dict[str, Any]) -> dict[str, Any]:
+def _keep_result(job_id: int, settings: Settings, result: dict[str, Any]) -> dict[str, Any]:
     with session_scope(settings.db_url) as session:
-        job = jobs.get_job(session, job_id)
-        job.result = {**(job.result or {}), **result, "unit_done": True}
+        job = rows.get_job(session, job_id)
+        job.result = {**(job.result or {}), **result}
     return result
 
 
-def _push_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
+def push_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
     params = job.params or {}
     report = push_tasks(settings, kind=params.get("kind", "attributes"), limit=params.get("limit"))
-    return _finish_unit(job.id, settings, asdict(report))
+    return _keep_result(job.id, settings, asdict(report))
 
 
-def _sync_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
-    return _finish_unit(job.id, settings, sync_review(settings, full=bool((job.params or {}).get("full"))))
-
-
-jobs.register("review_push", jobs.JobHandler(plan=_plan, run_unit=_push_unit, progress=_progress))
-jobs.register("review_sync", jobs.JobHandler(plan=_plan, run_unit=_sync_unit, progress=_progress))
+def sync_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
+    return _keep_result(job.id, settings, sync_review(settings, full=bool((job.params or {}).get("full"))))

@@ -92,13 +92,6 @@ ROLE_PERMS: dict[Role, frozenset[Perm]] = {
     Role.trainer: frozenset({Perm.releases_read}),
 }
 
-JOB_PERMS: dict[str, Perm] = {"export": Perm.exports_start}
-
-
-def job_perm(kind: str) -> Perm:
-    """The permission needed to start a job of ``kind`` (exports have their own)."""
-    return JOB_PERMS.get(kind, Perm.jobs_start)
-
 
 @dataclass(frozen=True, slots=True)
 class Principal:

@@ -81,9 +81,10 @@ def run_demo(settings: Settings, console: Any = None) -> dict[str, Any]:
 def run_flywheel(settings: Settings, folder: Path, console: Any = None, *, name: str = "demo") -> dict[str, Any]:
     """The demo's steps on any folder of photos (source ``name``): ingest, annotate, export; returns a summary
     (``version``: the release written, ``release_path``, each step's job result, the source's funnel)."""
+    from annotate_anyone import jobs
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.services import jobs, stats
+    from annotate_anyone.services import stats
     from annotate_anyone.services.setup import init_home
     from annotate_anyone.services.sources import get_or_create_source
 
@@ -93,8 +94,6 @@ def run_flywheel(settings: Settings, folder: Path, console: Any = None, *, name:
     executor = InlineExecutor(settings)
     summary: dict[str, Any] = {}
     for kind, params in (("ingest", {"source_ids": [source_id]}), *DEMO_STEPS):
-        if kind not in jobs.HANDLERS and not _registered(kind):
-            continue
         if console is not None:
             console.print(f"[bold]{kind}[/] ...")
         with session_scope(settings.db_url) as session:
@@ -111,16 +110,6 @@ def run_flywheel(settings: Settings, folder: Path, console: Any = None, *, name:
     summary["version"] = version
     summary["release_path"] = str(Path(settings.store_url) / "releases" / version)
     return summary
-
-
-def _registered(kind: str) -> bool:
-    from annotate_anyone.services import jobs
-
-    try:
-        jobs.handler_for(kind)
-    except AnnotateAnyoneError:
-        return False
-    return True
 
 
 # Steps after ingest, in order; a step whose job kind is not available in this install is skipped.

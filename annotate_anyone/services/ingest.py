@@ -16,12 +16,14 @@ from annotate_anyone import logs
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Image, ImageStatus, Item, ItemStatus, Job, Person, Source
 from annotate_anyone.errors import ConfigError
+from annotate_anyone.jobs import rows, units
+from annotate_anyone.jobs.units import Unit
 from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.seen import DUPLICATE
 from annotate_anyone.pipeline.sources.confine import uri_refusal
 from annotate_anyone.pipeline.stage import Stage, StageStats, run_stages
-from annotate_anyone.services import jobs, near_dup
+from annotate_anyone.services import near_dup
 from annotate_anyone.services.sources import get_source, scan_source
 from annotate_anyone.settings import Settings
 
@@ -77,14 +79,15 @@ def run_overlapped(stages: list[Stage], records: list[Record], chunk: int = OVER
 
 def _claim(job: Job, settings: Settings, source_ids: list[int]) -> None:
     """Claim every source for this job in one short transaction of its own (before the long scan, so
-    SQLite's write lock is not held while listing); :class:`jobs.AlreadyRunning` if another holds one."""
+    SQLite's write lock is not held while listing); :class:`AlreadyRunning` if another holds one."""
     with session_scope(settings.db_url) as session:
         for source_id in sorted(set(source_ids)):
             get_source(session, source_id)
-            jobs.claim_source(session, source_id, job.id, settings)
+            rows.claim_source(session, source_id, job.id, settings)
 
 
-def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
+def plan(session: Session, job: Job, settings: Settings) -> list[Unit]:
+    """List the sources into items (claiming them first) and batch this job's items into units."""
     source_ids = job.params.get("source_ids") or []
     _claim(job, settings, source_ids)
     for source_id in source_ids:
@@ -97,16 +100,17 @@ def _plan(session: Session, job: Job, settings: Settings) -> list[jobs.Unit]:
             or_(Item.job_id.is_(None), Item.job_id != job.id),
         ).update({Item.job_id: job.id}, synchronize_session=False)
         if job.params.get("retry_failed"):
+            units.forget(session, job.id)  # a resumed job redoes the units of items it failed (pending ones only run)
             session.query(Item).filter(Item.source_id == source_id, Item.status == ItemStatus.failed).update(
                 {Item.job_id: job.id, Item.status: ItemStatus.pending, Item.reason: None}, synchronize_session=False
             )
     ids = list(session.scalars(select(Item.id).where(Item.job_id == job.id).order_by(Item.id)))
     job.total = len(ids)
     size = int(job.params.get("batch_size") or settings.batch_size)
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
+    return units.batches(ids, size)
 
 
-def _progress(session: Session, job: Job) -> tuple[int, int]:
+def progress(session: Session, job: Job) -> tuple[int, int]:
     rows = dict(
         session.execute(select(Item.status, func.count()).where(Item.job_id == job.id).group_by(Item.status)).all()
     )
@@ -114,7 +118,7 @@ def _progress(session: Session, job: Job) -> tuple[int, int]:
     return done, rows.get(ItemStatus.failed, 0)
 
 
-def _finish(session: Session, job: Job, settings: Settings) -> list[int]:
+def finish(session: Session, job: Job, settings: Settings) -> list[int]:
     from annotate_anyone.services.scheduling import maybe_queue_round
     from annotate_anyone.services.stats import job_funnel
 
@@ -125,12 +129,13 @@ def _finish(session: Session, job: Job, settings: Settings) -> list[int]:
     return []
 
 
-def _run_unit(job: Job, unit: jobs.Unit, settings: Settings) -> dict[str, Any]:
+def run_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
+    """Run the unit's pending items through the pipeline and commit every outcome (done items are skipped)."""
     with session_scope(settings.db_url) as session:
         rows = session.execute(
             select(Item, Source)
             .join(Source, Source.id == Item.source_id)
-            .where(Item.id.in_(unit), Item.status == ItemStatus.pending)
+            .where(Item.id.in_(unit.ids), Item.status == ItemStatus.pending)
         ).all()
         groups: dict[tuple[bool, str | None], list[Record]] = {}
         for item, source in rows:
@@ -367,6 +372,3 @@ def _update_items(session: Session, outcomes: dict[int, _Outcome]) -> None:
             for item_id, o in outcomes.items()
         ],
     )
-
-
-jobs.register("ingest", jobs.JobHandler(plan=_plan, run_unit=_run_unit, progress=_progress, finish=_finish))

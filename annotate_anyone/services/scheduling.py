@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Image, ImageStatus, Job, JobStatus, Person, Source
-from annotate_anyone.services.jobs import HANDLERS, create_job, handler_for
+from annotate_anyone.jobs.rows import create_job
 from annotate_anyone.settings import Settings
 
 
@@ -37,11 +37,9 @@ def unannotated_persons(session: Session) -> int:
 def maybe_queue_round(session: Session, settings: Settings) -> int | None:
     """Queue an annotation round once enough new persons passed the filters (the pool's volume threshold).
 
-    Returns the new job's id, or ``None`` (below the threshold, a round already queued or running, or no
-    annotation engine installed).
+    Returns the new job's id, or ``None`` (below the threshold, or a round already queued or running).
     """
-    handler_for("ingest")  # loads the registered job kinds
-    if "annotate" not in HANDLERS or settings.round_threshold <= 0:
+    if settings.round_threshold <= 0:
         return None
     pending = session.scalar(
         select(func.count(Job.id)).where(Job.kind == "annotate", Job.status.in_([JobStatus.queued, JobStatus.running]))

@@ -67,13 +67,6 @@ def test_login_then_ingest_with_live_progress(page, live_server: LiveServer) -> 
 
 
 def test_annotate_round_when_available(page, live_server: LiveServer) -> None:
-    from annotate_anyone.errors import AnnotateAnyoneError
-    from annotate_anyone.services import jobs
-
-    try:
-        jobs.handler_for("annotate")
-    except AnnotateAnyoneError:
-        pytest.skip("the annotate job kind is not installed yet")
     login(page, "/ui/jobs")
     start_job(page, "Start an annotation round")
     status = wait_for_job(page)

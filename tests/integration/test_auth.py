@@ -10,11 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from annotate_anyone import jobs
 from annotate_anyone.api.app import create_app
 from annotate_anyone.auth_models import AuditEvent
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import ApiKey, Image
-from annotate_anyone.services import auth, jobs
+from annotate_anyone.services import auth
 from annotate_anyone.services.ratelimit import MemoryRateLimiter
 from annotate_anyone.settings import Settings
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from annotate_anyone import jobs
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Image, Item, ItemStatus, JobStatus
 from annotate_anyone.executors.base import get_executor
 from annotate_anyone.executors.celery import CeleryExecutor
-from annotate_anyone.services import jobs
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store

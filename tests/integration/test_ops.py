@@ -24,20 +24,24 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from annotate_anyone import logs
+from annotate_anyone import jobs, logs
 from annotate_anyone.api.app import create_app
 from annotate_anyone.api.auth import make_limiter
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Item, ItemStatus, Job, JobStatus
 from annotate_anyone.executors.celery import CeleryExecutor
 from annotate_anyone.executors.inline import InlineExecutor
+from annotate_anyone.jobs import kinds
+from annotate_anyone.jobs.units import Unit
 from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Filter
 from annotate_anyone.review.models import ReviewEvent, ReviewProject
-from annotate_anyone.services import auth, jobs
+from annotate_anyone.services import auth
+from annotate_anyone.services.auth import Perm
 from annotate_anyone.services.ratelimit import RedisRateLimiter
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import AuthConfig, Settings
@@ -361,28 +365,32 @@ def test_request_ids_are_echoed_and_in_every_line(embedded: Settings, log_lines:
     assert any(e.get("request_id") == made and e["route"] == "/health" and e["level"] == "debug" for e in lines)
 
 
-def _ops_plan(session: Any, job: Job, settings: Settings) -> list[list[int]]:
+def _ops_plan(session: Any, job: Job, settings: Settings) -> list[Unit]:
     job.total = 2
-    return [[1, 2], [3]]
+    return [Unit.batch([1, 2]), Unit.batch([3])]
 
 
-def _ops_unit(job: Job, unit: list[int], settings: Settings) -> dict[str, Any]:
-    logging.getLogger("tests.ops").info("working on %s", unit)
+def _ops_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
+    logging.getLogger("tests.ops").info("working on %s", list(unit.ids))
     if job.params.get("fail"):
         raise RuntimeError("the unit broke")
     with session_scope(settings.db_url) as session:
         row = session.get(Job, job.id)
-        row.counters = {**(row.counters or {}), str(unit[0]): len(unit)}
-    return {"processed": len(unit)}
+        row.counters = {**(row.counters or {}), str(unit.ids[0]): len(unit.ids)}
+    return {"processed": len(unit.ids)}
 
 
 def _ops_progress(session: Any, job: Job) -> tuple[int, int]:
     return len(job.counters or {}), 0
 
 
+class _OpsParams(BaseModel):
+    fail: bool = False
+
+
 def test_job_events_carry_job_id_and_unit(embedded: Settings, log_lines: io.StringIO) -> None:
-    jobs._load_handlers()
-    jobs.register("ops_test", jobs.JobHandler(plan=_ops_plan, run_unit=_ops_unit, progress=_ops_progress))
+    steps = kinds.Steps(plan=_ops_plan, run_unit=_ops_unit, progress=_ops_progress)
+    kinds.KINDS["ops_test"] = kinds.Kind(lambda: steps, Perm.jobs_start, _OpsParams)
     try:
         with session_scope(embedded.db_url) as session:
             good = jobs.create_job(session, kind="ops_test", params={}).id
@@ -391,7 +399,8 @@ def test_job_events_carry_job_id_and_unit(embedded: Settings, log_lines: io.Stri
         with pytest.raises(RuntimeError):
             InlineExecutor(embedded).run(bad)
     finally:
-        jobs.HANDLERS.pop("ops_test", None)
+        kinds.KINDS.pop("ops_test", None)
+        kinds._STEPS.pop("ops_test", None)
     lines = events(log_lines)
     by_event = {(e["event"], e.get("job_id")): e for e in lines}
     assert by_event[("job.started", good)]["kind"] == "ops_test" and by_event[("job.started", good)]["units"] == 2

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from annotate_anyone.cli import app
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Job, JobStatus, Source
-from annotate_anyone.services.jobs import create_job
+from annotate_anyone.jobs import create_job
 from annotate_anyone.settings import get_settings
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from annotate_anyone import jobs
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Image, Item, ItemStatus, JobStatus
 from annotate_anyone.executors.inline import InlineExecutor
-from annotate_anyone.services import jobs
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
@@ -86,7 +86,7 @@ def test_rerunning_a_unit_changes_nothing(embedded: Settings, tmp_path: Path, ma
         attempts = sorted(session.scalars(select(Item.attempts)))
     with session_scope(embedded.db_url) as session:  # a redelivered unit after the job finished
         jobs.get_job(session, job_id).status = JobStatus.running
-    jobs.run_unit(job_id, ids, embedded)
+    jobs.run_unit(job_id, jobs.Unit.batch(ids), embedded)
     with session_scope(embedded.db_url) as session:
         assert session.scalar(select(func.count(Image.id))) == before
         assert sorted(session.scalars(select(Item.attempts))) == attempts == [1] * len(ids)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request, status
 from sqlalchemy import select
 
+from annotate_anyone import jobs
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import CurrentPrincipal, JobCanceller, PoolReader
 from annotate_anyone.api.deps import ExecutorDep, SessionDep
@@ -14,7 +15,6 @@ from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import JobIn, JobOut, Page
 from annotate_anyone.db.models import Job, JobStatus
-from annotate_anyone.services import jobs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

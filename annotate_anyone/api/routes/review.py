@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import ReviewReader, require
@@ -16,6 +15,7 @@ from annotate_anyone.api.limits import json_too_deep
 from annotate_anyone.api.params import IdPath
 from annotate_anyone.api.schemas import JobOut
 from annotate_anyone.db.models import Job
+from annotate_anyone.jobs import kinds
 from annotate_anyone.review import service
 from annotate_anyone.services.auth import Perm
 
@@ -23,13 +23,8 @@ router = APIRouter(prefix="/review", tags=["review"])
 JobStarter = Annotated[Any, require(Perm.jobs_start)]
 
 
-class PushIn(BaseModel):
-    kind: Literal["attributes", "parsing", "box"] = "attributes"
-    limit: int | None = Field(default=None, ge=1, le=1_000_000)
-
-
-class SyncIn(BaseModel):
-    full: bool = Field(default=False, description="also list every backend task to find deleted ones")
+PushIn = kinds.ReviewPushParams  # the job kinds' parameters, as the request bodies
+SyncIn = kinds.ReviewSyncParams
 
 
 @router.post("/webhook", status_code=status.HTTP_202_ACCEPTED, summary="Label Studio webhook (shared secret)")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from annotate_anyone import jobs
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import (
     AuditReader,
@@ -26,7 +27,8 @@ from annotate_anyone.api.params import IdPath, Offset
 from annotate_anyone.api.templating import NAV, render
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import AnnotateAnyoneError, NotFound
-from annotate_anyone.services import audit, auth, browse, dashboard, images, jobs, release_views, releases
+from annotate_anyone.jobs import kinds
+from annotate_anyone.services import audit, auth, browse, dashboard, images, release_views, releases
 from annotate_anyone.services.sources import guess_kind, register_source
 from annotate_anyone.settings import Settings
 
@@ -125,12 +127,12 @@ def start_job(
     executor: ExecutorDep,
     background: BackgroundTasks,
     principal: CurrentPrincipal,
-    kind: Annotated[str, Form(pattern="^(ingest|annotate|export)$")],
+    kind: Annotated[str, Form(pattern=f"^({'|'.join(kinds.STARTABLE)})$")],
     source_id: Annotated[int | None, Form(ge=1)] = None,
     preset: Annotated[str, Form(max_length=64)] = "all-accepted",
     version: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    auth.authorize(principal, auth.job_perm(kind))  # before any other error, as a role check should be
+    auth.authorize(principal, kinds.permission(kind))  # before any other error, as a role check should be
     params: dict[str, Any] = {}
     if kind == "ingest":
         if source_id is None:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Job, JobStatus
-from annotate_anyone.services import jobs
+from annotate_anyone.jobs import rows, runtime
 from annotate_anyone.settings import Settings
 
 STAGING_PREFIX = "aa-release-"  # release/writers.py stages S3 releases in such temp folders
@@ -30,9 +30,9 @@ STAGING_MIN_AGE_S = 3600.0  # staging folders are shared by every home of the ma
 
 
 def recover(settings: Settings, requeue: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Reclaim stale jobs (``requeue``: service mode, see :func:`jobs.reclaim_stale`), then sweep
+    """Reclaim stale jobs (``requeue``: service mode, see :func:`runtime.reclaim_stale`), then sweep
     stale temporary files; returns what was done."""
-    report: dict[str, Any] = jobs.reclaim_stale(settings, requeue)
+    report: dict[str, Any] = runtime.reclaim_stale(settings, requeue)
     report["removed"] = [] if _any_job_alive(settings) else sweep_temporary(settings)
     for job_id in report["interrupted"]:
         logging.getLogger(__name__).warning("job %s had no heartbeat: marked interrupted", job_id)
@@ -43,7 +43,7 @@ def _any_job_alive(settings: Settings) -> bool:
     with session_scope(settings.db_url) as session:
         alive = session.scalar(
             select(func.count(Job.id)).where(
-                Job.status == JobStatus.running, Job.heartbeat_at >= jobs.stale_before(settings)
+                Job.status == JobStatus.running, Job.heartbeat_at >= rows.stale_before(settings)
             )
         )
     return bool(alive)

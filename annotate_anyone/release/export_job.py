@@ -1,0 +1,46 @@
+"""The export job kind: one unit that writes a release. The version is fixed when the job is planned, so a
+re-delivered export cannot publish a second version; a release this job already published is not written
+again even if its ``job_units`` row was lost."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from annotate_anyone.db.base import session_scope
+from annotate_anyone.db.models import Job, Release
+from annotate_anyone.jobs import rows, units
+from annotate_anyone.jobs.units import Unit
+from annotate_anyone.settings import Settings
+from annotate_anyone.storage import open_store
+
+UNIT = Unit.single("export")
+
+
+def plan(session: Session, job: Job, settings: Settings) -> list[Unit]:
+    if not (job.params or {}).get("version"):
+        from annotate_anyone.release.layout import next_version
+        from annotate_anyone.release.service import list_published
+
+        existing = set(list_published(open_store(settings=settings))) | set(session.scalars(select(Release.version)))
+        job.params = {**(job.params or {}), "version": next_version(existing, date.today())}
+    job.total = 1
+    return [UNIT]
+
+
+def run_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
+    from annotate_anyone.services.releases import run_export
+
+    with session_scope(settings.db_url) as session:
+        existing = session.scalar(select(Release).where(Release.version == job.params["version"]))
+        if existing is not None and existing.job_id == job.id:  # published, but the unit row was lost
+            return {"version": existing.version}
+    result = run_export(job_id=job.id, params=job.params, settings=settings)
+    with session_scope(settings.db_url) as session:
+        units.record(session, job.id, unit.key, result)
+        stored = rows.get_job(session, job.id)
+        stored.result = {**(stored.result or {}), **units.jsonable(result)}
+    return result
