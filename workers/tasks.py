@@ -30,7 +30,7 @@ def start_job(self: Any, job_id: int) -> int:
 
 
 @app.task(name=RUN_UNIT, bind=True, max_retries=get_settings().task_max_retries, **RETRY)
-def run_unit(self: Any, job_id: int, unit: dict[str, Any]) -> dict[str, Any]:
+def run_unit(self: Any, job_id: int, unit: dict[str, Any] | list[int]) -> dict[str, Any]:
     settings = get_settings()
     unit = Unit.from_json(unit)
     try:

@@ -94,7 +94,7 @@ def plan_job(job_id: int, settings: Settings) -> list[Unit]:
     return planned
 
 
-def run_unit(job_id: int, unit: Unit | dict[str, Any], settings: Settings) -> dict[str, Any]:
+def run_unit(job_id: int, unit: Unit | dict[str, Any] | list[int], settings: Settings) -> dict[str, Any]:
     """Step 2: run one unit once (a unit already recorded in ``job_units`` is skipped), record it, update
     progress, and finish the job if it is complete.
 

@@ -44,9 +44,11 @@ class Unit:
         return {"key": self.key, "ids": list(self.ids)}
 
     @classmethod
-    def from_json(cls, value: Unit | dict[str, Any]) -> Unit:
+    def from_json(cls, value: Unit | dict[str, Any] | list[int]) -> Unit:
         if isinstance(value, Unit):
             return value
+        if isinstance(value, list):  # a message queued by a release before units had keys: a batch of ids
+            return cls.batch(value)
         return cls(str(value["key"]), tuple(int(i) for i in value.get("ids") or ()))
 
 

@@ -82,6 +82,7 @@ def test_units_travel_as_json() -> None:
     unit = Unit.batch([4, 7, 9])
     assert unit.key == "4-9-3" and Unit.from_json(unit.to_json()) == unit
     assert Unit.single("export") == Unit.from_json({"key": "export", "ids": []})
+    assert Unit.from_json([4, 7, 9]) == unit  # a batch queued by an older release, still in the broker
 
 
 @pytest.mark.parametrize("size", [1, 2])
