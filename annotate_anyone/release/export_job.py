@@ -14,6 +14,7 @@ from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.models import Job, Release
 from annotate_anyone.jobs import rows, units
 from annotate_anyone.jobs.units import Unit
+from annotate_anyone.release.export import export_release
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 
@@ -31,9 +32,15 @@ def plan(session: Session, job: Job, settings: Settings) -> list[Unit]:
     return [UNIT]
 
 
-def run_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
-    from annotate_anyone.services.releases import run_export
+def run_export(*, job_id: int | None, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Write a release from the database (see annotate_anyone.release.export) and return its summary."""
+    store = open_store(settings=settings)
+    with session_scope(settings.db_url) as session:
+        release = export_release(session, store, job_id=job_id, annotation=settings.annotation, **params)
+        return {"version": release.version, "manifest_key": release.manifest_key, "counts": release.counts}
 
+
+def run_unit(job: Job, unit: Unit, settings: Settings) -> dict[str, Any]:
     with session_scope(settings.db_url) as session:
         existing = session.scalar(select(Release).where(Release.version == job.params["version"]))
         if existing is not None and existing.job_id == job.id:  # published, but the unit row was lost

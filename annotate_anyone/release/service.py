@@ -1,11 +1,16 @@
-"""Release use cases for the API and the CLI (thin callers translate to and from HTTP / the terminal)."""
+"""Release use cases for the API and the CLI (thin callers translate to and from HTTP / the terminal).
+
+The rule "only the files the manifest lists can be downloaded" lives here, once: :func:`file_key`.
+"""
 
 from __future__ import annotations
 
 from typing import Any, BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.db.models import Release
 from annotate_anyone.errors import NotFound
 from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import load_manifest, manifest_files, published_versions
@@ -15,16 +20,32 @@ from annotate_anyone.release.verify import VerifyReport, verify_release
 from annotate_anyone.storage.base import ObjectStore
 
 __all__ = [
+    "file_key",
     "file_names",
     "file_url",
     "get_manifest",
+    "get_release",
     "list_published",
+    "list_releases",
     "list_takedowns",
     "materialize",
     "open_file",
     "take_down",
     "verify",
 ]
+
+
+def list_releases(session: Session, *, limit: int = 50, offset: int = 0) -> list[Release]:
+    """Release rows, newest first."""
+    return list(session.scalars(select(Release).order_by(Release.id.desc()).limit(limit).offset(offset)))
+
+
+def get_release(session: Session, version: str) -> Release:
+    """The release row of ``version``; :class:`NotFound` if there is none."""
+    release = session.scalar(select(Release).where(Release.version == version))
+    if release is None:
+        raise NotFound(f"no release {version!r}")
+    return release
 
 
 def list_published(store: ObjectStore) -> list[str]:
@@ -41,29 +62,28 @@ def file_names(store: ObjectStore, version: str) -> list[str]:
     return [layout.MANIFEST, *(f["name"] for f in manifest_files(load_manifest(store, version)))]
 
 
-def _checked_key(store: ObjectStore, version: str, name: str) -> str:
-    if name not in file_names(store, version):
-        raise NotFound(f"release {version} has no file {name!r}")
+def file_key(store: ObjectStore, version: str, name: str) -> str:
+    """The store key of ``name`` if the version's manifest lists it (nothing else can be downloaded).
+
+    ``manifest.json`` itself is always listed, so its key is returned without reading it."""
+    if name != layout.MANIFEST and name not in file_names(store, version):
+        raise NotFound(f"release {version!r} lists no file {name!r}")
     return layout.key(version, name)
 
 
 def file_url(store: ObjectStore, version: str, name: str, *, expires: int = 3600) -> str | None:
     """A presigned URL for one release file (S3), or ``None`` where the API must stream it (local)."""
-    return store.url_for(_checked_key(store, version, name), expires=expires)
+    return store.url_for(file_key(store, version, name), expires=expires)
 
 
 def open_file(store: ObjectStore, version: str, name: str) -> BinaryIO:
     """A stream of one release file, for the API's authenticated download route."""
-    return store.open(_checked_key(store, version, name))
+    return store.open(file_key(store, version, name))
 
 
 def verify(store: ObjectStore, version: str, session: Session | None = None) -> VerifyReport:
     """Verify a release; with a session, its manifest digest must also match the database's."""
     expected = None
     if session is not None:
-        from sqlalchemy import select
-
-        from annotate_anyone.db.models import Release
-
         expected = session.scalar(select(Release.digest).where(Release.version == version))
     return verify_release(store, version, expected_digest=expected)

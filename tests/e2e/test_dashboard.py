@@ -121,7 +121,7 @@ def test_release_and_its_diff(page, live_server: LiveServer) -> None:
 
 def links_parent(live_server: LiveServer, version: str) -> str:
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.releases import get_release
+    from annotate_anyone.release.service import get_release
 
     with session_scope(live_server.settings.db_url) as session:
         return get_release(session, version).parent_version

@@ -15,7 +15,7 @@ from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import Limit, Offset
 from annotate_anyone.api.schemas import Page, ReleaseOut
 from annotate_anyone.db.models import Release
-from annotate_anyone.services import release_views, releases
+from annotate_anyone.release import service, views
 
 
 class AnyPath(Convertor[str]):
@@ -45,31 +45,31 @@ def list_releases(
 
 @router.get("/{version}", response_model=ReleaseOut, summary="One release")
 def get_release(session: SessionDep, principal: ReleaseReader, version: str = Version) -> Release:
-    return releases.get_release(session, version)
+    return service.get_release(session, version)
 
 
 @router.get("/{version}/manifest", summary="The release's manifest.json")
 def get_manifest(session: SessionDep, store: StoreDep, principal: ReleaseReader, version: str = Version) -> Any:
-    releases.get_release(session, version)
-    return release_views.manifest(store, version)
+    service.get_release(session, version)
+    return views.manifest(store, version)
 
 
 @router.get("/{version}/changes", summary="What changed against the parent release (changes.json)")
 def get_changes(session: SessionDep, store: StoreDep, principal: ReleaseReader, version: str = Version) -> Any:
-    releases.get_release(session, version)
-    return release_views.changes(store, version)
+    service.get_release(session, version)
+    return views.changes(store, version)
 
 
 @router.get("/{version}/files/{name:anypath}", summary="Download one file the manifest lists", response_model=None)
 def download(
     session: SessionDep, store: StoreDep, principal: ReleaseReader, name: str, version: str = Version
 ) -> Response:
-    releases.get_release(session, version)
-    key = release_views.file_key(store, version, name)
+    service.get_release(session, version)
+    key = service.file_key(store, version, name)
     if url := store.url_for(key):
         return RedirectResponse(url, status_code=307)
     return StreamingResponse(
         store.open(key),
-        media_type=release_views.media_type(name),
+        media_type=views.media_type(name),
         headers={"Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'},
     )

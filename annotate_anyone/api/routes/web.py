@@ -28,7 +28,10 @@ from annotate_anyone.api.templating import NAV, render
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import AnnotateAnyoneError, NotFound
 from annotate_anyone.jobs import kinds
-from annotate_anyone.services import audit, auth, browse, dashboard, images, release_views, releases
+from annotate_anyone.release import service as release_service
+from annotate_anyone.release import views as release_views
+from annotate_anyone.release.manifest import manifest_files
+from annotate_anyone.services import audit, auth, browse, dashboard, images
 from annotate_anyone.services.sources import guess_kind, register_source
 from annotate_anyone.settings import Settings
 
@@ -257,7 +260,7 @@ def flywheel_page(request: Request, session: SessionDep, settings: SettingsDep, 
 
 @router.get("/ui/releases", response_class=HTMLResponse)
 def releases_page(request: Request, session: SessionDep, principal: ReleaseReader, offset: Offset = 0) -> Response:
-    rows = releases.list_releases(session, limit=PAGE + 1, offset=offset)
+    rows = release_service.list_releases(session, limit=PAGE + 1, offset=offset)
     return render(request, "releases.html", {"releases": rows[:PAGE], "more": len(rows) > PAGE, "offset": offset})
 
 
@@ -269,11 +272,11 @@ def release_page(
     principal: ReleaseReader,
     version: str,
 ) -> Response:
-    release = releases.get_release(session, version)
+    release = release_service.get_release(session, version)
     context: dict[str, Any] = {"release": release, "summary": None, "files": [], "diff": None, "problem": None}
     try:
         manifest = release_views.manifest(store, version)
-        context.update(summary=release_views.summary(manifest), files=release_views.files(manifest))
+        context.update(summary=release_views.summary(manifest), files=manifest_files(manifest))
         context["diff"] = release_views.changes(store, version)
     except (ImportError, AnnotateAnyoneError) as exc:
         context["problem"] = str(exc) if not isinstance(exc, ImportError) else "release module not available yet"

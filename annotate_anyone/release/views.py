@@ -1,4 +1,7 @@
-"""Read-only views of a published release for the API and the dashboard: manifest, changes, files."""
+"""Read-only views of a published release for the API and the dashboard: manifest, summary, changes, media types.
+
+Which files of a release may be downloaded is decided once, in :func:`annotate_anyone.release.service.file_key`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import json
 from typing import Any
 
 from annotate_anyone.errors import NotFound
+from annotate_anyone.release import layout
+from annotate_anyone.release.manifest import load_manifest, manifest_files
 from annotate_anyone.storage import ObjectStore
 
 MEDIA = {
@@ -18,19 +23,12 @@ MEDIA = {
 
 def manifest(store: ObjectStore, version: str) -> dict[str, Any]:
     """The release's manifest (validated by annotate_anyone.release.manifest)."""
-    from annotate_anyone.release.manifest import load_manifest
-
     return load_manifest(store, version)
-
-
-def files(manifest_: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every file the manifest pins (shards first)."""
-    return [*manifest_.get("shards", []), *manifest_.get("files", [])]
 
 
 def summary(manifest_: dict[str, Any]) -> dict[str, Any]:
     """The few fields a person reads first: counts, parent, digest, selection, size."""
-    listed = files(manifest_)
+    listed = manifest_files(manifest_)
     return {
         "version": manifest_.get("version"),
         "parent": manifest_.get("parent") or manifest_.get("parent_version"),
@@ -44,36 +42,17 @@ def summary(manifest_: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _release_key(version: str, name: str) -> str:
-    from annotate_anyone.release import layout
-
-    return layout.key(version, name)
-
-
 def changes(store: ObjectStore, version: str) -> dict[str, Any]:
     """``changes.json`` (the diff to the parent in label terms) plus ``CHANGES.md`` when present."""
-    from annotate_anyone.release import layout
-
     try:
-        data = json.loads(store.get_bytes(_release_key(version, layout.CHANGES_JSON)))
+        data = json.loads(store.get_bytes(layout.key(version, layout.CHANGES_JSON)))
     except NotFound as exc:
         raise NotFound(f"release {version!r} has no {layout.CHANGES_JSON}") from exc
     try:
-        text = store.get_bytes(_release_key(version, layout.CHANGES_MD)).decode("utf-8", "replace")
+        text = store.get_bytes(layout.key(version, layout.CHANGES_MD)).decode("utf-8", "replace")
     except NotFound:
         text = None
     return {"changes": data, "markdown": text}
-
-
-def file_key(store: ObjectStore, version: str, name: str) -> str:
-    """The store key of ``name`` if the manifest lists it (nothing else can be downloaded)."""
-    from annotate_anyone.release import layout
-
-    if name == layout.MANIFEST:
-        return _release_key(version, name)
-    if name not in {f.get("name") for f in files(manifest(store, version))}:
-        raise NotFound(f"release {version!r} lists no file {name!r}")
-    return _release_key(version, name)
 
 
 def media_type(name: str) -> str:
