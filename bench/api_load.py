@@ -194,8 +194,8 @@ def load(dsn: str, n_images: int, seed: int = 0) -> dict[str, int]:
 
 
 def make_keys(url: str, n: int) -> list[str]:
+    from annotate_anyone.access import auth
     from annotate_anyone.db.base import dispose_engines, session_scope
-    from annotate_anyone.services import auth
 
     with session_scope(url) as session:
         keys = [auth.create_api_key(session, name=f"bench-{i}", role="admin")[1] for i in range(n)]

@@ -263,7 +263,7 @@ def write_corpus(folder: Path, outside: Path) -> dict[str, str]:
 
 def spend_tokens(path: str, key: str, n: int, out: Any) -> None:
     """Take ``n`` tokens of ``key`` from the SQLite limiter at ``path`` (run in a child process)."""
-    from annotate_anyone.services.ratelimit import SqliteRateLimiter
+    from annotate_anyone.access.ratelimit import SqliteRateLimiter
 
     limiter = SqliteRateLimiter(path)
     out.put(sum(1 for _ in range(n) if limiter.take(key, capacity=5, rate=0.001) == 0.0))

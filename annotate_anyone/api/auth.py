@@ -12,8 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from annotate_anyone.api.deps import SessionDep
-from annotate_anyone.services.auth import (
+from annotate_anyone.access.auth import (
     AuthConfig,
     Perm,
     Principal,
@@ -24,7 +23,8 @@ from annotate_anyone.services.auth import (
     authorize,
     check_csrf,
 )
-from annotate_anyone.services.ratelimit import RateLimiter, RedisRateLimiter, SqliteRateLimiter
+from annotate_anyone.access.ratelimit import RateLimiter, RedisRateLimiter, SqliteRateLimiter
+from annotate_anyone.api.deps import SessionDep
 from annotate_anyone.settings import Settings
 
 SESSION_COOKIE = "aa_session"

@@ -10,7 +10,7 @@ from fastapi.templating import Jinja2Templates
 
 from annotate_anyone import __version__
 from annotate_anyone._resources import resource_dir
-from annotate_anyone.services.auth import Perm, Principal
+from annotate_anyone.access.auth import Perm, Principal
 
 WEB = resource_dir("web")  # the top-level web/, shipped as annotate_anyone._resources.web
 templates = Jinja2Templates(directory=str(WEB / "templates"))

@@ -402,7 +402,7 @@ def serve(
     """Run the HTTP API (and dashboard). Placeholder secrets are refused on a non-loopback address."""
     import uvicorn
 
-    from annotate_anyone.services.home_secrets import check_listen, ensure_secrets
+    from annotate_anyone.access.home_secrets import check_listen, ensure_secrets
 
     if ensure_secrets(settings()) is not None and settings().has_placeholder_secrets:
         get_settings.cache_clear()  # pick up the secrets just generated into the home

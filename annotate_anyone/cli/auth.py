@@ -1,4 +1,4 @@
-"""``annotate-anyone keys`` and ``annotate-anyone users``: API keys and dashboard users (thin over services.auth)."""
+"""``annotate-anyone keys`` and ``annotate-anyone users``: API keys and dashboard users (thin over access.auth)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def create_key(
     expires_days: Annotated[float | None, typer.Option(help="Days until it expires (default: never)")] = None,
 ) -> None:
     """Create an API key and print it (only this once)."""
+    from annotate_anyone.access import audit, auth
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import audit, auth
 
     with session_scope(get_settings().db_url) as session:
         key, raw = auth.create_api_key(session, name=name, role=role, expires_in_days=expires_days)
@@ -53,8 +53,8 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help='Machine-readable: {"keys": [...], "total": N}')] = False,
 ) -> None:
     """List keys (prefix, role, expiry, last use; never the keys)."""
+    from annotate_anyone.access import auth
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import auth
 
     with session_scope(get_settings().db_url) as session:
         rows = [
@@ -92,8 +92,8 @@ def list_keys(
 @keys_app.command("revoke")
 def revoke_key(key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`)")]) -> None:
     """Revoke a key; it stops working on the next request."""
+    from annotate_anyone.access import audit, auth
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import audit, auth
 
     with session_scope(get_settings().db_url) as session:
         key = auth.revoke_api_key(session, key_id)
@@ -118,8 +118,8 @@ def create_user(
 
     Scripts: ``printf '%s\\n' "$PASSWORD" | annotate-anyone users create ada --role admin --password-stdin``.
     """
+    from annotate_anyone.access import audit, auth
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import audit, auth
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -147,8 +147,8 @@ def list_users(
     as_json: Annotated[bool, typer.Option("--json", help='Machine-readable: {"users": [...], "total": N}')] = False,
 ) -> None:
     """List dashboard users."""
+    from annotate_anyone.access import auth
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import auth
 
     with session_scope(get_settings().db_url) as session:
         rows = [
@@ -182,8 +182,8 @@ def list_users(
 @users_app.command("disable")
 def disable_user(user_id: Annotated[int, typer.Argument()]) -> None:
     """Disable a user and end their sessions."""
+    from annotate_anyone.access import audit, auth
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import audit, auth
 
     with session_scope(get_settings().db_url) as session:
         user = auth.disable_user(session, user_id)
@@ -196,8 +196,8 @@ def disable_user(user_id: Annotated[int, typer.Argument()]) -> None:
 def print_local_admin(settings: Settings) -> None:
     """On a database without any admin (either profile), create the first admin and print its credentials once;
     afterwards, print where to log in and how to add one."""
+    from annotate_anyone.access.auth import ensure_local_admin
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.auth import ensure_local_admin
 
     with session_scope(settings.db_url) as session:
         created = ensure_local_admin(session)

@@ -7,7 +7,7 @@ import importlib
 MODEL_MODULES = (
     "annotate_anyone.db.models",
     "annotate_anyone.annotation.models",
-    "annotate_anyone.auth_models",
+    "annotate_anyone.access.models",
     "annotate_anyone.release.models",
     "annotate_anyone.review.models",
 )

@@ -18,11 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
+from annotate_anyone.access.auth import Perm
 from annotate_anyone.db.models import Job
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.jobs import units
 from annotate_anyone.jobs.units import Unit
-from annotate_anyone.services.auth import Perm
 from annotate_anyone.settings import Settings
 
 

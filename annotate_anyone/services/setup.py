@@ -9,8 +9,8 @@ from annotate_anyone.storage import open_store
 
 def init_home(settings: Settings) -> dict[str, str]:
     """Create the home directory (embedded), migrate the database to head, open the object store, and
-    generate the embedded profile's secrets (once, mode 0600; see services/home_secrets.py)."""
-    from annotate_anyone.services.home_secrets import ensure_secrets
+    generate the embedded profile's secrets (once, mode 0600; see access/home_secrets.py)."""
+    from annotate_anyone.access.home_secrets import ensure_secrets
 
     if settings.database_url is None or settings.storage_url is None:
         settings.resolved_home.mkdir(parents=True, exist_ok=True)

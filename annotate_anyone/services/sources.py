@@ -98,7 +98,7 @@ def register_source(
     """Register a source for an API caller: local paths and ``allow_private`` need an admin, and a local
     path must lie under one of ``AA_SOURCE_ROOTS`` (symlinks resolved). ``reuse`` returns an existing
     source of that name instead of a conflict (the dashboard's form)."""
-    from annotate_anyone.services.auth import Perm, authorize
+    from annotate_anyone.access.auth import Perm, authorize
 
     source_kind = _kind(kind)
     local = source_kind.value in LOCAL_KINDS

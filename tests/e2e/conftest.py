@@ -33,9 +33,9 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    from annotate_anyone.access import auth
     from annotate_anyone.api.app import create_app
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import auth
     from annotate_anyone.services.demo import demo_settings, write_demo_images
     from annotate_anyone.services.setup import init_home
 

@@ -10,11 +10,11 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from annotate_anyone.access import auth
 from annotate_anyone.api.app import create_app
 from annotate_anyone.api.auth import current_principal
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.executors.base import Executor
-from annotate_anyone.services import auth
 from annotate_anyone.settings import Settings
 
 ROLES = ("admin", "engineer", "annotator", "trainer")

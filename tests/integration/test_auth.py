@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from annotate_anyone import jobs
+from annotate_anyone.access import auth
+from annotate_anyone.access.models import AuditEvent
+from annotate_anyone.access.ratelimit import MemoryRateLimiter
 from annotate_anyone.api.app import create_app
-from annotate_anyone.auth_models import AuditEvent
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import ApiKey, Image
-from annotate_anyone.services import auth
-from annotate_anyone.services.ratelimit import MemoryRateLimiter
 from annotate_anyone.settings import Settings
 
 
@@ -142,7 +142,7 @@ def test_token_bucket_refills() -> None:
 
 
 def test_redis_rate_limiter_shares_one_bucket(redis_url: str) -> None:
-    from annotate_anyone.services.ratelimit import RedisRateLimiter
+    from annotate_anyone.access.ratelimit import RedisRateLimiter
 
     a, b = RedisRateLimiter(redis_url, namespace="aa-test:"), RedisRateLimiter(redis_url, namespace="aa-test:")
     assert a.take("key", capacity=2, rate=0.01) == 0.0

@@ -30,6 +30,9 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from annotate_anyone import jobs
+from annotate_anyone.access import auth
+from annotate_anyone.access.home_secrets import check_listen
+from annotate_anyone.access.ratelimit import MemoryRateLimiter
 from annotate_anyone.api.app import create_app
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.db.models import Image, Item, ItemStatus, Job, JobStatus, Source
@@ -38,9 +41,6 @@ from annotate_anyone.executors.inline import InlineExecutor
 from annotate_anyone.jobs.recovery import recover
 from annotate_anyone.pipeline.fetch import HttpFetcher
 from annotate_anyone.review import media
-from annotate_anyone.services import auth
-from annotate_anyone.services.home_secrets import check_listen
-from annotate_anyone.services.ratelimit import MemoryRateLimiter
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import SECRETS_FILE, Settings, reveal

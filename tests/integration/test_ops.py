@@ -28,6 +28,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from annotate_anyone import jobs, logs
+from annotate_anyone.access import auth
+from annotate_anyone.access.auth import Perm
+from annotate_anyone.access.ratelimit import RedisRateLimiter
 from annotate_anyone.api.app import create_app
 from annotate_anyone.api.auth import make_limiter
 from annotate_anyone.db.base import session_scope, utcnow
@@ -40,9 +43,6 @@ from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Filter
 from annotate_anyone.review.models import ReviewEvent, ReviewProject
-from annotate_anyone.services import auth
-from annotate_anyone.services.auth import Perm
-from annotate_anyone.services.ratelimit import RedisRateLimiter
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import AuthConfig, Settings
 from tests.services import ManagedProcess, free_port, http_ok, start_seaweedfs, weed_binary
@@ -451,7 +451,7 @@ def test_rate_limiter_is_shared_through_redis_and_fails_open(
 
     before = RATE_LIMIT_ERRORS.labels("redis")._value.get()
     own_redis.stop()
-    with caplog.at_level(logging.WARNING, logger="annotate_anyone.services.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="annotate_anyone.access.ratelimit"):
         statuses = [client.get("/jobs", headers=bearer).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]  # fails open: no 500, no 429 while Redis is gone
     assert RATE_LIMIT_ERRORS.labels("redis")._value.get() - before == 3  # every error counted

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import ignored_auth
 
+from annotate_anyone.access import auth
 from annotate_anyone.api.app import create_app
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.executors.base import Executor
-from annotate_anyone.services import auth
 from annotate_anyone.settings import Settings
 
 MAX_EXAMPLES = 8

@@ -13,8 +13,8 @@ from annotate_anyone.settings import Settings
 
 
 def _client(settings: Settings, role: str = "admin") -> TestClient:
+    from annotate_anyone.access.auth import create_api_key
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.auth import create_api_key
 
     with session_scope(settings.db_url) as session:
         _key, raw = create_api_key(session, name=f"test-{role}", role=role)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from annotate_anyone.access import audit, auth
 from annotate_anyone.api.app import create_app
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.jobs import create_job
-from annotate_anyone.services import audit, auth
 from annotate_anyone.settings import Settings
 
 PAGE_KEYS = {"items", "total", "limit", "offset", "has_more", "next_after_id"}

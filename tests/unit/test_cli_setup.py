@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotate_anyone.auth_models import User
+from annotate_anyone.access import auth
+from annotate_anyone.access.models import User
 from annotate_anyone.cli import app
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.services import auth
 from annotate_anyone.settings import get_settings
 
 

@@ -18,14 +18,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from annotate_anyone.auth_models import User
+from annotate_anyone.access import auth
+from annotate_anyone.access.models import User
+from annotate_anyone.access.ratelimit import SqliteRateLimiter
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.fetch import HttpFetcher, ReadStage
 from annotate_anyone.pipeline.record import Record
-from annotate_anyone.services import auth
-from annotate_anyone.services.ratelimit import SqliteRateLimiter
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings, reveal
@@ -210,7 +210,7 @@ def test_sqlite_limiter_fails_open_when_its_file_stays_locked(tmp_path: Path, ca
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the limiter's 5 s timeout
     before = RATE_LIMIT_ERRORS.labels("sqlite")._value.get()
     try:
-        with caplog.at_level(logging.WARNING, logger="annotate_anyone.services.ratelimit"):
+        with caplog.at_level(logging.WARNING, logger="annotate_anyone.access.ratelimit"):
             assert limiter.take("k", capacity=1, rate=0.001) == 0.0  # let through, not an error
     finally:
         holder.execute("ROLLBACK")

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone import jobs
+from annotate_anyone.access.auth import Perm
 from annotate_anyone.api.routes.web import start_job
 from annotate_anyone.api.schemas import JobIn
 from annotate_anyone.db.base import session_scope
@@ -20,7 +21,6 @@ from annotate_anyone.db.models import Job, JobStatus, JobUnit
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.jobs import kinds
 from annotate_anyone.jobs.units import Unit
-from annotate_anyone.services.auth import Perm
 from annotate_anyone.settings import Settings
 
 RUNS: list[str] = []

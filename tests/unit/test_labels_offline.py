@@ -199,9 +199,9 @@ def test_fine_bottoms_type_calibration_meets_the_bar():
 def test_dashboard_says_which_categories_need_a_model_or_a_person(tmp_path):
     from fastapi.testclient import TestClient
 
+    from annotate_anyone.access import auth
     from annotate_anyone.api.app import create_app
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services import auth
     from annotate_anyone.services.setup import init_home
     from annotate_anyone.settings import Settings
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Cookie, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from annotate_anyone.access import audit, auth
 from annotate_anyone.api.auth import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -20,7 +21,6 @@ from annotate_anyone.api.auth import (
 from annotate_anyone.api.auth_schemas import WhoAmI
 from annotate_anyone.api.deps import SessionDep, SettingsDep
 from annotate_anyone.api.templating import render
-from annotate_anyone.services import audit, auth
 
 LOGIN_CSRF_COOKIE = "aa_login_csrf"
 router = APIRouter(tags=["auth"])

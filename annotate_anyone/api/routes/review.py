@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
+from annotate_anyone.access.auth import Perm
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import ReviewReader, require
 from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
@@ -17,7 +18,6 @@ from annotate_anyone.api.schemas import JobOut
 from annotate_anyone.db.models import Job
 from annotate_anyone.jobs import kinds
 from annotate_anyone.review import service
-from annotate_anyone.services.auth import Perm
 
 router = APIRouter(prefix="/review", tags=["review"])
 JobStarter = Annotated[Any, require(Perm.jobs_start)]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from annotate_anyone import jobs
+from annotate_anyone.access import audit, auth
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import (
     AuditReader,
@@ -31,7 +32,7 @@ from annotate_anyone.jobs import kinds
 from annotate_anyone.release import service as release_service
 from annotate_anyone.release import views as release_views
 from annotate_anyone.release.manifest import manifest_files
-from annotate_anyone.services import audit, auth, browse, dashboard, images
+from annotate_anyone.services import browse, dashboard, images
 from annotate_anyone.services.sources import guess_kind, register_source
 from annotate_anyone.settings import Settings
 

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.auth_models import AuditEvent
-from annotate_anyone.services.auth import Principal
+from annotate_anyone.access.auth import Principal
+from annotate_anyone.access.models import AuditEvent
 
 
 def record(
