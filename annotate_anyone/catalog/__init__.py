@@ -1,0 +1,1 @@
+"""The catalog: sources, items, images, browsing, statistics, dedup and takedowns."""
