@@ -110,8 +110,9 @@ class DatabaseCollector(Collector):
     def _from_database(self) -> list[Metric]:
         from sqlalchemy import func, select
 
+        from annotate_anyone.catalog.models import Item
         from annotate_anyone.db.base import session_scope
-        from annotate_anyone.db.models import Item, Job
+        from annotate_anyone.jobs.models import Job
         from annotate_anyone.review.models import ReviewEvent, ReviewProject
 
         jobs = GaugeMetricFamily("aa_jobs", "Jobs by kind and state", labels=["kind", "state"])

@@ -59,10 +59,10 @@ def build_db(root: Path, samples: int, pool: int) -> tuple[str, object, list[tup
     """Database + store with ``samples`` persons; returns (url, store, baseline sample list)."""
     from sqlalchemy import insert
 
+    from annotate_anyone.catalog.models import Attribute, Person, Source
+    from annotate_anyone.catalog.models import Image as ImageRow
     from annotate_anyone.db import migrate
     from annotate_anyone.db.base import session_factory
-    from annotate_anyone.db.models import Attribute, Person, Source
-    from annotate_anyone.db.models import Image as ImageRow
     from annotate_anyone.release import layout
     from annotate_anyone.storage.local import LocalStore
 

@@ -41,8 +41,8 @@ RELAXED_SIZE = {"min_side": 256, "min_area": 256 * 256}
 
 
 def _items(settings: Any, urls: list[str]) -> tuple[int, list[int]]:
+    from annotate_anyone.catalog.models import Item
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.db.models import Item
     from annotate_anyone.services.sources import create_source
 
     with session_scope(settings.db_url) as session:

@@ -227,8 +227,8 @@ def run_ours(url_list: Path, scratch: Path, workers: int, batch: int, near: int 
     from sqlalchemy import func, select
 
     from annotate_anyone import jobs
+    from annotate_anyone.catalog.models import Image, Item
     from annotate_anyone.db.base import dispose_engines, session_scope
-    from annotate_anyone.db.models import Image, Item
     from annotate_anyone.executors.inline import InlineExecutor
     from annotate_anyone.services.setup import init_home
     from annotate_anyone.services.sources import create_source

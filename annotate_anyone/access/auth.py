@@ -23,9 +23,8 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from annotate_anyone.access.models import User, WebSession
+from annotate_anyone.access.models import ApiKey, Role, User, WebSession
 from annotate_anyone.db.base import utcnow
-from annotate_anyone.db.models import ApiKey, Role
 from annotate_anyone.errors import AnnotateAnyoneError, Conflict, InvalidInput, NotFound
 from annotate_anyone.settings import AuthConfig as AuthConfig  # the rate limits and session lifetime (re-exported)
 

@@ -1,15 +1,22 @@
-"""Tables of the auth layer: users, browser sessions and the audit log (API keys live in db.models)."""
+"""Tables of the auth layer: roles, API keys, users, browser sessions and the audit log."""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from annotate_anyone.db.base import Base, utcnow
-from annotate_anyone.db.models import Role, _enum
+from annotate_anyone.db.base import Base, enum_column, utcnow
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    engineer = "engineer"
+    annotator = "annotator"
+    trainer = "trainer"
 
 
 class User(Base):
@@ -19,7 +26,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[Role] = mapped_column(_enum(Role))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -55,3 +62,18 @@ class AuditEvent(Base):
     target_id: Mapped[str] = mapped_column(String(128))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     remote_addr: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class ApiKey(Base):
+    """An API key: only its hash is stored; ``prefix`` identifies it in lists and logs."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)

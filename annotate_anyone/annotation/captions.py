@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.taxonomy import Taxonomy
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
 
 Labels = Mapping[tuple[int, str], str]
 

@@ -337,7 +337,7 @@ def human_examples(
     from annotate_anyone.annotation.labelers.vlm import crop_person
     from annotate_anyone.annotation.service import _human_truth, _load_rgb
     from annotate_anyone.annotation.taxonomy import category_id, load_taxonomy
-    from annotate_anyone.db.models import Image, Person
+    from annotate_anyone.catalog.models import Image, Person
 
     taxonomy = load_taxonomy(config.taxonomy_path)
     truth = _human_truth(session, gold=False)

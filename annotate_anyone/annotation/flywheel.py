@@ -31,8 +31,9 @@ from annotate_anyone.annotation.service import (
     retrain_heads,
 )
 from annotate_anyone.annotation.taxonomy import Category, category_id
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Person, ReviewTask
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Person
 from annotate_anyone.errors import NotFound
+from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.storage.base import ObjectStore
 
 if TYPE_CHECKING:

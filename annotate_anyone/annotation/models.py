@@ -1,5 +1,5 @@
 """Tables of the annotation engine (migration 0002): model predictions, features, model versions,
-calibrations, the gold set and flywheel rounds. ``Attribute`` rows (db/models.py) hold the routed labels;
+calibrations, the gold set and flywheel rounds. ``Attribute`` rows (catalog/models.py) hold the routed labels;
 ``ModelPrediction`` rows hold every model's raw answer, the evidence calibration and the gate read.
 """
 

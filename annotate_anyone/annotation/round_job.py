@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.catalog.models import Image, ImageStatus, Person
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, ImageStatus, Job, Person
 from annotate_anyone.jobs import units
+from annotate_anyone.jobs.models import Job
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store

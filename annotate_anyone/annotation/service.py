@@ -36,9 +36,10 @@ from annotate_anyone.annotation.models import CalibrationRecord, GoldPerson, Lab
 from annotate_anyone.annotation.parsing.base import Parser, PersonView, decode_map, encode_map, make_parser
 from annotate_anyone.annotation.routing import Candidate, Decision, Policy, consistency_flags, route
 from annotate_anyone.annotation.taxonomy import Category, Taxonomy, category_id, load_taxonomy
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Image, Person, ReviewTask
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.errors import InvalidInput, NotFound
 from annotate_anyone.perception.shot_type import shot_type
+from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.storage.base import ObjectStore
 
 if TYPE_CHECKING:

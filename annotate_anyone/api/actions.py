@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone import jobs
 from annotate_anyone.access import audit, auth
-from annotate_anyone.access.models import User
+from annotate_anyone.access.models import ApiKey, User
 from annotate_anyone.api.auth import client_addr
-from annotate_anyone.db.models import ApiKey, Image, Job
+from annotate_anyone.catalog.models import Image
 from annotate_anyone.executors.base import Executor
 from annotate_anyone.jobs import kinds
+from annotate_anyone.jobs.models import Job
 from annotate_anyone.services import browse
 
 

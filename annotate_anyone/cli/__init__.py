@@ -328,7 +328,7 @@ def status(
 
     from annotate_anyone import jobs
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.db.models import Job
+    from annotate_anyone.jobs.models import Job
     from annotate_anyone.services import stats
 
     if follow and job is None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, Enum, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from annotate_anyone.db.registry import load_all_models
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -21,6 +24,11 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def enum_column(cls: type[enum.Enum]) -> Enum:
+    """A string enum stored by value in a VARCHAR(32) (no native enum type, so adding a member needs no DDL)."""
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
 
 
 class Base(DeclarativeBase):
@@ -57,6 +65,8 @@ def get_engine(url: str) -> Engine:
 def _factory(url: str) -> sessionmaker[Session]:
     factory = _factories.get(url)
     if factory is None:
+        # every package's tables, so foreign keys between packages resolve before the first flush
+        load_all_models()
         factory = _factories[url] = sessionmaker(get_engine(url), expire_on_commit=False)
     return factory
 

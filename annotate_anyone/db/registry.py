@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 
 MODEL_MODULES = (
-    "annotate_anyone.db.models",
+    "annotate_anyone.catalog.models",
+    "annotate_anyone.jobs.models",
     "annotate_anyone.annotation.models",
     "annotate_anyone.access.models",
     "annotate_anyone.release.models",

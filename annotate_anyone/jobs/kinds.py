@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.orm import Session
 
 from annotate_anyone.access.auth import Perm
-from annotate_anyone.db.models import Job
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.jobs import units
+from annotate_anyone.jobs.models import Job
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings
 

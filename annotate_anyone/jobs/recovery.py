@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Job, JobStatus
 from annotate_anyone.jobs import rows, runtime
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.settings import Settings
 
 STAGING_PREFIX = "aa-release-"  # release/writers.py stages S3 releases in such temp folders

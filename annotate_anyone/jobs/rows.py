@@ -13,10 +13,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
+from annotate_anyone.catalog.models import Source
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Job, JobStatus, Source
 from annotate_anyone.errors import Conflict, NotFound
 from annotate_anyone.jobs import kinds
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.settings import Settings
 
 LIVE = (JobStatus.queued, JobStatus.running)

@@ -26,8 +26,8 @@ from sqlalchemy import and_, or_, select, update
 
 from annotate_anyone import logs
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Job, JobStatus
 from annotate_anyone.jobs import kinds, units
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.jobs.rows import AlreadyRunning, get_job, heartbeat, release_claims, stale_before
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.models import Job, JobUnit
+from annotate_anyone.jobs.models import Job, JobUnit
 
 
 @dataclass(frozen=True, slots=True)

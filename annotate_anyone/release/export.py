@@ -24,12 +24,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
-from annotate_anyone.db.models import Image, ImageStatus, Person, Release
+from annotate_anyone.catalog.models import Image, ImageStatus, Person
 from annotate_anyone.errors import Conflict, InvalidInput
 from annotate_anyone.release import layout
 from annotate_anyone.release.diff import ReleaseDiff
 from annotate_anyone.release.encode import ImageMode, LeftOut, SampleEncoder
 from annotate_anyone.release.manifest import content_digest, load_manifest, published_versions, write_manifest
+from annotate_anyone.release.models import Release
 from annotate_anyone.release.samples import Sample, SampleReader
 from annotate_anyone.release.selection import SampleFilter, parse_preset
 from annotate_anyone.release.takedown import tombstones

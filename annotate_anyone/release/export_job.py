@@ -11,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Job, Release
 from annotate_anyone.jobs import rows, units
+from annotate_anyone.jobs.models import Job
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.release.export import export_release
+from annotate_anyone.release.models import Release
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 

@@ -1,9 +1,10 @@
-"""Release-side tables: takedowns (what must never be published again)."""
+"""Release-side tables: published releases and takedowns (what must never be published again)."""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,4 +32,18 @@ class Takedown(Base):
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), default=None)
     reason: Mapped[str] = mapped_column(Text, default="")
     requested_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Release(Base):
+    """A published dataset version; the manifest in the object store is the source of truth."""
+
+    __tablename__ = "releases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    manifest_key: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

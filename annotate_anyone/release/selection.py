@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from annotate_anyone.db.models import AttributeState
+from annotate_anyone.catalog.models import AttributeState
 from annotate_anyone.errors import InvalidInput
 
 _CONFIDENCE = re.compile(r"^confidence\s*>=\s*([0-9]*\.?[0-9]+)$")

@@ -10,11 +10,11 @@ from typing import Any, BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.models import Release
 from annotate_anyone.errors import NotFound
 from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import load_manifest, manifest_files, published_versions
 from annotate_anyone.release.materialize import materialize
+from annotate_anyone.release.models import Release
 from annotate_anyone.release.takedown import list_takedowns, take_down
 from annotate_anyone.release.verify import VerifyReport, verify_release
 from annotate_anyone.storage.base import ObjectStore

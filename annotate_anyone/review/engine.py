@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.taxonomy import category_id, split_category
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, ReviewTask
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
+from annotate_anyone.review.models import ReviewTask
 
 HUMAN_MODEL_VERSION = "human"
 

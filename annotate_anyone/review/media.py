@@ -12,7 +12,7 @@ import hmac
 import time
 from urllib.parse import urlencode
 
-from annotate_anyone.db.models import Image, Person
+from annotate_anyone.catalog.models import Image, Person
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.settings import Settings, is_placeholder, reveal
 from annotate_anyone.storage import ObjectStore

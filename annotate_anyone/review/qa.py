@@ -22,8 +22,7 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.models import ReviewTask
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewTask
 
 ACTIVE = "active"
 

@@ -22,16 +22,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.taxonomy import Taxonomy, split_category
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, ImageStatus, Person
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import (
-    Attribute,
-    AttributeOrigin,
-    AttributeState,
-    Image,
-    ImageStatus,
-    Person,
-    ReviewTask,
-)
 from annotate_anyone.review import configs, engine, layout, qa
 from annotate_anyone.review.builders import box_from_region, parsing_from_result
 from annotate_anyone.review.client import (
@@ -43,7 +35,7 @@ from annotate_anyone.review.client import (
     format_cursor,
     parse_time,
 )
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject, ReviewTask
 from annotate_anyone.review.push import (
     ANSWERED,
     GOLD_TEMPLATE,

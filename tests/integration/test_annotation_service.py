@@ -22,9 +22,10 @@ from annotate_anyone.annotation.service import (
 )
 from annotate_anyone.annotation.synthetic import TRUTH_CATEGORIES, make_person
 from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.db.migrate import upgrade
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, Image, Person, ReviewTask
+from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage.local import LocalStore
 

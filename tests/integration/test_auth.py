@@ -12,11 +12,11 @@ from sqlalchemy import select
 
 from annotate_anyone import jobs
 from annotate_anyone.access import auth
-from annotate_anyone.access.models import AuditEvent
+from annotate_anyone.access.models import ApiKey, AuditEvent
 from annotate_anyone.access.ratelimit import MemoryRateLimiter
 from annotate_anyone.api.app import create_app
+from annotate_anyone.catalog.models import Image
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import ApiKey, Image
 from annotate_anyone.settings import Settings
 
 

@@ -24,10 +24,11 @@ from annotate_anyone import jobs
 from annotate_anyone.annotation.models import ModelPrediction
 from annotate_anyone.annotation.synthetic import make_person
 from annotate_anyone.annotation.taxonomy import load_taxonomy
+from annotate_anyone.catalog.models import Image, ImageStatus
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, ImageStatus, JobStatus, JobUnit
 from annotate_anyone.executors.celery import CeleryExecutor
+from annotate_anyone.jobs.models import JobStatus, JobUnit
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 from tests.integration.test_annotation_service import add_person

@@ -34,10 +34,11 @@ from annotate_anyone.access import auth
 from annotate_anyone.access.home_secrets import check_listen
 from annotate_anyone.access.ratelimit import MemoryRateLimiter
 from annotate_anyone.api.app import create_app
+from annotate_anyone.catalog.models import Image, Item, ItemStatus, Source
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Image, Item, ItemStatus, Job, JobStatus, Source
 from annotate_anyone.errors import ConfigError
 from annotate_anyone.executors.inline import InlineExecutor
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.jobs.recovery import recover
 from annotate_anyone.pipeline.fetch import HttpFetcher
 from annotate_anyone.review import media

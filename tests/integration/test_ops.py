@@ -33,11 +33,12 @@ from annotate_anyone.access.auth import Perm
 from annotate_anyone.access.ratelimit import RedisRateLimiter
 from annotate_anyone.api.app import create_app
 from annotate_anyone.api.auth import make_limiter
+from annotate_anyone.catalog.models import Item, ItemStatus
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Item, ItemStatus, Job, JobStatus
 from annotate_anyone.executors.celery import CeleryExecutor
 from annotate_anyone.executors.inline import InlineExecutor
 from annotate_anyone.jobs import kinds
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.record import Record

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from annotate_anyone.annotation.taxonomy import load_taxonomy
+from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Attribute, AttributeOrigin, AttributeState, ReviewTask
 from annotate_anyone.review import configs, layout, service
 from annotate_anyone.review.client import LabelStudioBackend
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject, ReviewTask
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.settings import Settings, reveal
 from annotate_anyone.storage import open_store
@@ -289,7 +289,7 @@ def _wrong(category: str, value: str) -> str:
 def test_partial_answers_come_back_and_tasks_of_images_gone_are_withdrawn(tmp_path: Path, label_studio) -> None:
     """Questions left blank go to a follow-up task; a taken-down or demoted image's tasks leave Label Studio
     (and a queued one never reaches it) on the next sync."""
-    from annotate_anyone.db.models import Image, ImageStatus, Person
+    from annotate_anyone.catalog.models import Image, ImageStatus, Person
     from annotate_anyone.services.browse import take_down_image
     from annotate_anyone.services.near_dup import NEAR
 

@@ -60,7 +60,7 @@ def test_a_write_is_committed_before_its_response_is_sent(tmp_path: Path) -> Non
     from sqlalchemy.orm import Session
 
     from annotate_anyone.api.app import create_app
-    from annotate_anyone.db.models import Source
+    from annotate_anyone.catalog.models import Source
 
     settings = Settings(home=tmp_path / "home")
     init_home(settings)

@@ -95,7 +95,7 @@ def test_validation_errors_keep_each_field_location(client: TestClient) -> None:
 
 
 def test_images_page_by_keyset_with_filters_and_the_same_total(client: TestClient, embedded: Settings) -> None:
-    from annotate_anyone.db.models import Image, ImageStatus
+    from annotate_anyone.catalog.models import Image, ImageStatus
 
     with session_scope(embedded.db_url) as session:
         rows = [

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 
 from annotate_anyone.access.auth import create_api_key
 from annotate_anyone.api.app import create_app
+from annotate_anyone.catalog.models import Attribute, Image, ImageStatus, Person, Source
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Attribute, Image, ImageStatus, Person, Source
 from annotate_anyone.settings import Settings
 
 SHOTS = ("full_body", "upper_body", "portrait")

@@ -16,10 +16,11 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from annotate_anyone.catalog.models import Source
 from annotate_anyone.cli import app
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Job, JobStatus, Source
 from annotate_anyone.jobs import create_job
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.settings import get_settings
 
 

@@ -112,7 +112,7 @@ def _png(array):
 
 
 def _add(session, store, sp, name):
-    from annotate_anyone.db.models import Image, Person
+    from annotate_anyone.catalog.models import Image, Person
 
     data = _png(sp.image)
     _, key = store.put_content(data, ext="png")

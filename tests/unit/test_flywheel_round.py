@@ -11,9 +11,10 @@ from annotate_anyone import jobs
 from annotate_anyone.annotation.flywheel import merge_unit_stats, round_units, run_round
 from annotate_anyone.annotation.models import FlywheelRound
 from annotate_anyone.annotation.synthetic import make_person
+from annotate_anyone.catalog.models import Image, ImageStatus
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, ImageStatus, JobStatus
 from annotate_anyone.executors.inline import InlineExecutor
+from annotate_anyone.jobs.models import JobStatus
 from annotate_anyone.services.setup import init_home
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from annotate_anyone.db.models import ItemStatus
+from annotate_anyone.catalog.models import ItemStatus
 from annotate_anyone.services.stats import funnel
 
 

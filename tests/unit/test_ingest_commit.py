@@ -11,8 +11,8 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from annotate_anyone.catalog.models import Image, ImageStatus, Item, ItemStatus, Person
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, ImageStatus, Item, ItemStatus, Person
 from annotate_anyone.pipeline.decode import DecodeStage
 from annotate_anyone.pipeline.fetch import ReadStage
 from annotate_anyone.pipeline.record import Record

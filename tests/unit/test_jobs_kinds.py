@@ -17,9 +17,9 @@ from annotate_anyone.access.auth import Perm
 from annotate_anyone.api.routes.web import start_job
 from annotate_anyone.api.schemas import JobIn
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Job, JobStatus, JobUnit
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.jobs import kinds
+from annotate_anyone.jobs.models import Job, JobStatus, JobUnit
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings
 

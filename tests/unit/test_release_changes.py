@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from annotate_anyone.db.models import Image, ImageStatus, Source
+from annotate_anyone.catalog.models import Image, ImageStatus, Source
 from annotate_anyone.errors import InvalidInput, NotFound
 from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import load_manifest, published_versions

@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as PILImage
 
-from annotate_anyone.db.models import Release
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
 from annotate_anyone.release import layout
 from annotate_anyone.release.export import export_release
 from annotate_anyone.release.manifest import content_digest, load_manifest, published_versions
 from annotate_anyone.release.materialize import materialize
+from annotate_anyone.release.models import Release
 from annotate_anyone.release.training_format import FOREGROUND
 from annotate_anyone.release.verify import verify_release
 from tests.unit.test_release_factories import World, world_fixture  # noqa: F401

@@ -13,20 +13,20 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db import migrate
-from annotate_anyone.db.base import session_factory
-from annotate_anyone.db.models import (
+from annotate_anyone.catalog.models import (
     Attribute,
     AttributeOrigin,
     AttributeState,
     Image,
     ImageStatus,
     Person,
-    Release,
     Source,
     SourceKind,
 )
+from annotate_anyone.db import migrate
+from annotate_anyone.db.base import session_factory
 from annotate_anyone.release.export import export_release
+from annotate_anyone.release.models import Release
 from annotate_anyone.storage.base import ObjectStore
 from annotate_anyone.storage.local import LocalStore
 

@@ -11,8 +11,8 @@ from matplotlib import cbook
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from annotate_anyone.catalog.models import Image, Item
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, Item
 from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.decode import DecodeStage
 from annotate_anyone.pipeline.record import Record

@@ -14,7 +14,7 @@ from annotate_anyone.api.deps import ExecutorDep, SessionDep
 from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import JobIn, JobOut, Page
-from annotate_anyone.db.models import Job, JobStatus
+from annotate_anyone.jobs.models import Job, JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 
-from annotate_anyone.access.models import AuditEvent, User
+from annotate_anyone.access.models import ApiKey, AuditEvent, User
 from annotate_anyone.api import actions
 from annotate_anyone.api.auth import AuditReader, KeyManager
 from annotate_anyone.api.auth_schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, AuditOut, UserIn, UserOut
@@ -15,7 +15,6 @@ from annotate_anyone.api.deps import SessionDep
 from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import Limit, Offset
 from annotate_anyone.api.schemas import ErrorBody, Page
-from annotate_anyone.db.models import ApiKey
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No or bad credentials"},

@@ -14,8 +14,8 @@ from annotate_anyone.api.deps import SessionDep, StoreDep
 from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import Limit, Offset
 from annotate_anyone.api.schemas import Page, ReleaseOut
-from annotate_anyone.db.models import Release
 from annotate_anyone.release import service, views
+from annotate_anyone.release.models import Release
 
 
 class AnyPath(Convertor[str]):

@@ -15,8 +15,8 @@ from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, Store
 from annotate_anyone.api.limits import json_too_deep
 from annotate_anyone.api.params import IdPath
 from annotate_anyone.api.schemas import JobOut
-from annotate_anyone.db.models import Job
 from annotate_anyone.jobs import kinds
+from annotate_anyone.jobs.models import Job
 from annotate_anyone.review import service
 
 router = APIRouter(prefix="/review", tags=["review"])

@@ -94,7 +94,7 @@ def jobs_page(
 def _sources(session: Any) -> tuple[list[Any], int]:
     from sqlalchemy import select
 
-    from annotate_anyone.db.models import Source
+    from annotate_anyone.catalog.models import Source
 
     rows = list(session.scalars(select(Source).order_by(Source.id.desc()).limit(200)))
     return rows, len(rows)

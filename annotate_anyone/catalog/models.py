@@ -1,4 +1,10 @@
-"""The typed ORM models. Schema changes go through a new Alembic migration, never an edited one."""
+"""Catalog tables: sources, the items they list, images, the persons in them and each person's labels.
+
+``Attribute`` rows (a person's routed labels: value, confidence, origin and review state) stay with ``Person``:
+they are the catalog's per-person facts that browse, review and releases read and the annotation engine
+writes; the engine's own tables (raw predictions, features, model versions) live in ``annotation.models``.
+Schema changes go through a new Alembic migration, never an edited one.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Enum,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from annotate_anyone.db.base import Base, utcnow
-
-
-def _enum(cls: type[enum.Enum]) -> Enum:
-    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+from annotate_anyone.db.base import Base, enum_column, utcnow
 
 
 class SourceKind(enum.StrEnum):
@@ -59,29 +50,13 @@ class AttributeState(enum.StrEnum):
     rejected = "rejected"
 
 
-class JobStatus(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    interrupted = "interrupted"  # its process died (heartbeat stopped); ``annotate-anyone run JOB`` resumes it
-
-
-class Role(enum.StrEnum):
-    admin = "admin"
-    engineer = "engineer"
-    annotator = "annotator"
-    trainer = "trainer"
-
-
 class Source(Base):
     """Where images come from; ``cursor`` lets a re-scan pick up only what is new."""
 
     __tablename__ = "sources"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    kind: Mapped[SourceKind] = mapped_column(_enum(SourceKind))
+    kind: Mapped[SourceKind] = mapped_column(enum_column(SourceKind))
     uri: Mapped[str] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cursor: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -110,7 +85,7 @@ class Item(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
     uri: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus), default=ItemStatus.pending)
+    status: Mapped[ItemStatus] = mapped_column(enum_column(ItemStatus), default=ItemStatus.pending)
     reason: Mapped[str | None] = mapped_column(String(64), default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), default=None)
@@ -137,7 +112,7 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     format: Mapped[str | None] = mapped_column(String(16), default=None)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[ImageStatus] = mapped_column(_enum(ImageStatus), default=ImageStatus.kept)
+    status: Mapped[ImageStatus] = mapped_column(enum_column(ImageStatus), default=ImageStatus.kept)
     drop_reason: Mapped[str | None] = mapped_column(String(64), default=None)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -188,100 +163,12 @@ class Attribute(Base):
     value: Mapped[str | None] = mapped_column(String(128), default=None)
     confidence: Mapped[float | None] = mapped_column(Float, default=None)
     distribution: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    origin: Mapped[AttributeOrigin] = mapped_column(_enum(AttributeOrigin), default=AttributeOrigin.model)
+    origin: Mapped[AttributeOrigin] = mapped_column(enum_column(AttributeOrigin), default=AttributeOrigin.model)
     model_version: Mapped[str] = mapped_column(String(128), default="")
     taxonomy_version: Mapped[str] = mapped_column(String(32))
-    state: Mapped[AttributeState] = mapped_column(_enum(AttributeState), default=AttributeState.needs_review)
+    state: Mapped[AttributeState] = mapped_column(enum_column(AttributeState), default=AttributeState.needs_review)
     annotator: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     person: Mapped[Person] = relationship(back_populates="attributes")
-
-
-class ReviewTask(Base):
-    """A unit of human work (attribute review, parsing correction, box check) and its external id."""
-
-    __tablename__ = "review_tasks"
-    __table_args__ = (Index("ix_review_tasks_status_kind", "status", "kind"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(32), default="queued")  # queued, pushed, answered, ...
-    priority: Mapped[float] = mapped_column(Float, default=0.0)
-    project_ref: Mapped[str | None] = mapped_column(String(64), default=None)
-    external_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class Job(Base):
-    """Every long action is a job row; the CLI, API and dashboard all read progress from here."""
-
-    __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.queued)
-    total: Mapped[int] = mapped_column(Integer, default=0)
-    done: Mapped[int] = mapped_column(Integer, default=0)
-    failed: Mapped[int] = mapped_column(Integer, default=0)
-    counters: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_by: Mapped[str | None] = mapped_column(String(128), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)  # last sign of life of its worker
-
-    @property
-    def progress(self) -> float:
-        """Share of the job's units of work that are done, 0..1."""
-        if self.status.value == "succeeded":
-            return 1.0
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-
-class JobUnit(Base):
-    """A finished unit of a job: makes re-delivered units no-ops and gives progress for unit-based kinds."""
-
-    __tablename__ = "job_units"
-    __table_args__ = (UniqueConstraint("job_id", "unit_key", name="uq_job_units_job_key"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    unit_key: Mapped[str] = mapped_column(String(64))
-    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Release(Base):
-    """A published dataset version; the manifest in the object store is the source of truth."""
-
-    __tablename__ = "releases"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[str] = mapped_column(String(64), unique=True)
-    parent_version: Mapped[str | None] = mapped_column(String(64), default=None)
-    manifest_key: Mapped[str] = mapped_column(Text)
-    digest: Mapped[str | None] = mapped_column(String(64), default=None)
-    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class ApiKey(Base):
-    """An API key: only its hash is stored; ``prefix`` identifies it in lists and logs."""
-
-    __tablename__ = "api_keys"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(128))
-    prefix: Mapped[str] = mapped_column(String(16), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(128))
-    role: Mapped[Role] = mapped_column(_enum(Role))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
-    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
