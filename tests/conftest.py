@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from annotate_anyone.db.base import dispose_engines
-from annotate_anyone.services.setup import init_home
+from annotate_anyone.home.setup import init_home
 from annotate_anyone.settings import Settings, get_settings
 
 pytest_plugins = ["tests.services"] if importlib.util.find_spec("tests.services") else []

@@ -36,8 +36,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     from annotate_anyone.access import auth
     from annotate_anyone.api.app import create_app
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.demo import demo_settings, write_demo_images
-    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.home.demo import demo_settings, write_demo_images
+    from annotate_anyone.home.setup import init_home
 
     root = tmp_path_factory.mktemp("e2e")
     settings = demo_settings(Settings(home=root / "home", workers=1, source_roots=[root]))  # the admin adds a folder

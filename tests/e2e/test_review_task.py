@@ -53,8 +53,8 @@ def test_routed_task_shows_presence_first_and_answers_come_back_as_human_labels(
     browser, label_studio, tmp_path: Path
 ) -> None:
     from annotate_anyone.api.app import create_app
+    from annotate_anyone.home.demo import run_flywheel
     from annotate_anyone.review import service
-    from annotate_anyone.services.demo import run_flywheel
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -107,7 +107,7 @@ class QueueOnlyExecutor(Executor):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.home.setup import init_home
 
     settings = Settings(home=tmp_path_factory.mktemp("roles") / "home", workers=1)
     init_home(settings)

@@ -163,7 +163,7 @@ def _materialized(summary: dict, settings: Settings, dest: Path) -> tuple[Path, 
 
 
 def test_the_demo_release_reads_as_published(tmp_path: Path) -> None:
-    from annotate_anyone.services.demo import run_demo
+    from annotate_anyone.home.demo import run_demo
 
     settings = Settings(home=tmp_path / "home", workers=1)
     dataset, root = _materialized(run_demo(settings), settings, tmp_path / "cosmicman")
@@ -171,7 +171,7 @@ def test_the_demo_release_reads_as_published(tmp_path: Path) -> None:
 
 
 def test_a_release_of_the_coco_fixtures_reads_as_published(tmp_path: Path) -> None:
-    from annotate_anyone.services.demo import demo_settings, run_flywheel
+    from annotate_anyone.home.demo import demo_settings, run_flywheel
 
     settings = demo_settings(Settings(home=tmp_path / "home", workers=1))
     summary = run_flywheel(settings, COCO, name="people-coco")

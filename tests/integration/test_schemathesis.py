@@ -27,7 +27,7 @@ class QueueOnlyExecutor(Executor):
 
 @pytest.fixture(scope="module")
 def admin_key_and_app(tmp_path_factory: pytest.TempPathFactory):
-    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.home.setup import init_home
 
     home = Settings(home=tmp_path_factory.mktemp("schemathesis") / "home", workers=1)
     init_home(home)

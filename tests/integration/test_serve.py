@@ -13,7 +13,7 @@ import httpx
 
 from annotate_anyone.access.auth import create_api_key
 from annotate_anyone.db.base import dispose_engines, session_scope
-from annotate_anyone.services.setup import init_home
+from annotate_anyone.home.setup import init_home
 from annotate_anyone.settings import Settings
 from tests.services import app_in_thread, free_port
 

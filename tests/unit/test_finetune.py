@@ -174,8 +174,8 @@ def test_a_flywheel_round_fine_tunes_the_vlm_and_gold_accuracy_rises(blip2, tmp_
             assert report2["vlm_versions"][0]["version"] == version
             assert flywheel_report(s, 2, config=config)["per_model_version"][version] == by_version[version]
             # The dashboard's flywheel page shows every version's gold accuracy.
+            from annotate_anyone.api.dashboard import flywheel as flywheel_page
             from annotate_anyone.api.templating import templates
-            from annotate_anyone.services.dashboard import flywheel as flywheel_page
 
             page = flywheel_page(s, settings)
             shown = {v["version"]: v for v in page["versions"]}
@@ -210,7 +210,7 @@ def test_cli_finetune_says_why_nothing_was_trained_and_lists_versions(blip2, tmp
     from typer.testing import CliRunner
 
     from annotate_anyone.cli import app
-    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.home.setup import init_home
     from annotate_anyone.settings import get_settings
 
     monkeypatch.setenv("AA_HOME", str(tmp_path / "home"))

@@ -14,8 +14,8 @@ from annotate_anyone.annotation.synthetic import make_person
 from annotate_anyone.catalog.models import Image, ImageStatus
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.executors.inline import InlineExecutor
+from annotate_anyone.home.setup import init_home
 from annotate_anyone.jobs.models import JobStatus
-from annotate_anyone.services.setup import init_home
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 from tests.integration.test_annotation_service import add_person

@@ -202,7 +202,7 @@ def test_dashboard_says_which_categories_need_a_model_or_a_person(tmp_path):
     from annotate_anyone.access import auth
     from annotate_anyone.api.app import create_app
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.home.setup import init_home
     from annotate_anyone.settings import Settings
 
     settings = Settings(home=tmp_path / "home", workers=1)

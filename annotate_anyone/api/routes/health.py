@@ -27,7 +27,7 @@ def health(settings: SettingsDep) -> dict[str, Any]:
     responses={503: {"description": "At least one check is down; the body says which"}},
 )
 async def ready(settings: SettingsDep) -> JSONResponse:
-    from annotate_anyone.services.readiness import readiness
+    from annotate_anyone.api.readiness import readiness
 
     ok, body = await asyncio.to_thread(readiness, settings)
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.catalog.models import Image, ImageStatus, Person, Source
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.db.models import Image, ImageStatus, Job, JobStatus, Person, Source
+from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.jobs.rows import create_job
 from annotate_anyone.settings import Settings
 

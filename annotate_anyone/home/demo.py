@@ -82,11 +82,11 @@ def run_flywheel(settings: Settings, folder: Path, console: Any = None, *, name:
     """The demo's steps on any folder of photos (source ``name``): ingest, annotate, export; returns a summary
     (``version``: the release written, ``release_path``, each step's job result, the source's funnel)."""
     from annotate_anyone import jobs
+    from annotate_anyone.catalog import stats
+    from annotate_anyone.catalog.sources import get_or_create_source
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.services import stats
-    from annotate_anyone.services.setup import init_home
-    from annotate_anyone.services.sources import get_or_create_source
+    from annotate_anyone.home.setup import init_home
 
     init_home(settings)
     with session_scope(settings.db_url) as session:
