@@ -1,1 +1,1 @@
-"""The embedded home: its first start (database, store, secrets, first admin) and the demo."""
+"""The embedded home: its first start (directories, database schema, object store, generated secrets) and the demo."""
