@@ -42,8 +42,8 @@ RELAXED_SIZE = {"min_side": 256, "min_area": 256 * 256}
 
 def _items(settings: Any, urls: list[str]) -> tuple[int, list[int]]:
     from annotate_anyone.catalog.models import Item
+    from annotate_anyone.catalog.sources import create_source
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.sources import create_source
 
     with session_scope(settings.db_url) as session:
         source = create_source(session, name="funnel", kind="folder", uri="/funnel")
@@ -55,12 +55,12 @@ def _items(settings: Any, urls: list[str]) -> tuple[int, list[int]]:
 
 def run_chain(urls: list[str], names: list[str], max_nsfw: float | None, scratch: Path) -> dict[str, Any]:
     """One pass of the chain over ``urls`` in a fresh home: per-stage counts, drops and CPU/wall seconds."""
+    from annotate_anyone.catalog.ingest import commit_records
     from annotate_anyone.db.base import dispose_engines, session_scope
+    from annotate_anyone.home.setup import init_home
     from annotate_anyone.pipeline.build import build_stages
     from annotate_anyone.pipeline.record import Record
     from annotate_anyone.pipeline.stage import StageStats
-    from annotate_anyone.services.ingest import commit_records
-    from annotate_anyone.services.setup import init_home
     from annotate_anyone.settings import SafetyConfig, Settings
 
     base = Settings()

@@ -228,10 +228,10 @@ def run_ours(url_list: Path, scratch: Path, workers: int, batch: int, near: int 
 
     from annotate_anyone import jobs
     from annotate_anyone.catalog.models import Image, Item
+    from annotate_anyone.catalog.sources import create_source
     from annotate_anyone.db.base import dispose_engines, session_scope
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.services.setup import init_home
-    from annotate_anyone.services.sources import create_source
+    from annotate_anyone.home.setup import init_home
     from annotate_anyone.settings import QualityConfig, Settings
 
     home = Path(tempfile.mkdtemp(prefix="home-", dir=scratch))
@@ -270,7 +270,7 @@ def run_ours(url_list: Path, scratch: Path, workers: int, batch: int, near: int 
 
 def stage_profile(url_list: Path, scratch: Path, near: int | None) -> tuple[float, dict[str, float]]:
     """CPU ms per image of our job in one process (reading threads included), and ms/image per stage."""
-    from annotate_anyone.services import ingest
+    from annotate_anyone.catalog import ingest
 
     _seconds, cpu, outcome = run_ours(url_list, scratch, 1, 64, near)
     cpu_ms = 1000 * cpu / sum(outcome["items"].values())

@@ -12,11 +12,11 @@ from annotate_anyone import jobs
 from annotate_anyone.access import audit, auth
 from annotate_anyone.access.models import ApiKey, User
 from annotate_anyone.api.auth import client_addr
+from annotate_anyone.catalog import browse
 from annotate_anyone.catalog.models import Image
 from annotate_anyone.executors.base import Executor
 from annotate_anyone.jobs import kinds
 from annotate_anyone.jobs.models import Job
-from annotate_anyone.services import browse
 
 
 def start_job(

@@ -216,7 +216,7 @@ def print_funnel(funnel: dict[str, Any], title: str = "funnel") -> None:
 @app.command()
 def init() -> None:
     """Create the home directory and database schema (idempotent)."""
-    from annotate_anyone.services.setup import init_home
+    from annotate_anyone.home.setup import init_home
 
     for key, value in init_home(settings()).items():
         console.print(f"{key}: {value}")
@@ -245,9 +245,9 @@ def ingest(
     holding it): symlinks out of it are not followed. Exit status 2: the source cannot be read, or another
     ingest of the source is running.
     """
+    from annotate_anyone.catalog.sources import get_or_create_source, guess_kind, trusted_root
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.services.setup import init_home
-    from annotate_anyone.services.sources import get_or_create_source, guess_kind, trusted_root
+    from annotate_anyone.home.setup import init_home
 
     s = settings()
     init_home(s)
@@ -283,7 +283,7 @@ def rescan(wait: WaitOpt = False) -> None:
     """Ingest what is new in every source (the embedded counterpart of the scheduled re-scan)."""
     from annotate_anyone.executors.base import get_executor
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.services.scheduling import rescan_all
+    from annotate_anyone.jobs.scheduling import rescan_all
 
     s = settings()
     recover_here(s)
@@ -327,9 +327,9 @@ def status(
     from sqlalchemy import func, select
 
     from annotate_anyone import jobs
+    from annotate_anyone.catalog import stats
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.jobs.models import Job
-    from annotate_anyone.services import stats
 
     if follow and job is None:
         raise typer.BadParameter("--follow needs --job JOB_ID", param_hint="--follow")
@@ -453,7 +453,7 @@ def demo(
     home: Annotated[Path | None, typer.Option(help="Home directory (default: AA_HOME)")] = None,
 ) -> None:
     """Run the whole flywheel once on the embedded default over the sample images."""
-    from annotate_anyone.services.demo import run_demo
+    from annotate_anyone.home.demo import run_demo
 
     s = settings()
     if home is not None:

@@ -17,7 +17,7 @@ from annotate_anyone.settings import Settings
 # Imported once by the fork server, so each worker starts with them loaded (about 0.6 s of CPU per
 # worker otherwise, paid again by every job); they hold no threads or connections at import time.
 PRELOAD = [
-    "annotate_anyone.services.ingest",
+    "annotate_anyone.catalog.ingest",
     "annotate_anyone.jobs",
     "annotate_anyone.pipeline.fetch",
     "annotate_anyone.pipeline.decode",

@@ -79,7 +79,7 @@ class ReviewSyncParams(BaseModel):
 
 
 def _ingest() -> Steps:
-    from annotate_anyone.services import ingest
+    from annotate_anyone.catalog import ingest
 
     return Steps(plan=ingest.plan, run_unit=ingest.run_unit, progress=ingest.progress, finish=ingest.finish)
 

@@ -19,12 +19,12 @@ from sqlalchemy import func, select
 
 from annotate_anyone import jobs
 from annotate_anyone.catalog.models import Image, Item, ItemStatus
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.executors.base import get_executor
 from annotate_anyone.executors.celery import CeleryExecutor
 from annotate_anyone.jobs.models import JobStatus
-from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 

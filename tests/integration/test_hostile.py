@@ -35,15 +35,15 @@ from annotate_anyone.access.home_secrets import check_listen
 from annotate_anyone.access.ratelimit import MemoryRateLimiter
 from annotate_anyone.api.app import create_app
 from annotate_anyone.catalog.models import Image, Item, ItemStatus, Source
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.errors import ConfigError
 from annotate_anyone.executors.inline import InlineExecutor
+from annotate_anyone.home.setup import init_home
 from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.jobs.recovery import recover
 from annotate_anyone.pipeline.fetch import HttpFetcher
 from annotate_anyone.review import media
-from annotate_anyone.services.setup import init_home
-from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import SECRETS_FILE, Settings, reveal
 from tests.hostile import ANY, DripServer, LoopbackGuard, jpeg_bytes, spend_tokens, write_corpus
 from tests.services import free_port

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import select, text
 
+from annotate_anyone.catalog.ingest import commit_records
 from annotate_anyone.catalog.models import Image, Item, ItemStatus
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.pipeline.decode import DecodeStage
 from annotate_anyone.pipeline.record import Record
-from annotate_anyone.services.ingest import commit_records
-from annotate_anyone.services.sources import create_source
 
 
 @pytest.fixture

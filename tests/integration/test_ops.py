@@ -34,6 +34,7 @@ from annotate_anyone.access.ratelimit import RedisRateLimiter
 from annotate_anyone.api.app import create_app
 from annotate_anyone.api.auth import make_limiter
 from annotate_anyone.catalog.models import Item, ItemStatus
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.executors.celery import CeleryExecutor
 from annotate_anyone.executors.inline import InlineExecutor
@@ -44,7 +45,6 @@ from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Filter
 from annotate_anyone.review.models import ReviewEvent, ReviewProject
-from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import AuthConfig, Settings
 from tests.services import ManagedProcess, free_port, http_ok, start_seaweedfs, weed_binary
 
@@ -416,7 +416,7 @@ def test_job_events_carry_job_id_and_unit(embedded: Settings, log_lines: io.Stri
 
 
 def test_dropped_items_are_logged_with_their_reason(embedded: Settings, log_lines: io.StringIO) -> None:
-    from annotate_anyone.services.ingest import commit_records
+    from annotate_anyone.catalog.ingest import commit_records
 
     with session_scope(embedded.db_url) as session:
         source = create_source(session, name="drops", kind="url_list", uri="https://example.org/l.csv")

@@ -289,9 +289,9 @@ def _wrong(category: str, value: str) -> str:
 def test_partial_answers_come_back_and_tasks_of_images_gone_are_withdrawn(tmp_path: Path, label_studio) -> None:
     """Questions left blank go to a follow-up task; a taken-down or demoted image's tasks leave Label Studio
     (and a queued one never reaches it) on the next sync."""
+    from annotate_anyone.catalog.browse import take_down_image
+    from annotate_anyone.catalog.dedup import NEAR
     from annotate_anyone.catalog.models import Image, ImageStatus, Person
-    from annotate_anyone.services.browse import take_down_image
-    from annotate_anyone.services.near_dup import NEAR
 
     settings = _settings(tmp_path, label_studio, free_port(33000, 40000))
     options = ReviewSettings(gold_rate=0.0, overlap_share=0.0, retries=3, backoff_s=0.2)

@@ -67,7 +67,7 @@ def test_project_errors_are_one_line_on_stderr_with_exit_status_2(home: Path, mo
 def test_unexpected_errors_say_so_and_show_the_traceback_only_with_verbose(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from annotate_anyone.services import stats
+    from annotate_anyone.catalog import stats
 
     runner = CliRunner()
     assert runner.invoke(app, ["init"]).exit_code == 0

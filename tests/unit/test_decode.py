@@ -10,8 +10,8 @@ import pytest
 import skimage.data
 from PIL import Image, ImageFilter
 
+from annotate_anyone.catalog.dedup import hamming
 from annotate_anyone.pipeline.decode import DecodeStage, laplacian_variance, phash64
-from annotate_anyone.pipeline.dedup import hamming
 from annotate_anyone.pipeline.record import Record
 
 ASTRONAUT = Image.fromarray(skimage.data.astronaut())

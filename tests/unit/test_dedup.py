@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from annotate_anyone.catalog.dedup import DupCandidate, PhashIndex, better, hamming, keeper
 from annotate_anyone.errors import InvalidInput
-from annotate_anyone.pipeline.dedup import DupCandidate, PhashIndex, better, hamming, keeper
 
 
 def flip(value: int, bits: int, rng: random.Random) -> int:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from annotate_anyone.catalog.models import ItemStatus
-from annotate_anyone.services.stats import funnel
+from annotate_anyone.catalog.stats import funnel
 
 
 def test_funnel_counts_survivors_per_step_and_reasons() -> None:

@@ -21,13 +21,13 @@ from sqlalchemy import select
 from annotate_anyone.access import auth
 from annotate_anyone.access.models import User
 from annotate_anyone.access.ratelimit import SqliteRateLimiter
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import InvalidInput
+from annotate_anyone.home.setup import init_home
 from annotate_anyone.metrics import RATE_LIMIT_ERRORS
 from annotate_anyone.pipeline.fetch import HttpFetcher, ReadStage
 from annotate_anyone.pipeline.record import Record
-from annotate_anyone.services.setup import init_home
-from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings, reveal
 
 BODY = b"\xff\xd8 not really a jpeg, but bytes"

@@ -11,15 +11,15 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from annotate_anyone.catalog.ingest import commit_records, run_overlapped
 from annotate_anyone.catalog.models import Image, ImageStatus, Item, ItemStatus, Person
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.pipeline.decode import DecodeStage
 from annotate_anyone.pipeline.fetch import ReadStage
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import run_stages
 from annotate_anyone.pipeline.store import StoreStage
-from annotate_anyone.services.ingest import commit_records, run_overlapped
-from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import content_key
 from annotate_anyone.storage.local import LocalStore

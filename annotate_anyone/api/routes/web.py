@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from annotate_anyone import jobs
 from annotate_anyone.access import audit, auth
-from annotate_anyone.api import actions
+from annotate_anyone.api import actions, dashboard
 from annotate_anyone.api.auth import (
     AuditReader,
     CurrentPrincipal,
@@ -26,14 +26,14 @@ from annotate_anyone.api.auth import (
 from annotate_anyone.api.deps import ExecutorDep, SessionDep, SettingsDep, StoreDep
 from annotate_anyone.api.params import IdPath, Offset
 from annotate_anyone.api.templating import NAV, render
+from annotate_anyone.catalog import browse, images
+from annotate_anyone.catalog.sources import guess_kind, register_source
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import AnnotateAnyoneError, NotFound
 from annotate_anyone.jobs import kinds
 from annotate_anyone.release import service as release_service
 from annotate_anyone.release import views as release_views
 from annotate_anyone.release.manifest import manifest_files
-from annotate_anyone.services import browse, dashboard, images
-from annotate_anyone.services.sources import guess_kind, register_source
 from annotate_anyone.settings import Settings
 
 router = APIRouter(include_in_schema=False)

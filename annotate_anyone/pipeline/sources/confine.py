@@ -1,7 +1,7 @@
 """Confinement of local reads: what a source may read, and opening a file without leaving its root.
 
 A source's ``root`` (set when it is registered) is the folder its local reads must stay in: the folder
-of a folder source, or the folder holding a local URL list (see services/sources.py for how it is
+of a folder source, or the folder holding a local URL list (see catalog/sources.py for how it is
 chosen). Paths are resolved (symlinks followed) and must land under the root; the file is then opened
 one path component at a time with ``O_NOFOLLOW`` from the root, so a symlink swapped in after the check
 is refused too. Only regular files are read (a FIFO named ``x.jpg`` would block a reader forever).

@@ -7,7 +7,7 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from annotate_anyone.db.models import Image, ImageStatus, Person
+from annotate_anyone.catalog.models import Image, ImageStatus, Person
 from annotate_anyone.errors import NotFound
 from annotate_anyone.storage import ObjectStore
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.catalog.models import Item, Source, SourceKind
 from annotate_anyone.db.base import utcnow
-from annotate_anyone.db.models import Item, Source, SourceKind
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
 from annotate_anyone.pipeline.sources.confine import LOCAL_KINDS, local_path, real, root_for
 from annotate_anyone.settings import Settings

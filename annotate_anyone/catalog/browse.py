@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from annotate_anyone.db.models import Attribute, Image, ImageStatus, Person
+from annotate_anyone.catalog.images import get_image
+from annotate_anyone.catalog.models import Attribute, Image, ImageStatus, Person
 from annotate_anyone.errors import InvalidInput, NotFound
-from annotate_anyone.services.images import get_image
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.db.models import Image, Item, ItemStatus, Person, Release
+from annotate_anyone.catalog.models import Image, Item, ItemStatus, Person
+from annotate_anyone.release.models import Release
 
 STEPS = ("listed", "fetched", "decoded", "unique", "quality", "one_human", "safe", "kept")  # ingest order
 

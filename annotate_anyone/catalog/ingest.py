@@ -13,18 +13,19 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
+from annotate_anyone.catalog import dedup
+from annotate_anyone.catalog.dedup import DUPLICATE
+from annotate_anyone.catalog.models import Image, ImageStatus, Item, ItemStatus, Person, Source
+from annotate_anyone.catalog.sources import get_source, scan_source
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.db.models import Image, ImageStatus, Item, ItemStatus, Job, Person, Source
 from annotate_anyone.errors import ConfigError
 from annotate_anyone.jobs import rows, units
+from annotate_anyone.jobs.models import Job
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.pipeline.build import build_stages
 from annotate_anyone.pipeline.record import Record
-from annotate_anyone.pipeline.seen import DUPLICATE
 from annotate_anyone.pipeline.sources.confine import uri_refusal
 from annotate_anyone.pipeline.stage import Stage, StageStats, run_stages
-from annotate_anyone.services import near_dup
-from annotate_anyone.services.sources import get_source, scan_source
 from annotate_anyone.settings import Settings
 
 FAILED_PREFIXES = ("read:", "fetch:")
@@ -119,8 +120,8 @@ def progress(session: Session, job: Job) -> tuple[int, int]:
 
 
 def finish(session: Session, job: Job, settings: Settings) -> list[int]:
-    from annotate_anyone.services.scheduling import maybe_queue_round
-    from annotate_anyone.services.stats import job_funnel
+    from annotate_anyone.catalog.stats import job_funnel
+    from annotate_anyone.jobs.scheduling import maybe_queue_round
 
     job.counters = job_funnel(session, job.id)
     if job.params.get("auto_round", True):
@@ -201,8 +202,8 @@ def commit_records(session: Session, records: list[Record], *, near_threshold: i
     todo = list({r.item_id: r for r in records if r.item_id in pending}.values())
     near = None
     if near_threshold is not None and any(r.phash and not r.dropped for r in todo):
-        near_dup.lock_for_dedup(session)
-        near = near_dup.index_for(session, near_threshold)
+        dedup.lock_for_dedup(session)
+        near = dedup.index_for(session, near_threshold)
     owners: dict[str, Record] = {}  # sha256 -> the record that brings a new image row
     for record in todo:
         if _wants_image(record) and record.sha256 not in owners:
@@ -211,7 +212,7 @@ def commit_records(session: Session, records: list[Record], *, near_threshold: i
     outcomes = {r.item_id: _outcome(r, owners, inserted) for r in todo}
     lookup = {r.sha256 for r in todo if outcomes[r.item_id].image_id is None and r.sha256}
     if lookup and any(o.status == ItemStatus.duplicate for o in outcomes.values()):
-        existing = dict(session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(lookup))).all())
+        existing = dedup.known_images(session, lookup)
         for record in todo:
             outcome = outcomes[record.item_id]
             if outcome.status == ItemStatus.duplicate and outcome.image_id is None:
@@ -302,21 +303,19 @@ def _image_row(record: Record) -> dict[str, Any]:
     }
 
 
-def _resolve_near(
-    session: Session, kept: list[Record], outcomes: dict[int, _Outcome], near: near_dup.NearIndex
-) -> None:
+def _resolve_near(session: Session, kept: list[Record], outcomes: dict[int, _Outcome], near: dedup.NearIndex) -> None:
     """Near-duplicate resolution of the batch's new kept images; items of demoted images become duplicates."""
     news = [
-        near_dup.NewImage(o.image_id, r.phash, r.width or 0, r.height or 0, float(r.metrics.get("blur", 0.0)))
+        dedup.NewImage(o.image_id, r.phash, r.width or 0, r.height or 0, float(r.metrics.get("blur", 0.0)))
         for r in kept
         if r.phash and (o := outcomes[r.item_id]).image_id is not None
     ]
-    demoted = near_dup.resolve_batch(session, sorted(news, key=lambda n: n.id), near)
+    demoted = dedup.resolve_batch(session, sorted(news, key=lambda n: n.id), near)
     for record in kept:
         outcome = outcomes[record.item_id]
         if outcome.image_id in demoted:
             better = demoted[outcome.image_id]
-            outcome.status, outcome.reason = ItemStatus.duplicate, near_dup.NEAR
+            outcome.status, outcome.reason = ItemStatus.duplicate, dedup.NEAR
             outcome.detail = f"near duplicate of image {better}, which is larger or sharper"
 
 
