@@ -6,7 +6,7 @@ downloaded. The weights are random, so the outputs are well formed but meaningle
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from annotate_anyone.annotation.taxonomy import ATR_LABELS, Taxonomy, load_taxonomy
@@ -22,8 +22,18 @@ def _corpus(taxonomy: Taxonomy) -> list[str]:
     return lines
 
 
-def train_tokenizer(out_dir: str | Path, sentences: Iterable[str], *, vocab_size: int = 600) -> object:
-    """A byte-level BPE tokenizer trained on ``sentences``, wrapped and saved as ``PreTrainedTokenizerFast``."""
+def train_tokenizer(
+    out_dir: str | Path,
+    sentences: Iterable[str],
+    *,
+    vocab_size: int = 600,
+    specials: Sequence[str] = SPECIALS,
+    extra_special_tokens: Sequence[str] = (),
+) -> object:
+    """A byte-level BPE tokenizer trained on ``sentences``, wrapped and saved as ``PreTrainedTokenizerFast``.
+
+    ``specials`` get the first ids; ``extra_special_tokens`` (a VLM family's image and chat markers) are also
+    declared as special on the wrapper, so they are never split."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -31,15 +41,17 @@ def train_tokenizer(out_dir: str | Path, sentences: Iterable[str], *, vocab_size
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=list(specials), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(list(sentences), trainer=trainer)
+    extra = {"extra_special_tokens": list(extra_special_tokens)} if extra_special_tokens else {}
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         pad_token="[PAD]",
         unk_token="[UNK]",
         bos_token="<s>",
         eos_token="</s>",
+        **extra,
     )
     fast.save_pretrained(str(out_dir))
     return fast

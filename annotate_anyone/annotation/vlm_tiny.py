@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from annotate_anyone.annotation.taxonomy import Taxonomy, load_taxonomy
-from annotate_anyone.annotation.tiny import _corpus, build_tiny_blip2
+from annotate_anyone.annotation.tiny import _corpus, build_tiny_blip2, train_tokenizer
 
 QWEN_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -46,28 +46,9 @@ FAMILIES = ("qwen2_5_vl", "qwen2_vl", "llava", "idefics3", "blip2", "instructbli
 
 def _tokenizer(out: Path, taxonomy: Taxonomy, specials: list[str], *, vocab_size: int = 700) -> Any:
     """Byte-level BPE trained on the taxonomy text, the family's special tokens added as special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    base = ["[PAD]", "[UNK]", "<s>", "</s>"]
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=base + specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
     corpus = _corpus(taxonomy) + ["User: Assistant: USER: ASSISTANT: system user assistant\n"]
-    tok.train_from_iterator(corpus, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        bos_token="<s>",
-        eos_token="</s>",
-        extra_special_tokens=specials,
-    )
-    fast.save_pretrained(str(out))
-    return fast
+    return train_tokenizer(out, corpus, vocab_size=vocab_size, specials=["[PAD]", "[UNK]", "<s>", "</s>", *specials],
+                           extra_special_tokens=specials)  # fmt: skip
 
 
 def _text(tokenizer: Any, **extra: Any) -> dict[str, Any]:
