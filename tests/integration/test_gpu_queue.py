@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ from annotate_anyone.jobs.models import JobStatus, JobUnit
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 from tests.integration.test_annotation_service import add_person
+from tests.services import ManagedProcess
 
 pytest.importorskip("transformers")
 REPO = Path(__file__).resolve().parents[2]
@@ -69,30 +68,20 @@ def env(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]
 
 
 @pytest.fixture
-def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[list[str]], tuple[subprocess.Popen, Path]]]:
-    procs: list[subprocess.Popen] = []
+def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[list[str]], Path]]:
+    """Start a worker in its own process group (tests/services.ManagedProcess); returns its log file."""
+    procs: list[ManagedProcess] = []
 
-    def start(argv: list[str]) -> tuple[subprocess.Popen, Path]:
-        log = tmp_path / f"worker-{len(procs)}.log"
-        proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def start(argv: list[str]) -> Path:
+        proc = ManagedProcess(f"worker-{len(procs)}", argv, {**os.environ, **env},
+                              tmp_path / f"worker-{len(procs)}.log", REPO)  # fmt: skip
+        proc.start()
         procs.append(proc)
-        return proc, log
+        return proc.log_path
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        proc.stop(timeout=30)
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
@@ -124,7 +113,7 @@ def test_a_gpu_worker_labels_the_round_and_a_default_worker_leaves_its_units(env
     # A worker on the default queue only: it must leave the round (planning and units) to the gpu queue.
     celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel=INFO",
               "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
-    _, default_log = start_worker([*celery, "--queues", "annotate-anyone", "--concurrency=1", "--pool=prefork"])
+    default_log = start_worker([*celery, "--queues", "annotate-anyone", "--concurrency=1", "--pool=prefork"])
     _wait_for(lambda: "ready." in default_log.read_text(errors="replace"), 120, "the default worker", default_log)
     CeleryExecutor(settings).submit(job_id)
     queue = redis.Redis.from_url(settings.broker_url)
@@ -136,7 +125,7 @@ def test_a_gpu_worker_labels_the_round_and_a_default_worker_leaves_its_units(env
         assert session.scalar(select(func.count(ModelPrediction.id))) == 0
     # The GPU worker (the CLI's worker command, bound to the gpu queue; on CPU here) labels the round.
     cli = str(Path(sys.executable).with_name("annotate-anyone"))
-    _, gpu_log = start_worker([cli, "worker", "--queues", GPU_QUEUE, "--without-gossip", "--without-mingle",
+    gpu_log = start_worker([cli, "worker", "--queues", GPU_QUEUE, "--without-gossip", "--without-mingle",
                                "--without-heartbeat"])  # fmt: skip
 
     def finished() -> bool:
