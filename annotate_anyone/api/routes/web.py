@@ -279,8 +279,8 @@ def release_page(
         manifest = release_views.manifest(store, version)
         context.update(summary=release_views.summary(manifest), files=manifest_files(manifest))
         context["diff"] = release_views.changes(store, version)
-    except (ImportError, AnnotateAnyoneError) as exc:
-        context["problem"] = str(exc) if not isinstance(exc, ImportError) else "release module not available yet"
+    except AnnotateAnyoneError as exc:
+        context["problem"] = str(exc)
     return render(request, "release.html", context)
 
 
