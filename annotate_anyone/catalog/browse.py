@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from annotate_anyone.catalog.images import get_image
 from annotate_anyone.catalog.models import Attribute, Image, ImageStatus, Person
+from annotate_anyone.catalog.takedown import take_down
 from annotate_anyone.errors import InvalidInput, NotFound
 
 
@@ -150,9 +151,7 @@ def overlay_key(session: Session, *, image_id: int, index: int, overlay: str) ->
 
 
 def take_down_image(session: Session, *, image_id: int, reason: str, requested_by: str) -> Image:
-    """Take an image down by its hash: it leaves every later release (annotate_anyone.release.takedown)."""
-    from annotate_anyone.release.takedown import take_down
-
+    """Take an image down by its hash: it leaves every later release (:mod:`annotate_anyone.catalog.takedown`)."""
     image = get_image(session, image_id)
     take_down(session, sha256=image.sha256, reason=reason, requested_by=requested_by)
     session.refresh(image)

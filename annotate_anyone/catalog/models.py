@@ -1,4 +1,5 @@
-"""Catalog tables: sources, the items they list, images, the persons in them and each person's labels.
+"""Catalog tables: sources, the items they list, images, the persons in them, each person's labels, and
+takedowns (what must never enter the pool or a release again).
 
 ``Attribute`` rows (a person's routed labels: value, confidence, origin and review state) stay with ``Person``:
 they are the catalog's per-person facts that browse, review and releases read and the annotation engine
@@ -12,7 +13,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Enum, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from annotate_anyone.db.base import Base, enum_column, utcnow
@@ -172,3 +173,26 @@ class Attribute(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     person: Mapped[Person] = relationship(back_populates="attributes")
+
+
+class TakedownKind(enum.StrEnum):
+    image = "image"  # one image, by the sha256 of its original bytes
+    url = "url"  # every image fetched from this URL (now or later)
+    source = "source"  # a whole source
+
+
+class Takedown(Base):
+    """A takedown request. Matching images leave every later release and appear in its tombstones."""
+
+    __tablename__ = "takedowns"
+    __table_args__ = (Index("ix_takedowns_kind_created", "kind", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[TakedownKind] = mapped_column(
+        Enum(TakedownKind, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    url: Mapped[str | None] = mapped_column(Text, default=None)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -20,8 +20,8 @@ class TakedownFilter(Stage):
         self.db_url = db_url
 
     def _run(self, live: list[Record]) -> None:
+        from annotate_anyone.catalog.models import Takedown
         from annotate_anyone.db.base import session_scope
-        from annotate_anyone.release.models import Takedown
 
         shas = {r.sha256 for r in live if r.sha256}
         urls = {r.uri for r in live}

@@ -10,8 +10,8 @@ A release lives under ``releases/<version>/`` in the object store::
 
 Entry points: :func:`annotate_anyone.release.export.export_release`,
 :func:`annotate_anyone.release.verify.verify_release`, :func:`annotate_anyone.release.materialize.materialize`,
-:mod:`annotate_anyone.release.takedown`, :mod:`annotate_anyone.release.service` (API/CLI use cases, release rows,
-and the one rule of which files can be downloaded), :mod:`annotate_anyone.release.views` (what the API and the
+:mod:`annotate_anyone.release.service` (API/CLI use cases, release rows, and the one rule of which files can be
+downloaded), :mod:`annotate_anyone.release.views` (what the API and the
 dashboard show of a release), :mod:`annotate_anyone.release.export_job` (the export job kind) and the trainers'
 loader :mod:`annotate_anyone.datasets`.
 """

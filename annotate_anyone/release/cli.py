@@ -95,8 +95,8 @@ def takedown(
     requested_by: Annotated[str | None, typer.Option(help="Who asked")] = None,
 ) -> None:
     """Take down an image, URL or source: excluded from every later release, listed in its tombstones."""
+    from annotate_anyone.catalog.takedown import take_down
     from annotate_anyone.db.base import session_scope
-    from annotate_anyone.release.service import take_down
 
     with session_scope(_db_url()) as session:
         row = take_down(session, sha256=sha256, url=url, source=source, reason=reason, requested_by=requested_by)

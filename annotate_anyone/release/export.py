@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
 from annotate_anyone.catalog.models import Image, ImageStatus, Person
+from annotate_anyone.catalog.takedown import tombstones
 from annotate_anyone.errors import Conflict, InvalidInput
 from annotate_anyone.release import layout
 from annotate_anyone.release.diff import ReleaseDiff
@@ -33,7 +34,6 @@ from annotate_anyone.release.manifest import content_digest, load_manifest, publ
 from annotate_anyone.release.models import Release
 from annotate_anyone.release.samples import Sample, SampleReader
 from annotate_anyone.release.selection import SampleFilter, parse_preset
-from annotate_anyone.release.takedown import tombstones
 from annotate_anyone.release.training_format import training_format
 from annotate_anyone.release.writers import IndexWriter, Publisher, ShardWriter, put_small
 from annotate_anyone.storage.base import ObjectStore

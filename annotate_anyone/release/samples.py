@@ -15,9 +15,8 @@ from typing import Any
 from sqlalchemy import Select, String, and_, false, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
-from annotate_anyone.catalog.models import Attribute, Image, ImageStatus, Item, Person, Source
+from annotate_anyone.catalog.models import Attribute, Image, ImageStatus, Item, Person, Source, Takedown
 from annotate_anyone.release.layout import sample_key
-from annotate_anyone.release.models import Takedown
 from annotate_anyone.release.selection import Preset, SampleFilter
 
 PAGE_IMAGES = 512

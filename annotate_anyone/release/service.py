@@ -15,7 +15,6 @@ from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import load_manifest, manifest_files, published_versions
 from annotate_anyone.release.materialize import materialize
 from annotate_anyone.release.models import Release
-from annotate_anyone.release.takedown import list_takedowns, take_down
 from annotate_anyone.release.verify import VerifyReport, verify_release
 from annotate_anyone.storage.base import ObjectStore
 
@@ -27,10 +26,8 @@ __all__ = [
     "get_release",
     "list_published",
     "list_releases",
-    "list_takedowns",
     "materialize",
     "open_file",
-    "take_down",
     "verify",
 ]
 

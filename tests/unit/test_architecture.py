@@ -37,10 +37,10 @@ TIERS: list[tuple[str, ...]] = [
     ("pipeline",),  # stages from read/fetch to store
     ("jobs",),  # the job runtime and the table of kinds
     ("executors",),  # inline, Celery, GPU queue: drive the runtime
-    ("catalog",),  # sources, items, images, dedup, the ingest commit
+    ("catalog",),  # sources, items, images, dedup, takedowns, the ingest commit
     ("annotation",),  # taxonomy, parsing, labelers, calibration, the flywheel
     ("review",),  # Label Studio boundary, QA, settling
-    ("release",),  # export, manifest, diff, takedowns, reading
+    ("release",),  # export, manifest, diff, tombstones, reading
     ("datasets",),  # the trainers' loader
     ("daring",),  # the Daring trainer
     ("home",),  # first start of the embedded home, the demo
@@ -76,7 +76,6 @@ KNOWN_UPWARD_LAZY: dict[tuple[str, str], str] = {
     ("metrics", "jobs"): "metrics.py: the gauges' collector reads the tables at scrape time",
     ("metrics", "review"): "metrics.py: the gauges' collector reads the tables at scrape time",
     ("annotation", "daring"): "annotation/captions.py writes captions with daring/captions.py's phrase rules",
-    ("pipeline", "release"): "pipeline/takedown.py reads the Takedown table of release/models.py",
 }
 
 

@@ -124,7 +124,7 @@ def test_near_duplicates_keep_the_larger_image(
 def test_taken_down_content_never_reenters(embedded: Settings, tmp_path: Path, make_jpeg: Callable[..., bytes]) -> None:
     import hashlib
 
-    from annotate_anyone.release.takedown import take_down
+    from annotate_anyone.catalog.takedown import take_down
 
     folder = tmp_path / "td"
     folder.mkdir()

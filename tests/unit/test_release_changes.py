@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from annotate_anyone.catalog.models import Image, ImageStatus, Source
+from annotate_anyone.catalog.takedown import is_taken_down, take_down
 from annotate_anyone.errors import InvalidInput, NotFound
 from annotate_anyone.release import layout
 from annotate_anyone.release.manifest import load_manifest, published_versions
-from annotate_anyone.release.takedown import is_taken_down, take_down
 from annotate_anyone.release.verify import verify_release
 from tests.unit.test_release_factories import World, export, jpeg, world_fixture  # noqa: F401
 

@@ -14,9 +14,8 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from annotate_anyone.catalog.models import Image, ImageStatus, Item, Source
+from annotate_anyone.catalog.models import Image, ImageStatus, Item, Source, Takedown, TakedownKind
 from annotate_anyone.errors import InvalidInput, NotFound
-from annotate_anyone.release.models import Takedown, TakedownKind
 
 
 def take_down(
