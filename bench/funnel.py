@@ -55,7 +55,7 @@ def _items(settings: Any, urls: list[str]) -> tuple[int, list[int]]:
 
 def run_chain(urls: list[str], names: list[str], max_nsfw: float | None, scratch: Path) -> dict[str, Any]:
     """One pass of the chain over ``urls`` in a fresh home: per-stage counts, drops and CPU/wall seconds."""
-    from annotate_anyone.catalog.ingest import commit_records
+    from annotate_anyone.catalog.ingest import POOL_CHECKS, commit_records
     from annotate_anyone.db.base import dispose_engines, session_scope
     from annotate_anyone.home.setup import init_home
     from annotate_anyone.pipeline.build import build_stages
@@ -73,7 +73,7 @@ def run_chain(urls: list[str], names: list[str], max_nsfw: float | None, scratch
     )
     init_home(settings)
     source_id, ids = _items(settings, urls)
-    stages = build_stages(names, settings, {"allow_private": True})
+    stages = build_stages(names, settings, {"allow_private": True}, POOL_CHECKS)
     warm = [Record(item_id=-1 - i, uri=url) for i, url in enumerate(urls[:2])]
     for stage in stages:  # load every model and run it once, whatever the earlier stages decide
         if stage.name != "store":

@@ -1,8 +1,9 @@
 """Dedup in one place: exact duplicates (same bytes), near duplicates (64-bit pHashes) and the keep-the-best rule.
 
-Exact duplicates: :func:`known_images` and :func:`mark_exact_duplicates` are the pre-check the ``seen``
-pipeline stage runs before the expensive stages; the unique constraint on ``images.sha256`` at commit
-time (``catalog.ingest``) is what guarantees one row per distinct original when batches run concurrently.
+Exact duplicates: :func:`drop_seen` (:func:`known_images`, then :func:`mark_exact_duplicates`) is the check the
+``seen`` pipeline stage runs before the expensive stages (``catalog.ingest`` passes it to the pipeline); the
+unique constraint on ``images.sha256`` at commit time (``catalog.ingest``) is what guarantees one row per
+distinct original when batches run concurrently.
 
 Near duplicates: search over 64-bit perceptual hashes by multi-index hashing. The 64 bits are split into
 ``threshold + 1`` bands: two hashes within ``threshold`` bits agree exactly on at least one band
@@ -40,6 +41,11 @@ NEAR = "dedup:near"
 def known_images(session: Session, digests: set[str]) -> dict[str, int]:
     """``{sha256: image id}`` of the given digests that are already image rows."""
     return dict(session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(digests))).all())
+
+
+def drop_seen(session: Session, live: list[Record]) -> None:
+    """The ``seen`` stage's check: drop records whose bytes are already an image, or repeat an earlier record."""
+    mark_exact_duplicates(live, known_images(session, {r.sha256 for r in live if r.sha256}))
 
 
 def mark_exact_duplicates(live: list[Record], known: dict[str, int]) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
-from annotate_anyone.catalog import dedup
+from annotate_anyone.catalog import dedup, takedown
 from annotate_anyone.catalog.dedup import DUPLICATE
 from annotate_anyone.catalog.models import Image, ImageStatus, Item, ItemStatus, Person, Source
 from annotate_anyone.catalog.sources import get_source, scan_source
@@ -22,7 +22,7 @@ from annotate_anyone.errors import ConfigError
 from annotate_anyone.jobs import rows, units
 from annotate_anyone.jobs.models import Job
 from annotate_anyone.jobs.units import Unit
-from annotate_anyone.pipeline.build import build_stages
+from annotate_anyone.pipeline.build import PoolChecks, build_stages
 from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.sources.confine import uri_refusal
 from annotate_anyone.pipeline.stage import Stage, StageStats, run_stages
@@ -35,12 +35,14 @@ log = logging.getLogger(__name__)
 # Stages are built once per process and per configuration: models load once, not per batch.
 _STAGE_CACHE: dict[str, list[Stage]] = {}
 _COMMIT_STATS = StageStats("commit")  # the database writes of each unit, timed like a stage
+# What the ``seen`` and ``takedown`` stages ask of the pool: the catalog's answers, passed to the pipeline.
+POOL_CHECKS = PoolChecks(seen=dedup.drop_seen, taken_down=takedown.drop_taken_down)
 
 
 def stages_for(settings: Settings, names: list[str], options: dict[str, Any]) -> list[Stage]:
     key = json.dumps([settings.db_url, settings.store_url, names, options], sort_keys=True, default=str)
     if key not in _STAGE_CACHE:
-        _STAGE_CACHE[key] = build_stages(names, settings, options)
+        _STAGE_CACHE[key] = build_stages(names, settings, options, POOL_CHECKS)
     return _STAGE_CACHE[key]
 
 

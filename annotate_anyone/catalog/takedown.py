@@ -2,20 +2,26 @@
 
 A takedown is a row (who asked, why, when). It marks the matching images ``taken_down`` and a
 source ``taken_down``; exports exclude anything a takedown covers even if the image is ingested
-again later. Each release publishes ``tombstones.json``: every taken-down image hash (cumulative),
+again later, and ingest drops new content a takedown covers (:func:`drop_taken_down`, the ``takedown``
+pipeline stage's check). Each release publishes ``tombstones.json``: every taken-down image hash (cumulative),
 with the takedown's kind, reason and date, and whether the image was in the parent release.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone.catalog.models import Image, ImageStatus, Item, Source, Takedown, TakedownKind
 from annotate_anyone.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from annotate_anyone.pipeline.record import Record
+
+TAKEN_DOWN = "takedown"  # the drop reason of ingested content a takedown covers
 
 
 def take_down(
@@ -84,6 +90,24 @@ def is_taken_down(
     if not clauses:
         return False
     return session.scalar(select(Takedown.id).where(or_(*clauses)).limit(1)) is not None
+
+
+def drop_taken_down(session: Session, live: list[Record]) -> None:
+    """The ``takedown`` stage's check: drop records whose sha256, URL or source has a takedown."""
+    shas = {r.sha256 for r in live if r.sha256}
+    urls = {r.uri for r in live}
+    sources = {r.source_id for r in live if r.source_id is not None}
+    rows = session.execute(
+        select(Takedown.sha256, Takedown.url, Takedown.source_id).where(
+            or_(Takedown.sha256.in_(shas), Takedown.url.in_(urls), Takedown.source_id.in_(sources))
+        )
+    ).all()
+    bad_sha = {r.sha256 for r in rows if r.sha256}
+    bad_url = {r.url for r in rows if r.url}
+    bad_source = {r.source_id for r in rows if r.source_id is not None}
+    for record in live:
+        if record.sha256 in bad_sha or record.uri in bad_url or record.source_id in bad_source:
+            record.drop(TAKEN_DOWN, "taken down; it is excluded from the pool and every later release")
 
 
 def list_takedowns(session: Session, *, limit: int = 100, offset: int = 0) -> list[Takedown]:

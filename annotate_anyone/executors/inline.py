@@ -21,8 +21,7 @@ PRELOAD = [
     "annotate_anyone.jobs",
     "annotate_anyone.pipeline.fetch",
     "annotate_anyone.pipeline.decode",
-    "annotate_anyone.pipeline.seen",
-    "annotate_anyone.pipeline.takedown",
+    "annotate_anyone.pipeline.pool",
     "annotate_anyone.pipeline.quality",
     "annotate_anyone.pipeline.store",
 ]

@@ -147,3 +147,17 @@ def test_taken_down_content_never_reenters(embedded: Settings, tmp_path: Path, m
         assert (items["b.jpg"].status, items["b.jpg"].reason) == (ItemStatus.dropped, "takedown")
         stored = session.scalars(select(Image).where(Image.sha256 == hashlib.sha256(banned).hexdigest())).one()
         assert stored.storage_key == "" and stored.status == "dropped"  # the bytes were never stored
+
+
+def test_pool_stages_are_built_with_the_catalogs_checks(embedded: Settings) -> None:
+    """The pipeline names no table: ``seen`` and ``takedown`` need the checks ``catalog.ingest`` passes."""
+    import pytest
+
+    from annotate_anyone.catalog.ingest import stages_for
+    from annotate_anyone.errors import ConfigError
+    from annotate_anyone.pipeline.build import build_stages
+
+    for name in ("seen", "takedown"):
+        with pytest.raises(ConfigError, match=f"the '{name}' stage asks what the pool holds"):
+            build_stages([name], embedded)
+    assert [s.name for s in stages_for(embedded, ["takedown", "seen"], {})] == ["takedown", "seen"]
