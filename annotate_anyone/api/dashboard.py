@@ -23,6 +23,7 @@ from annotate_anyone.catalog import stats
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person, Source
 from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.release.models import Release
+from annotate_anyone.release.service import count_releases
 from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.settings import Settings
 
@@ -156,7 +157,7 @@ def overview(session: Session, settings: Settings) -> dict[str, Any]:
         "sources": source_funnels(session),
         "images": {getattr(k, "value", k): v for k, v in pool["images"].items()},
         "persons": pool["persons"],
-        "releases": pool["releases"],
+        "releases": count_releases(session),
         "queues": queue_depths(session),
         "steps": FUNNEL_STEPS,
     }

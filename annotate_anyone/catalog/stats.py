@@ -8,7 +8,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.catalog.models import Image, Item, ItemStatus, Person
-from annotate_anyone.release.models import Release
 
 STEPS = ("listed", "fetched", "decoded", "unique", "quality", "one_human", "safe", "kept")  # ingest order
 
@@ -70,10 +69,10 @@ def source_funnel(session: Session, source_id: int) -> dict[str, Any]:
 
 
 def overview(session: Session) -> dict[str, Any]:
-    """Pool-wide totals for the status command and the dashboard."""
+    """Pool-wide totals for the status command and the dashboard (which add the release count,
+    ``release.service.count_releases``)."""
     return {
         "funnel": funnel(_rows(session)),
         "images": dict(session.execute(select(Image.status, func.count()).group_by(Image.status)).all()),
         "persons": session.scalar(select(func.count(Person.id))) or 0,
-        "releases": session.scalar(select(func.count(Release.id))) or 0,
     }

@@ -330,6 +330,7 @@ def status(
     from annotate_anyone.catalog import stats
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.jobs.models import Job
+    from annotate_anyone.release.service import count_releases
 
     if follow and job is None:
         raise typer.BadParameter("--follow needs --job JOB_ID", param_hint="--follow")
@@ -344,7 +345,7 @@ def status(
             print_job(job)
         return
     with session_scope(settings().db_url) as session:
-        overview = stats.overview(session)
+        overview = {**stats.overview(session), "releases": count_releases(session)}
         recent = [
             {"id": j.id, "kind": j.kind, "status": j.status.value, "done": j.done, "total": j.total}
             for j in jobs.list_jobs(session, limit=10)

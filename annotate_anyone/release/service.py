@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.errors import NotFound
@@ -19,6 +19,7 @@ from annotate_anyone.release.verify import VerifyReport, verify_release
 from annotate_anyone.storage.base import ObjectStore
 
 __all__ = [
+    "count_releases",
     "file_key",
     "file_names",
     "file_url",
@@ -30,6 +31,11 @@ __all__ = [
     "open_file",
     "verify",
 ]
+
+
+def count_releases(session: Session) -> int:
+    """How many releases were published (the pool overview shows it)."""
+    return session.scalar(select(func.count(Release.id))) or 0
 
 
 def list_releases(session: Session, *, limit: int = 50, offset: int = 0) -> list[Release]:

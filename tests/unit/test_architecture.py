@@ -60,7 +60,6 @@ SECTIONS = {
 KNOWN_UPWARD_TOP: dict[tuple[str, str], str] = {
     ("jobs", "catalog"): "jobs/rows.py claims a Source row; jobs/scheduling.py counts images and persons to "
     "queue rescans and rounds",
-    ("catalog", "release"): "catalog/stats.py counts released items with release/models.py",
     ("annotation", "review"): "annotation/flywheel.py and service.py read review/models.py (answers, tasks) "
     "while review uses annotation/taxonomy.py",
 }
