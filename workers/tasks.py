@@ -50,7 +50,7 @@ def _retry_or_fail(task: Any, job_id: int, unit: Unit | None, settings: Settings
 
 @app.task(name=RESCAN)
 def rescan_sources() -> list[int]:
-    from annotate_anyone.jobs.scheduling import rescan_all
+    from annotate_anyone.catalog.scheduling import rescan_all
 
     settings = get_settings()
     job_ids = rescan_all(settings)

@@ -16,10 +16,10 @@ from annotate_anyone import logs
 from annotate_anyone.catalog import dedup, takedown
 from annotate_anyone.catalog.dedup import DUPLICATE
 from annotate_anyone.catalog.models import Image, ImageStatus, Item, ItemStatus, Person, Source
-from annotate_anyone.catalog.sources import get_source, scan_source
+from annotate_anyone.catalog.sources import claim_source, get_source, scan_source
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.errors import ConfigError
-from annotate_anyone.jobs import rows, units
+from annotate_anyone.jobs import units
 from annotate_anyone.jobs.models import Job
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.pipeline.build import PoolChecks, build_stages
@@ -86,7 +86,7 @@ def _claim(job: Job, settings: Settings, source_ids: list[int]) -> None:
     with session_scope(settings.db_url) as session:
         for source_id in sorted(set(source_ids)):
             get_source(session, source_id)
-            rows.claim_source(session, source_id, job.id, settings)
+            claim_source(session, source_id, job.id, settings)
 
 
 def plan(session: Session, job: Job, settings: Settings) -> list[Unit]:
@@ -122,8 +122,8 @@ def progress(session: Session, job: Job) -> tuple[int, int]:
 
 
 def finish(session: Session, job: Job, settings: Settings) -> list[int]:
+    from annotate_anyone.catalog.scheduling import maybe_queue_round
     from annotate_anyone.catalog.stats import job_funnel
-    from annotate_anyone.jobs.scheduling import maybe_queue_round
 
     job.counters = job_funnel(session, job.id)
     if job.params.get("auto_round", True):

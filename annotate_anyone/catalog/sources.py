@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone.catalog.models import Item, Source, SourceKind
 from annotate_anyone.db.base import utcnow
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
+from annotate_anyone.jobs.models import Job
+from annotate_anyone.jobs.rows import LIVE, AlreadyRunning, stale_before
 from annotate_anyone.pipeline.sources.confine import LOCAL_KINDS, local_path, real, root_for
 from annotate_anyone.settings import Settings
 
@@ -186,3 +188,41 @@ def guess_kind(uri: str) -> str:
     if uri.lower().endswith((".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt")):
         return SourceKind.url_list.value
     return SourceKind.folder.value
+
+
+# ------------------------------------------------------------------------------ claims of ingest jobs
+
+
+def claim_source(session: Session, source_id: int, job_id: int, settings: Settings) -> None:
+    """Make ``job_id`` the one job listing ``source_id``; raise :class:`AlreadyRunning` while another live
+    job holds it. A holder that finished or whose heartbeat went stale is replaced. One atomic UPDATE
+    (the holder's heartbeat is committed before it claims, so a concurrent claimer sees it alive)."""
+    holder_alive = (
+        select(Job.id)
+        .where(Job.id == Source.claimed_by, Job.status.in_(LIVE), Job.heartbeat_at >= stale_before(settings))
+        .exists()
+    )
+    claimed = session.execute(
+        update(Source)
+        .where(
+            Source.id == source_id,
+            or_(Source.claimed_by.is_(None), Source.claimed_by == job_id, ~holder_alive),
+        )
+        .values(claimed_by=job_id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        holder = session.scalar(select(Source.claimed_by).where(Source.id == source_id))
+        if holder is None:  # released between the two statements: try once more
+            return claim_source(session, source_id, job_id, settings)
+        raise AlreadyRunning(f"already running: job {holder} is ingesting source {source_id}", holder)
+
+
+def release_claims(session: Session, job_id: int) -> None:
+    """Free every source ``job_id`` holds (the job ended)."""
+    session.execute(
+        update(Source)
+        .where(Source.claimed_by == job_id)
+        .values(claimed_by=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -281,9 +281,9 @@ def ingest(
 @app.command()
 def rescan(wait: WaitOpt = False) -> None:
     """Ingest what is new in every source (the embedded counterpart of the scheduled re-scan)."""
+    from annotate_anyone.catalog.scheduling import rescan_all
     from annotate_anyone.executors.base import get_executor
     from annotate_anyone.executors.inline import InlineExecutor
-    from annotate_anyone.jobs.scheduling import rescan_all
 
     s = settings()
     recover_here(s)

@@ -2,7 +2,7 @@
 
 - :mod:`.kinds`: the one table of kinds (steps, permission, parameters);
 - :mod:`.units`: :class:`Unit` and the ``job_units`` rows that make every unit idempotent;
-- :mod:`.rows`: job rows, heartbeats, source claims;
+- :mod:`.rows`: job rows, heartbeats, :class:`AlreadyRunning`;
 - :mod:`.runtime`: plan, run a unit, finish, fail; reclaim jobs whose heartbeat stopped;
 - :mod:`.policy`: retry or fail a unit that raised; :mod:`.recovery`: start-up recovery.
 
@@ -15,12 +15,10 @@ from annotate_anyone.jobs.rows import (
     LIVE,
     AlreadyRunning,
     cancel_job,
-    claim_source,
     create_job,
     get_job,
     heartbeat,
     list_jobs,
-    release_claims,
     stale_before,
 )
 from annotate_anyone.jobs.runtime import (
@@ -40,7 +38,6 @@ __all__ = [
     "AlreadyRunning",
     "Unit",
     "cancel_job",
-    "claim_source",
     "create_job",
     "fail_job",
     "finish_if_complete",
@@ -50,7 +47,6 @@ __all__ = [
     "plan_job",
     "reclaim_stale",
     "refuse_already_running",
-    "release_claims",
     "run_unit",
     "stale_before",
 ]

@@ -108,6 +108,12 @@ def _review_sync() -> Steps:
     return Steps(plan=service.plan_review_job, run_unit=service.sync_unit)
 
 
+def _free_sources(session: Session, job_id: int) -> None:
+    from annotate_anyone.catalog.sources import release_claims
+
+    release_claims(session, job_id)
+
+
 # ----------------------------------------------------------------------------------------- table
 
 
@@ -118,10 +124,11 @@ class Kind:
     params: type[BaseModel]  # what ``params`` may hold (checked when the job is created)
     startable: bool = False  # started through ``POST /jobs`` and the dashboard's form
     models: bool = False  # its units run the labelling models (the GPU queue, when configured)
+    release: Callable[[Session, int], None] | None = None  # frees what a job holds once it ends (ingest: sources)
 
 
 KINDS: dict[str, Kind] = {
-    "ingest": Kind(_ingest, Perm.jobs_start, IngestParams, startable=True),
+    "ingest": Kind(_ingest, Perm.jobs_start, IngestParams, startable=True, release=_free_sources),
     "annotate": Kind(_annotate, Perm.jobs_start, AnnotateParams, startable=True, models=True),
     "export": Kind(_export, Perm.exports_start, ExportParams, startable=True),
     "review_push": Kind(_review_push, Perm.jobs_start, ReviewPushParams),
@@ -149,6 +156,13 @@ def steps(name: str) -> Steps:
 def permission(name: str) -> Perm:
     """The permission needed to start a job of kind ``name``."""
     return kind(name).permission
+
+
+def release_held(session: Session, job_id: int, name: str) -> None:
+    """Free what job ``job_id`` of kind ``name`` holds, now that it ended (an ingest job: its sources)."""
+    found = KINDS.get(name)
+    if found is not None and found.release is not None:
+        found.release(session, job_id)
 
 
 def check_params(name: str, params: dict[str, Any]) -> None:

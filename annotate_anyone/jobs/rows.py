@@ -1,4 +1,5 @@
-"""Job rows: create, read, list and cancel jobs; heartbeats; the claim a live ingest job holds on a source."""
+"""Job rows: create, read, list and cancel jobs; heartbeats; :class:`AlreadyRunning` (another live job holds what
+this one needs: ``catalog.sources.claim_source``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
-from annotate_anyone.catalog.models import Source
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.errors import Conflict, NotFound
 from annotate_anyone.jobs import kinds
@@ -66,12 +66,12 @@ def cancel_job(session: Session, job_id: int) -> Job:
         raise Conflict(f"job {job_id} already {job.status.value}")
     job.status = JobStatus.cancelled
     job.finished_at = utcnow()
-    release_claims(session, job_id)
+    kinds.release_held(session, job_id, job.kind)
     logs.event(logger, "job.cancelled", job_id=job_id, kind=job.kind)
     return job
 
 
-# ------------------------------------------------------------------------------ heartbeat and claims
+# ------------------------------------------------------------------------------------------ heartbeat
 
 
 def beat(job_id: int, settings: Settings) -> None:
@@ -105,38 +105,3 @@ def heartbeat(job_id: int, settings: Settings) -> Iterator[None]:
 def stale_before(settings: Settings) -> datetime:
     """Jobs whose last heartbeat is older than this are not alive."""
     return utcnow() - timedelta(seconds=settings.job_stale_s)
-
-
-def claim_source(session: Session, source_id: int, job_id: int, settings: Settings) -> None:
-    """Make ``job_id`` the one job listing ``source_id``; raise :class:`AlreadyRunning` while another live
-    job holds it. A holder that finished or whose heartbeat went stale is replaced. One atomic UPDATE
-    (the holder's heartbeat is committed before it claims, so a concurrent claimer sees it alive)."""
-    holder_alive = (
-        select(Job.id)
-        .where(Job.id == Source.claimed_by, Job.status.in_(LIVE), Job.heartbeat_at >= stale_before(settings))
-        .exists()
-    )
-    claimed = session.execute(
-        update(Source)
-        .where(
-            Source.id == source_id,
-            or_(Source.claimed_by.is_(None), Source.claimed_by == job_id, ~holder_alive),
-        )
-        .values(claimed_by=job_id)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not claimed:
-        holder = session.scalar(select(Source.claimed_by).where(Source.id == source_id))
-        if holder is None:  # released between the two statements: try once more
-            return claim_source(session, source_id, job_id, settings)
-        raise AlreadyRunning(f"already running: job {holder} is ingesting source {source_id}", holder)
-
-
-def release_claims(session: Session, job_id: int) -> None:
-    """Free every source ``job_id`` holds (the job ended)."""
-    session.execute(
-        update(Source)
-        .where(Source.claimed_by == job_id)
-        .values(claimed_by=None)
-        .execution_options(synchronize_session=False)
-    )

@@ -28,7 +28,7 @@ from annotate_anyone import logs
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.jobs import kinds, units
 from annotate_anyone.jobs.models import Job, JobStatus
-from annotate_anyone.jobs.rows import AlreadyRunning, get_job, heartbeat, release_claims, stale_before
+from annotate_anyone.jobs.rows import AlreadyRunning, get_job, heartbeat, stale_before
 from annotate_anyone.jobs.units import Unit
 from annotate_anyone.settings import Settings
 
@@ -47,9 +47,11 @@ def reclaim_stale(settings: Settings, requeue: Callable[[int], None] | None = No
     cutoff = stale_before(settings)
     silent = or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.created_at < cutoff))
     with session_scope(settings.db_url) as session:
-        stale = list(session.scalars(select(Job.id).where(Job.status == JobStatus.running, silent).order_by(Job.id)))
+        stale = session.execute(
+            select(Job.id, Job.kind).where(Job.status == JobStatus.running, silent).order_by(Job.id)
+        ).all()
     done: list[int] = []
-    for job_id in stale:
+    for job_id, kind in stale:
         with session_scope(settings.db_url) as session:
             guard = update(Job).where(Job.id == job_id, Job.status == JobStatus.running, silent)
             if requeue:
@@ -59,7 +61,7 @@ def reclaim_stale(settings: Settings, requeue: Callable[[int], None] | None = No
             note = f"interrupted: no heartbeat since {cutoff:%Y-%m-%d %H:%M:%S} UTC or before (its process died?); "
             note += f"resume with `annotate-anyone run {job_id}`"
             if session.execute(guard.values(status=JobStatus.interrupted, error=note, finished_at=utcnow())).rowcount:
-                release_claims(session, job_id)
+                kinds.release_held(session, job_id, kind)
                 done.append(job_id)
     if requeue:
         for job_id in done:
@@ -138,7 +140,7 @@ def finish_if_complete(job_id: int, settings: Settings, *, force: bool = False) 
         ).rowcount
         if not claimed:
             return []
-        release_claims(session, job_id)
+        kinds.release_held(session, job_id, job.kind)
         session.refresh(job)
         follow_up: list[int] = []
         if steps.finish:
@@ -166,7 +168,7 @@ def _fail(settings: Settings, job_id: int, exc: BaseException) -> None:
         job.status = JobStatus.failed
         job.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)[-3:])
         job.finished_at = utcnow()
-        release_claims(session, job_id)
+        kinds.release_held(session, job_id, job.kind)
         kind = job.kind
     logs.event(logger, "job.failed", logging.ERROR, job_id=job_id, kind=kind, error=f"{type(exc).__name__}: {exc}")
 

@@ -58,8 +58,6 @@ SECTIONS = {
 # Known upward imports at module level (the remaining debt; docs/architecture.md). Each closes a cycle
 # between two packages.
 KNOWN_UPWARD_TOP: dict[tuple[str, str], str] = {
-    ("jobs", "catalog"): "jobs/rows.py claims a Source row; jobs/scheduling.py counts images and persons to "
-    "queue rescans and rounds",
     ("annotation", "review"): "annotation/flywheel.py and service.py read review/models.py (answers, tasks) "
     "while review uses annotation/taxonomy.py",
 }

@@ -1,4 +1,5 @@
-"""Scheduled work: re-scan every source (Celery beat in service mode, ``annotate-anyone rescan`` embedded)."""
+"""Scheduled work: re-scan every source (Celery beat in service mode, ``annotate-anyone rescan`` embedded), and
+queue an annotation round once enough new persons passed the filters (an ingest job's finish)."""
 
 from __future__ import annotations
 
