@@ -71,13 +71,13 @@ def main() -> None:
 def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, int]]:
     from sqlalchemy import select
 
+    from annotate_anyone.annotation.models import ReviewTask
     from annotate_anyone.annotation.parsing import decode_map
     from annotate_anyone.annotation.taxonomy import category_id, load_taxonomy
     from annotate_anyone.catalog.models import Image, Person
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.home.demo import demo_settings, run_flywheel, write_demo_images
     from annotate_anyone.review import engine, layout
-    from annotate_anyone.review.models import ReviewTask
     from annotate_anyone.review.settings import ReviewSettings
     from annotate_anyone.settings import Settings
     from annotate_anyone.storage import open_store
