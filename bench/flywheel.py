@@ -38,13 +38,13 @@ def main() -> None:
     from annotate_anyone.annotation.captions import resolved_labels
     from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.flywheel import run_round
+    from annotate_anyone.annotation.models import ReviewTask
     from annotate_anyone.annotation.service import add_gold, record_human_label
     from annotate_anyone.annotation.synthetic import TRUTH_CATEGORIES, make_person
     from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category
     from annotate_anyone.catalog.models import Image, Person
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.db.migrate import upgrade
-    from annotate_anyone.review.models import ReviewTask
     from annotate_anyone.settings import Settings
     from annotate_anyone.storage.local import LocalStore
 

@@ -60,12 +60,12 @@ def start_label_studio(tmp: Path):  # noqa: ANN201
 
 
 def run(tmp: Path, args: argparse.Namespace) -> list[tuple[str, int, float]]:
+    from annotate_anyone.annotation.models import ReviewTask
     from annotate_anyone.annotation.taxonomy import load_taxonomy
     from annotate_anyone.catalog.models import Image, Person
     from annotate_anyone.db import migrate
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.review import configs, engine, service
-    from annotate_anyone.review.models import ReviewTask
     from annotate_anyone.review.push import overlap_for
     from annotate_anyone.review.settings import ReviewSettings
     from annotate_anyone.settings import Settings

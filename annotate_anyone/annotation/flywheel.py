@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.finetune import LORA_KIND, FinetuneOptions, finetune_vlm
-from annotate_anyone.annotation.models import FlywheelRound, GoldPerson, LabelModel
+from annotate_anyone.annotation.models import FlywheelRound, GoldPerson, LabelModel, ReviewTask
 from annotate_anyone.annotation.service import (
     annotate_persons,
     gold_accuracy,
@@ -33,7 +33,6 @@ from annotate_anyone.annotation.service import (
 from annotate_anyone.annotation.taxonomy import Category, category_id
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Person
 from annotate_anyone.errors import NotFound
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.storage.base import ObjectStore
 
 if TYPE_CHECKING:

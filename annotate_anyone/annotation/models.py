@@ -1,6 +1,7 @@
 """Tables of the annotation engine (migration 0002): model predictions, features, model versions,
-calibrations, the gold set and flywheel rounds. ``Attribute`` rows (catalog/models.py) hold the routed labels;
-``ModelPrediction`` rows hold every model's raw answer, the evidence calibration and the gate read.
+calibrations, the gold set, flywheel rounds, and the review tasks routing queues for humans. ``Attribute`` rows
+(catalog/models.py) hold the routed labels; ``ModelPrediction`` rows hold every model's raw answer, the evidence
+calibration and the gate read.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from annotate_anyone.db.base import Base, utcnow
@@ -97,3 +98,22 @@ class FlywheelRound(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     models: Mapped[dict[str, Any]] = mapped_column(default=dict)
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ReviewTask(Base):
+    """A unit of human work (attribute review, parsing correction, box check) and its external id. Routing queues
+    them (``annotation.service``); review pushes them to the backend and settles their answers."""
+
+    __tablename__ = "review_tasks"
+    __table_args__ = (Index("ix_review_tasks_status_kind", "status", "kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="queued")  # queued, pushed, answered, ...
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    project_ref: Mapped[str | None] = mapped_column(String(64), default=None)
+    external_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

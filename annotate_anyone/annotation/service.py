@@ -28,24 +28,30 @@ from annotate_anyone.annotation.captions import aa_text, dense_caption, resolved
 from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.dev_calibration import DevCalibration, dev_calibrations
 from annotate_anyone.annotation.features import HANDMADE, handmade_features
+from annotate_anyone.annotation.human import store_human_label
 from annotate_anyone.annotation.labelers.base import Labeler, PersonContext, Prediction
 from annotate_anyone.annotation.labelers.demographics import DemographicsLabeler
 from annotate_anyone.annotation.labelers.heads import HeadBank, HeadLabeler, cross_val_proba, train_head
 from annotate_anyone.annotation.labelers.offline import OfflineLabeler
-from annotate_anyone.annotation.models import CalibrationRecord, GoldPerson, LabelModel, ModelPrediction, PersonFeature
+from annotate_anyone.annotation.models import (
+    CalibrationRecord,
+    GoldPerson,
+    LabelModel,
+    ModelPrediction,
+    PersonFeature,
+    ReviewTask,
+)
 from annotate_anyone.annotation.parsing.base import Parser, PersonView, decode_map, encode_map, make_parser
 from annotate_anyone.annotation.routing import Candidate, Decision, Policy, consistency_flags, route
 from annotate_anyone.annotation.taxonomy import Category, Taxonomy, category_id, load_taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.errors import InvalidInput, NotFound
 from annotate_anyone.perception.shot_type import shot_type
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.storage.base import ObjectStore
 
 if TYPE_CHECKING:
     from annotate_anyone.settings import ModelsConfig, Settings
 
-HUMAN_MODEL_VERSION = "human"  # model_version of human rows (same identity as review.engine)
 REVIEW_KIND = "attributes"
 OPEN_TASK = "queued"
 # Which model to trust for a category when no gold evidence exists yet (higher first).
@@ -587,7 +593,7 @@ def record_human_label(
 
     A value outside the allowed options is mapped onto them with the offline text-embedding model;
     :class:`InvalidInput` if nothing is close. Storing and settling the model's label (``human_verified``
-    when it agrees, ``rejected`` when not) is :func:`annotate_anyone.review.engine.record_human_label`,
+    when it agrees, ``rejected`` when not) is :func:`annotate_anyone.annotation.human.store_human_label`,
     the one the Label Studio sync uses.
     """
     taxonomy = load_taxonomy(config.taxonomy_path)
@@ -601,8 +607,6 @@ def record_human_label(
         value = mapped.value
     if session.get(Person, person_id) is None:
         raise NotFound(f"person {person_id} not found")
-    from annotate_anyone.review.engine import record_human_label as store_human_label
-
     row = store_human_label(
         session,
         person_id=person_id,

@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.catalog import stats
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person, Source
 from annotate_anyone.jobs.models import Job, JobStatus
 from annotate_anyone.release.models import Release
 from annotate_anyone.release.service import count_releases
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.settings import Settings
 
 FUNNEL_STEPS = ("fetched", "decoded", "unique", "quality", "one_human", "safe", "labelled", "released")

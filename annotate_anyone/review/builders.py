@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy, category_id
 from annotate_anyone.catalog.models import Image, Person
 from annotate_anyone.errors import InvalidInput
 from annotate_anyone.review import configs, layout
 from annotate_anyone.review.client import OutTask
 from annotate_anyone.review.engine import Routed
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.storage import ObjectStore
 

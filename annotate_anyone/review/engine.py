@@ -1,7 +1,7 @@
-"""Adapters to the annotation engine: what a routed task asks, what gold says, where human labels go.
+"""Adapters to the annotation engine: what a routed task asks, what gold says.
 
-Review reads routing output and writes human labels only through these three functions, so the engine
-can change its payload or its calibration hook in one place.
+Review reads routing output only through these functions, so the engine can change its payload in one place;
+human labels go through the engine's own :func:`annotate_anyone.annotation.human.store_human_label`.
 
 Payload of a ``ReviewTask`` of kind ``attributes`` (as routing writes it)::
 
@@ -16,17 +16,13 @@ Payload of a ``ReviewTask`` of kind ``attributes`` (as routing writes it)::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import category_id, split_category
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
-from annotate_anyone.review.models import ReviewTask
-
-HUMAN_MODEL_VERSION = "human"
 
 
 @dataclass(frozen=True)
@@ -84,71 +80,6 @@ def routed_attributes(session: Session, task: ReviewTask) -> list[Routed]:
 def gold_truth(task: ReviewTask) -> dict[str, str]:
     """A gold task's known answers, category id -> value (empty for other tasks)."""
     return dict((task.payload or {}).get("truth") or {}) if task.is_gold else {}
-
-
-def record_human_label(
-    session: Session,
-    *,
-    person_id: int,
-    group: int,
-    key: str,
-    value: str,
-    annotator: str,
-    answered_at: datetime,
-    taxonomy_version: str,
-    confidence: float = 1.0,
-    distribution: dict[str, Any] | None = None,
-) -> Attribute:
-    """Store one human label (idempotent per person, category and annotator) and settle the model's label.
-
-    The human row is ``human_verified``; the model rows of the same category become ``human_verified`` when
-    they agree and ``rejected`` when they do not. Calibration and the learned heads read these rows (the
-    engine's hook, once it lands, is called from here).
-    """
-    human = session.scalars(
-        select(Attribute).where(
-            Attribute.person_id == person_id,
-            Attribute.group == group,
-            Attribute.key == key,
-            Attribute.origin == AttributeOrigin.human,
-            Attribute.model_version == HUMAN_MODEL_VERSION,
-            Attribute.annotator == annotator,
-        )
-    ).first()
-    if human is None:
-        human = Attribute(
-            person_id=person_id,
-            group=group,
-            key=key,
-            origin=AttributeOrigin.human,
-            model_version=HUMAN_MODEL_VERSION,
-            annotator=annotator,
-            taxonomy_version=taxonomy_version,
-            created_at=answered_at,
-        )
-        session.add(human)
-    human.value = value
-    human.confidence = confidence
-    human.distribution = distribution
-    human.state = AttributeState.human_verified
-    settle_model_labels(session, person_id=person_id, group=group, key=key, value=value)
-    return human
-
-
-def settle_model_labels(session: Session, *, person_id: int, group: int, key: str, value: str | None) -> None:
-    """Mark the model's labels of one category verified (agree) or rejected (disagree); ``None`` re-opens them."""
-    for row in session.scalars(
-        select(Attribute).where(
-            Attribute.person_id == person_id,
-            Attribute.group == group,
-            Attribute.key == key,
-            Attribute.origin == AttributeOrigin.model,
-        )
-    ):
-        if value is None:
-            row.state = AttributeState.needs_review
-        else:
-            row.state = AttributeState.human_verified if row.value == value else AttributeState.rejected
 
 
 def sync_gold_templates(session: Session, *, max_questions: int = 5) -> int:

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.review import qa
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewTask
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer
 from annotate_anyone.review.push import QUEUED
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.review.sync import ACTIVE, SENT_BACK, Applier

@@ -1,5 +1,6 @@
-"""Review tables: tasks (units of human work), projects in the backend, answers (one row per backend
-annotation), annotators, webhook inbox.
+"""Review tables: projects in the backend, answers (one row per backend annotation), annotators, webhook inbox.
+The tasks themselves (``review_tasks``, units of human work) are ``annotation.models.ReviewTask``: routing writes
+them, review pushes, syncs and settles them.
 
 An answer is an event: the same backend annotation arriving twice (webhook and reconciliation) updates one
 row, keyed by ``(project_id, external_id)``; nothing else is ever keyed by arrival.
@@ -84,21 +85,3 @@ class ReviewEvent(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-
-
-class ReviewTask(Base):
-    """A unit of human work (attribute review, parsing correction, box check) and its external id."""
-
-    __tablename__ = "review_tasks"
-    __table_args__ = (Index("ix_review_tasks_status_kind", "status", "kind"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(32), default="queued")  # queued, pushed, answered, ...
-    priority: Mapped[float] = mapped_column(Float, default=0.0)
-    project_ref: Mapped[str | None] = mapped_column(String(64), default=None)
-    external_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
-    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

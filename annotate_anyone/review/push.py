@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.catalog.models import Image, ImageStatus, Person
 from annotate_anyone.db.base import session_scope
@@ -23,7 +24,7 @@ from annotate_anyone.errors import AnnotateAnyoneError
 from annotate_anyone.review import configs, engine, layout
 from annotate_anyone.review.builders import TaskBuilder
 from annotate_anyone.review.client import OutTask, ReviewBackend
-from annotate_anyone.review.models import ReviewProject, ReviewTask
+from annotate_anyone.review.models import ReviewProject
 from annotate_anyone.review.settings import ReviewSettings
 
 log = logging.getLogger(__name__)

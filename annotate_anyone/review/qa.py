@@ -22,7 +22,8 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewTask
+from annotate_anyone.annotation.models import ReviewTask
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer
 
 ACTIVE = "active"
 

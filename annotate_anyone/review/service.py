@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone import logs
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy, load_taxonomy
 from annotate_anyone.catalog.models import Image, Person
 from annotate_anyone.db.base import session_scope, utcnow
@@ -28,7 +29,7 @@ from annotate_anyone.review import configs, media, qa
 from annotate_anyone.review.builders import TaskBuilder
 from annotate_anyone.review.client import WEBHOOK_HEADER, LabelStudioBackend, ReviewBackend
 from annotate_anyone.review.flagging import flag_annotators
-from annotate_anyone.review.models import ReviewAnswer, ReviewEvent, ReviewProject, ReviewTask
+from annotate_anyone.review.models import ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.push import Pusher, PushReport
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.review.sync import (

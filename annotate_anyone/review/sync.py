@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.annotation import human
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy, split_category
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, ImageStatus, Person
 from annotate_anyone.db.base import session_scope, utcnow
@@ -35,7 +37,7 @@ from annotate_anyone.review.client import (
     format_cursor,
     parse_time,
 )
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject, ReviewTask
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.push import (
     ANSWERED,
     GOLD_TEMPLATE,
@@ -266,11 +268,11 @@ class Applier:
             group, key = split_category(category)
             _drop_stale_humans(session, task.person_id, group, key, keep=set(by_annotator))
             if not by_annotator:
-                engine.settle_model_labels(session, person_id=task.person_id, group=group, key=key, value=None)
+                human.settle_model_labels(session, person_id=task.person_id, group=group, key=key, value=None)
                 continue
             vote = self._aggregate(session, category, by_annotator, accuracy, len(self.taxonomy.options(group, key)))
             for annotator, value in by_annotator.items():
-                row = engine.record_human_label(
+                row = human.store_human_label(
                     session,
                     person_id=task.person_id,
                     group=group,
@@ -283,7 +285,7 @@ class Applier:
                     distribution=vote.distribution,
                 )
                 row.state = AttributeState.human_verified if value == vote.value else AttributeState.rejected
-            engine.settle_model_labels(session, person_id=task.person_id, group=group, key=key, value=vote.value)
+            human.settle_model_labels(session, person_id=task.person_id, group=group, key=key, value=vote.value)
 
     def _aggregate(
         self, session: Session, category: str, votes: Mapping[str, str], accuracy: Mapping[str, float], n_options: int
@@ -330,7 +332,7 @@ def _drop_stale_humans(session: Session, person_id: int, group: int, key: str, k
             Attribute.group == group,
             Attribute.key == key,
             Attribute.origin == AttributeOrigin.human,
-            Attribute.model_version == engine.HUMAN_MODEL_VERSION,
+            Attribute.model_version == human.HUMAN_MODEL_VERSION,
             Attribute.annotator.not_in(keep) if keep else Attribute.id.is_not(None),
         )
     )

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.settings import Settings
 from tests.e2e.conftest import ARTIFACTS
 from tests.services import LS_PASSWORD, LS_USERNAME, app_in_thread

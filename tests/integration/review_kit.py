@@ -13,11 +13,11 @@ import httpx
 import numpy as np
 from PIL import Image as PILImage
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeState, Image, Person
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.review import configs, layout
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.storage import ObjectStore
 
 CATEGORIES = [(6, "color"), (3, "hair_color"), (0, "age"), (8, "type"), (14, "overall_style")]

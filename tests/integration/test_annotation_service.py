@@ -11,7 +11,7 @@ from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.dev_calibration import dev_calibrations
 from annotate_anyone.annotation.flywheel import flywheel_report, run_round
 from annotate_anyone.annotation.labelers.offline import OfflineLabeler
-from annotate_anyone.annotation.models import ModelPrediction
+from annotate_anyone.annotation.models import ModelPrediction, ReviewTask
 from annotate_anyone.annotation.parsing import decode_map
 from annotate_anyone.annotation.parsing.geometric import GeometricParser
 from annotate_anyone.annotation.service import (
@@ -25,7 +25,6 @@ from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.db.migrate import upgrade
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage.local import LocalStore
 

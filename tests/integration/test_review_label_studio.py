@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.review import configs, layout, service
 from annotate_anyone.review.client import LabelStudioBackend
-from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject, ReviewTask
+from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.settings import Settings, reveal
 from annotate_anyone.storage import open_store

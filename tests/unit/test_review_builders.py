@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.parsing import encode_map
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.catalog.models import Image, Person
 from annotate_anyone.review import configs, layout
 from annotate_anyone.review.builders import TaskBuilder, box_from_region, box_region, parsing_from_result, tight_box
 from annotate_anyone.review.engine import Routed
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.storage import LocalStore
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.review import configs, layout
-from annotate_anyone.review.models import ReviewTask
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.review.sync import Applier
 from annotate_anyone.storage import LocalStore

@@ -7,13 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from annotate_anyone.annotation.flywheel import flywheel_report
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.api import dashboard
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope, utcnow
 from annotate_anyone.review import layout, qa, service
-from annotate_anyone.review.models import ReviewAnswer, ReviewProject, ReviewTask
+from annotate_anyone.review.models import ReviewAnswer, ReviewProject
 from annotate_anyone.settings import Settings
 
 TAXONOMY = load_taxonomy()

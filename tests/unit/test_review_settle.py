@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.migrate import upgrade
-from annotate_anyone.review.models import ReviewAnswer, ReviewProject, ReviewTask
+from annotate_anyone.review.models import ReviewAnswer, ReviewProject
 from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.review.sync import Applier
 from annotate_anyone.storage.local import LocalStore
