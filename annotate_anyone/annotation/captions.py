@@ -1,6 +1,6 @@
 """Dense captions in CosmicMan's grammar and the training columns, from a person's resolved labels.
 
-The phrase rules live in :mod:`annotate_anyone.daring.captions` (``SHOT_PHRASES``, ``group_phrase``),
+The phrase rules live in :mod:`annotate_anyone.annotation.phrases` (``SHOT_PHRASES``, ``group_phrase``),
 which groups and keys count in the taxonomy (:meth:`Taxonomy.aa_entry`); this module picks each
 person's final labels and writes the groups in order.
 """
@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotate_anyone.annotation.phrases import SHOT_PHRASES, group_phrase
 from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
 
@@ -50,8 +51,6 @@ def aa_text(labels: Labels, taxonomy: Taxonomy) -> list[dict[str, str] | None]:
 
 def dense_caption(shot_type: str | None, groups: list[dict[str, str] | None]) -> str:
     """Shot phrase, then every group's phrase in group order, joined with ", " (no dropout, no shuffling)."""
-    from annotate_anyone.daring.captions import SHOT_PHRASES, group_phrase
-
     parts = [SHOT_PHRASES[shot_type]] if shot_type in SHOT_PHRASES else []
     parts += [
         phrase for index, attrs in enumerate(groups) if attrs is not None and (phrase := group_phrase(index, attrs))

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from annotate_anyone.daring.captions import SHOT_PHRASE_STYLES
+from annotate_anyone.annotation.phrases import SHOT_PHRASE_STYLES
 
 ModelKind = Literal["sd15", "sdxl"]
 

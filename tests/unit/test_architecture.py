@@ -67,7 +67,6 @@ KNOWN_UPWARD_LAZY: dict[tuple[str, str], str] = {
     ("metrics", "catalog"): "metrics.py: the gauges' collector reads the tables at scrape time",
     ("metrics", "jobs"): "metrics.py: the gauges' collector reads the tables at scrape time",
     ("metrics", "review"): "metrics.py: the gauges' collector reads the tables at scrape time",
-    ("annotation", "daring"): "annotation/captions.py writes captions with daring/captions.py's phrase rules",
 }
 
 

@@ -120,7 +120,7 @@ def test_flip_time_ids_and_shot_phrases(tmp_path):
 
     from transformers import AutoTokenizer
 
-    from annotate_anyone.daring.captions import SHOT_PHRASE_STYLES
+    from annotate_anyone.annotation.phrases import SHOT_PHRASE_STYLES
     from annotate_anyone.daring.data import CaptionRules, DaringDataset
     from annotate_anyone.daring.demo import build_demo_release
     from annotate_anyone.daring.tiny import train_tokenizer
