@@ -4,7 +4,8 @@ Two kinds:
 
 * **From the database, computed at scrape time** by :class:`DatabaseCollector`, so every server process
   answers the same numbers whichever wrote the rows: jobs by kind and state, items by outcome and reason,
-  Label Studio sync lag and webhook backlog, and (service mode) the broker's queue depth.
+  Label Studio sync lag and webhook backlog (read by the ``read_tables`` function the API passes,
+  ``api.table_metrics``: this module names no table), and (service mode) the broker's queue depth.
 * **Per process**, observed where they happen: HTTP latency by route template and status, pipeline stage
   durations, rate-limiter errors. Several server or worker processes add up through prometheus-client's
   multiprocess mode: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty folder writable by every process
@@ -19,10 +20,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from annotate_anyone.settings import Settings
 
 log = logging.getLogger(__name__)
+TableReader = Callable[["Settings"], list[Metric]]  # the scrape-time families read from the tables
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what Prometheus 2 and 3 both read
@@ -68,14 +69,6 @@ def observe_stage(stage: str, seconds: float, passed: int, dropped: int) -> None
         STAGE_RECORDS.labels(stage, "dropped").inc(dropped)
 
 
-def _age_s(moment: datetime | None, now: datetime) -> float | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # SQLite gives naive datetimes; every stored time is UTC
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (now - moment).total_seconds())
-
-
 class DatabaseCollector(Collector):
     """Metrics read from the database (and the broker) on each scrape.
 
@@ -83,13 +76,14 @@ class DatabaseCollector(Collector):
     families out of that scrape rather than reporting zeros.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, read_tables: TableReader) -> None:
         self.settings = settings
+        self.read_tables = read_tables
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("aa_metrics_source_up", "Whether a source answered this scrape", labels=["source"])
         try:
-            families = self._from_database()
+            families = self.read_tables(self.settings)
         except Exception as exc:
             log.warning("metrics: database query failed: %s", exc)
             families = []
@@ -106,51 +100,6 @@ class DatabaseCollector(Collector):
                 log.warning("metrics: broker query failed: %s", exc)
                 up.add_metric(["broker"], 0.0)
         yield up
-
-    def _from_database(self) -> list[Metric]:
-        from sqlalchemy import func, select
-
-        from annotate_anyone.catalog.models import Item
-        from annotate_anyone.db.base import session_scope
-        from annotate_anyone.jobs.models import Job
-        from annotate_anyone.review.models import ReviewEvent, ReviewProject
-
-        jobs = GaugeMetricFamily("aa_jobs", "Jobs by kind and state", labels=["kind", "state"])
-        items = GaugeMetricFamily("aa_items", "Items by outcome and drop reason", labels=["outcome", "reason"])
-        lag = GaugeMetricFamily(
-            "aa_review_sync_lag_seconds",
-            "Seconds since each Label Studio project was last reconciled (since creation if never)",
-            labels=["project"],
-        )
-        pending = GaugeMetricFamily("aa_review_events_pending", "Label Studio webhook events not yet applied")
-        oldest = GaugeMetricFamily(
-            "aa_review_events_oldest_pending_seconds", "Age of the oldest webhook event not yet applied (0: none)"
-        )
-        now = datetime.now(UTC)
-        with session_scope(self.settings.db_url) as session:
-            for kind, state, count in session.execute(
-                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-            ):
-                jobs.add_metric([kind, _value(state)], float(count))
-            for outcome, reason, count in session.execute(
-                select(Item.status, Item.reason, func.count()).group_by(Item.status, Item.reason)
-            ):
-                items.add_metric([_value(outcome), reason or ""], float(count))
-            for kind, version, synced, created in session.execute(
-                select(ReviewProject.kind, ReviewProject.taxonomy_version, ReviewProject.last_sync_at,
-                       ReviewProject.created_at)
-            ):  # fmt: skip
-                lag.add_metric([f"{kind}/{version}"], _age_s(synced or created, now) or 0.0)
-            count, first = session.execute(
-                select(func.count(), func.min(ReviewEvent.received_at)).where(ReviewEvent.processed_at.is_(None))
-            ).one()
-            pending.add_metric([], float(count or 0))
-            oldest.add_metric([], _age_s(first, now) or 0.0)
-        return [jobs, items, lag, pending, oldest]
-
-
-def _value(state: Any) -> str:
-    return str(getattr(state, "value", state))
 
 
 def queue_depths(broker_url: str, queues: tuple[str, ...] = QUEUES, timeout: float = 2.0) -> dict[str, int]:
@@ -192,10 +141,10 @@ def _process_registry() -> CollectorRegistry:
     return REGISTRY
 
 
-def render(settings: Settings) -> tuple[bytes, str]:
-    """The exposition body and its content type: per-process metrics, then the database's."""
+def render(settings: Settings, read_tables: TableReader) -> tuple[bytes, str]:
+    """The exposition body and its content type: per-process metrics, then the database's (``read_tables``)."""
     database = CollectorRegistry(auto_describe=False)
-    database.register(DatabaseCollector(settings))
+    database.register(DatabaseCollector(settings, read_tables))
     start = time.perf_counter()
     body = generate_latest(_process_registry()) + generate_latest(database)
     log.debug("metrics rendered in %.1f ms", 1000 * (time.perf_counter() - start))

@@ -226,8 +226,8 @@ def test_metrics_of_several_processes_add_up_in_multiprocess_mode(embedded: Sett
     for _ in range(2):  # two server or worker processes, one after the other
         subprocess.run([sys.executable, "-c", observe], env=env, check=True, timeout=120)
     render = (
-        "from annotate_anyone.metrics import render\nfrom annotate_anyone.settings import Settings\n"
-        "print(render(Settings())[0].decode())\n"
+        "from annotate_anyone.api.table_metrics import table_metrics\nfrom annotate_anyone.metrics import render\n"
+        "from annotate_anyone.settings import Settings\nprint(render(Settings(), table_metrics)[0].decode())\n"
     )
     text = subprocess.run(
         [sys.executable, "-c", render], env=env, check=True, timeout=120, capture_output=True, text=True

@@ -64,9 +64,6 @@ KNOWN_UPWARD_LAZY: dict[tuple[str, str], str] = {
     ("jobs", "annotation"): "jobs/kinds.py: the annotate round (annotation/round_job.py)",
     ("jobs", "review"): "jobs/kinds.py: the review kinds (review/service.py)",
     ("jobs", "release"): "jobs/kinds.py: the export kind (release/export_job.py)",
-    ("metrics", "catalog"): "metrics.py: the gauges' collector reads the tables at scrape time",
-    ("metrics", "jobs"): "metrics.py: the gauges' collector reads the tables at scrape time",
-    ("metrics", "review"): "metrics.py: the gauges' collector reads the tables at scrape time",
 }
 
 

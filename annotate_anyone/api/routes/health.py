@@ -35,9 +35,10 @@ async def ready(settings: SettingsDep) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
 async def metrics(settings: SettingsDep, principal: PoolReader) -> Response:
+    from annotate_anyone.api.table_metrics import table_metrics
     from annotate_anyone.metrics import render
 
-    body, content_type = await asyncio.to_thread(render, settings)
+    body, content_type = await asyncio.to_thread(render, settings, table_metrics)
     return Response(body, media_type=content_type)
 
 
