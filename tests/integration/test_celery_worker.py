@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from annotate_anyone.executors.celery import CeleryExecutor
 from annotate_anyone.jobs.models import JobStatus
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
+from tests.services import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["read", "decode", "seen", "store"]
@@ -59,44 +59,22 @@ def _settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @pytest.fixture
-def start_worker(service_env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen]]:
-    procs: list[subprocess.Popen] = []
+def start_worker(service_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], ManagedProcess]]:
+    procs: list[ManagedProcess] = []
 
-    def start() -> subprocess.Popen:
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "--pool=prefork",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
-        log = open(REPO / "tests" / f".worker-{len(procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env={**os.environ, **service_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def start() -> ManagedProcess:
+        argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--loglevel=INFO",
+                "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle",
+                "--without-heartbeat"]  # fmt: skip
+        name = f"worker-{len(procs)}"
+        proc = ManagedProcess(name, argv, {**os.environ, **service_env}, tmp_path / f"{name}.log", REPO)
+        proc.start()
         procs.append(proc)
         return proc
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        proc.stop()
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -131,7 +109,7 @@ def _queue_ingest(settings: Settings, folder: Path, batch_size: int) -> int:
 
 def test_worker_runs_a_pipeline_into_postgres_and_s3(
     service_env: dict[str, str],
-    start_worker: Callable[[], subprocess.Popen],
+    start_worker: Callable[[], ManagedProcess],
     tmp_path: Path,
     make_jpeg: Callable[..., bytes],
     monkeypatch: pytest.MonkeyPatch,
@@ -162,7 +140,7 @@ def test_worker_runs_a_pipeline_into_postgres_and_s3(
 
 def test_killing_the_worker_mid_job_loses_nothing_and_repeats_nothing(
     service_env: dict[str, str],
-    start_worker: Callable[[], subprocess.Popen],
+    start_worker: Callable[[], ManagedProcess],
     tmp_path: Path,
     make_jpeg: Callable[..., bytes],
     monkeypatch: pytest.MonkeyPatch,
@@ -176,8 +154,9 @@ def test_killing_the_worker_mid_job_loses_nothing_and_repeats_nothing(
     first = start_worker()
     job_id = _queue_ingest(settings, folder, batch_size=2)
     _wait_for(lambda: _job(settings, job_id)[1] >= 10, 120, "the first units")
-    os.killpg(first.pid, signal.SIGKILL)  # the whole process tree: main process and pool child
-    first.wait(10)
+    assert first.proc is not None
+    os.killpg(first.proc.pid, signal.SIGKILL)  # the whole process tree: main process and pool child
+    first.proc.wait(10)
     status, done_at_kill, total = _job(settings, job_id)
     assert status == JobStatus.running and done_at_kill < total == n, "the kill must land mid-job"
     start_worker()

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_celery_worker import STAGES, service_env, start_worker  # noqa: F401 (fixtures)
+from tests.services import ManagedProcess
 
 pytestmark = pytest.mark.services
 
 
 def test_ingest_wait_follows_the_queued_job_to_its_end(
     service_env: dict[str, str],  # noqa: F811
-    start_worker: Callable[[], subprocess.Popen],  # noqa: F811
+    start_worker: Callable[[], ManagedProcess],  # noqa: F811
     tmp_path: Path,
     make_jpeg: Callable[..., bytes],
 ) -> None:
