@@ -35,8 +35,8 @@ def main() -> None:
 
     from PIL import Image as PILImage
 
-    from annotate_anyone.annotation.captions import resolved_labels
     from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.dense_captions import resolved_labels
     from annotate_anyone.annotation.flywheel import run_round
     from annotate_anyone.annotation.models import ReviewTask
     from annotate_anyone.annotation.service import add_gold, record_human_label

@@ -1,7 +1,7 @@
 """The CosmicMan caption grammar's phrases: a leading phrase per shot type, one phrase per attribute group.
 
-Pure Python. The annotation engine writes dense captions with them (:mod:`annotate_anyone.annotation.captions`)
-and the Daring trainer composes its training captions from them (:mod:`annotate_anyone.daring.captions`):
+Pure Python. The annotation engine writes dense captions with them (:mod:`annotate_anyone.annotation.dense_captions`)
+and the Daring trainer composes its training captions from them (:mod:`annotate_anyone.daring.training_captions`):
 
 * ``SHOT_PHRASES``: shot type (``person_type``) -> leading phrase, CosmicMan's own wording
   (``"a upper body shot"``, ``"a close up portrait shot"``); ``SHOT_PHRASE_STYLES`` also holds

@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.calibration import Calibrator, fit_calibration
-from annotate_anyone.annotation.captions import aa_text, dense_caption, resolved_labels
 from annotate_anyone.annotation.config import AnnotationConfig
+from annotate_anyone.annotation.dense_captions import aa_text, dense_caption, resolved_labels
 from annotate_anyone.annotation.dev_calibration import DevCalibration, dev_calibrations
 from annotate_anyone.annotation.features import HANDMADE, handmade_features
 from annotate_anyone.annotation.human import store_human_label

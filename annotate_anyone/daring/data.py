@@ -18,9 +18,9 @@ import numpy as np
 
 from annotate_anyone.annotation.phrases import shot_phrases
 from annotate_anyone.daring.buckets import AspectBuckets
-from annotate_anyone.daring.captions import NUM_GROUPS, SHOT, compose_caption
 from annotate_anyone.daring.masks import SHOT_SLOT, group_masks, label_maps, mirror_labels
 from annotate_anyone.daring.spans import caption_spans
+from annotate_anyone.daring.training_captions import NUM_GROUPS, SHOT, compose_caption
 from annotate_anyone.datasets import LocalRelease, open_release
 from annotate_anyone.errors import InvalidInput
 

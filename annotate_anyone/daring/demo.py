@@ -16,7 +16,7 @@ import numpy as np
 
 from annotate_anyone.annotation.phrases import SHOT_PHRASES
 from annotate_anyone.annotation.taxonomy import load_taxonomy
-from annotate_anyone.daring.captions import NUM_GROUPS
+from annotate_anyone.daring.training_captions import NUM_GROUPS
 
 COLOURS = {
     "red": (200, 40, 40), "blue": (40, 60, 200), "green": (40, 160, 60), "yellow": (220, 200, 40),

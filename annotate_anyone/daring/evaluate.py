@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from annotate_anyone.daring.attention import AttentionStore, CapturingAttnProcessor, install_capture
-from annotate_anyone.daring.captions import NUM_GROUPS
 from annotate_anyone.daring.diffusion import encode_latents, noise_batch
 from annotate_anyone.daring.models import TextConditioner
+from annotate_anyone.daring.training_captions import NUM_GROUPS
 
 if TYPE_CHECKING:
     import torch

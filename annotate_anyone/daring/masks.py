@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from annotate_anyone.daring.captions import NUM_GROUPS
+from annotate_anyone.daring.training_captions import NUM_GROUPS
 
 if TYPE_CHECKING:
     import torch

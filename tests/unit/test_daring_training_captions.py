@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from annotate_anyone.annotation.phrases import SHOT_PHRASES, group_phrase, shot_phrases
 from annotate_anyone.annotation.taxonomy import load_taxonomy
-from annotate_anyone.daring.captions import NUM_GROUPS, SHOT, compose_caption
 from annotate_anyone.daring.spans import caption_spans, find_subsequence, locate_spans
+from annotate_anyone.daring.training_captions import NUM_GROUPS, SHOT, compose_caption
 from annotate_anyone.errors import InvalidInput
 
 WORDS = st.sampled_from(["red", "blue", "silk", "cotton", "long", "short", "floral", "wavy", "fit", "asian"])
