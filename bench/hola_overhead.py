@@ -26,7 +26,7 @@ import torch
 def build_unet(name: str):
     from diffusers import UNet2DConditionModel
 
-    from annotate_anyone.daring.tiny import tiny_unet
+    from annotate_anyone.daring.tiny_pipelines import tiny_unet
 
     torch.manual_seed(0)
     if name == "tiny":

@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="how many times the image set is processed")
     args = ap.parse_args()
 
-    from annotate_anyone.annotation.tiny import build_tiny_blip2, build_tiny_segformer
+    from annotate_anyone.annotation.tiny_checkpoints import build_tiny_blip2, build_tiny_segformer
 
     tmp = tempfile.mkdtemp(prefix="aa-perception-")
     ckpts = {"blip2": str(build_tiny_blip2(os.path.join(tmp, "blip2"))),

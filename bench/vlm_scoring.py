@@ -34,7 +34,7 @@ def main() -> None:
 
     from annotate_anyone.annotation.labelers.vlm import OptionScorer, crop_person
     from annotate_anyone.annotation.taxonomy import load_taxonomy
-    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
 
     torch.set_num_threads(args.threads)
     crop = crop_person(astronaut(), (120, 20, 420, 512), margin=0.05)  # the astronaut: box plus margin

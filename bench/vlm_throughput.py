@@ -66,7 +66,7 @@ def build(name: str, device: str, dtype: Any) -> tuple[Any, Any]:
     import torch
     import transformers as tf
 
-    from annotate_anyone.annotation import vlm_tiny as vt
+    from annotate_anyone.annotation import tiny_vlm_checkpoints as vt
     from annotate_anyone.annotation.taxonomy import load_taxonomy
     from annotate_anyone.annotation.vlm_adapters import qwen_processor_without_video
 
@@ -143,7 +143,7 @@ def main() -> None:
 
     from annotate_anyone.annotation.labelers.vlm import OptionScorer, crop_person
     from annotate_anyone.annotation.taxonomy import load_taxonomy
-    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
 
     if args.threads:
         torch.set_num_threads(args.threads)

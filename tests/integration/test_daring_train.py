@@ -9,7 +9,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
 from annotate_anyone.daring.demo import build_demo_release  # noqa: E402
-from annotate_anyone.daring.tiny import build_tiny_pipeline  # noqa: E402
+from annotate_anyone.daring.tiny_pipelines import build_tiny_pipeline  # noqa: E402
 
 CONFIG = """
 model: {{kind: {kind}, path: {model}}}

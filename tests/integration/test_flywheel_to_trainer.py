@@ -29,7 +29,7 @@ optim: {{lr: 1.0e-3}}
 
 def test_demo_release_trains_through_the_cli(tmp_path: Path) -> None:
     from annotate_anyone.cli import app
-    from annotate_anyone.daring.tiny import build_tiny_pipeline
+    from annotate_anyone.daring.tiny_pipelines import build_tiny_pipeline
     from annotate_anyone.home.demo import run_demo
     from annotate_anyone.release.materialize import materialize
     from annotate_anyone.storage import open_store

@@ -42,7 +42,7 @@ REDIS_DB = 14  # its own db: the queues of other Celery tests never mix with the
 def env(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     import redis
 
-    from annotate_anyone.annotation.clip_tiny import build_tiny_clip
+    from annotate_anyone.annotation.tiny_clip_checkpoints import build_tiny_clip
 
     broker = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
     redis.Redis.from_url(broker).flushdb()

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from annotate_anyone.annotation.tiny import build_tiny_blip2, build_tiny_segformer
+    from annotate_anyone.annotation.tiny_checkpoints import build_tiny_blip2, build_tiny_segformer
 
     root = tmp_path_factory.mktemp("ckpt")
     return {"blip2": build_tiny_blip2(root / "blip2"), "segformer": build_tiny_segformer(root / "segformer")}

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from annotate_anyone.annotation.clip_tiny import build_tiny_clip
+    from annotate_anyone.annotation.tiny_clip_checkpoints import build_tiny_clip
 
     root = tmp_path_factory.mktemp("clip")
     return {f: build_tiny_clip(root / f, family=f) for f in ("clip", "siglip")}
@@ -117,7 +117,7 @@ def test_temperature_flattens_the_distribution(checkpoints, labelers):
 
 def test_not_a_clip_checkpoint_is_a_clear_error(tmp_path):
     from annotate_anyone.annotation.labelers.clip import CLIPLabeler
-    from annotate_anyone.annotation.tiny import build_tiny_segformer
+    from annotate_anyone.annotation.tiny_checkpoints import build_tiny_segformer
 
     with pytest.raises(ConfigError, match="config.json"):
         CLIPLabeler(tmp_path / "missing")
@@ -152,7 +152,7 @@ def test_square_crop_keeps_the_whole_person():
 # -- cascade ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def blip2(tmp_path_factory):
-    from annotate_anyone.annotation.tiny import build_tiny_blip2
+    from annotate_anyone.annotation.tiny_checkpoints import build_tiny_blip2
 
     return build_tiny_blip2(tmp_path_factory.mktemp("blip2"))
 

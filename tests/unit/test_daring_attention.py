@@ -14,7 +14,7 @@ from annotate_anyone.daring.attention import (  # noqa: E402
     install_capture,
 )
 from annotate_anyone.daring.hola import hola_loss  # noqa: E402
-from annotate_anyone.daring.tiny import tiny_unet  # noqa: E402
+from annotate_anyone.daring.tiny_pipelines import tiny_unet  # noqa: E402
 
 IMAGE = (128, 192)  # latent 16x24, capture map 8x12
 

@@ -70,7 +70,7 @@ def test_dataset_sample(tmp_path):
 
     from annotate_anyone.daring.data import CaptionRules, DaringDataset
     from annotate_anyone.daring.demo import build_demo_release
-    from annotate_anyone.daring.tiny import train_tokenizer
+    from annotate_anyone.daring.tiny_pipelines import train_tokenizer
     from annotate_anyone.datasets import open_release
 
     build_demo_release(tmp_path / "rel", count=3, sizes=((120, 200),), seed=1)
@@ -123,7 +123,7 @@ def test_flip_time_ids_and_shot_phrases(tmp_path):
     from annotate_anyone.annotation.phrases import SHOT_PHRASE_STYLES
     from annotate_anyone.daring.data import CaptionRules, DaringDataset
     from annotate_anyone.daring.demo import build_demo_release
-    from annotate_anyone.daring.tiny import train_tokenizer
+    from annotate_anyone.daring.tiny_pipelines import train_tokenizer
     from annotate_anyone.datasets import open_release
 
     build_demo_release(tmp_path / "rel", count=2, sizes=((128, 192),), seed=4)

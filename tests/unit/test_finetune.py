@@ -23,7 +23,7 @@ TRAIN_OPTIONS = ft.FinetuneOptions(steps=40, lr=1e-2, batch_size=8, seed=0, targ
 
 @pytest.fixture(scope="module")
 def blip2(tmp_path_factory):
-    from annotate_anyone.annotation.tiny import build_tiny_blip2
+    from annotate_anyone.annotation.tiny_checkpoints import build_tiny_blip2
 
     return build_tiny_blip2(tmp_path_factory.mktemp("ckpt") / "blip2")
 
@@ -62,7 +62,7 @@ def test_every_family_gets_language_model_adapters_and_labels_with_them(family, 
     from transformers import AutoModelForImageTextToText
 
     from annotate_anyone.annotation.labelers.vlm import OptionScorer
-    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
 
     ckpt = build_tiny_vlm(family, tmp_path / family)
     model = AutoModelForImageTextToText.from_pretrained(str(ckpt))

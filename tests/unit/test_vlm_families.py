@@ -27,7 +27,7 @@ FAMILIES = {
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def checkpoint(request, tmp_path_factory):
-    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
 
     return request.param, build_tiny_vlm(request.param, tmp_path_factory.mktemp(request.param))
 
@@ -116,7 +116,7 @@ def test_a_folder_that_is_not_a_supported_checkpoint_is_refused(tmp_path):
 
 
 def test_tiny_checkpoints_are_built_once_into_the_model_cache(tmp_path):
-    from annotate_anyone.annotation.vlm_tiny import cached_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import cached_tiny_vlm
 
     first = cached_tiny_vlm("idefics3", tmp_path)
     stamp = (first / "model.safetensors").stat().st_mtime_ns
@@ -133,7 +133,7 @@ def test_settings_load_the_vlm_with_a_device_map_and_it_scores_the_same(tmp_path
     from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.labelers.clip import model_labelers
     from annotate_anyone.annotation.labelers.vlm import VLMLabeler, crop_person
-    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
     from annotate_anyone.settings import ModelsConfig
 
     ckpt = build_tiny_vlm("llava", tmp_path / "llava")

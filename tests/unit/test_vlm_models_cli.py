@@ -22,7 +22,7 @@ def _one_line_error(result: object) -> str:
 
 
 def test_models_check_reports_family_processor_and_a_smoke_scoring(tmp_path: Path) -> None:
-    from annotate_anyone.annotation.vlm_tiny import build_tiny_vlm
+    from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
 
     folder = build_tiny_vlm("llava", tmp_path / "llava-tiny")
     result = CliRunner().invoke(app, ["models", "check", str(folder), "--json"])

@@ -1,7 +1,10 @@
-"""Tiny randomly initialised checkpoints (Segformer, BLIP-2, LLaVA) built from configs, for tests and benchmarks.
+"""Tiny randomly initialised checkpoints (Segformer, BLIP-2) built from configs, for tests and benchmarks.
 
-Everything is local: tokenizers are trained on a few sentences with ``tokenizers``; nothing is
-downloaded. The weights are random, so the outputs are well formed but meaningless.
+Everything is local: tokenizers are trained on a few sentences with ``tokenizers`` (``train_tokenizer``,
+which the sibling modules share); nothing is downloaded. The weights are random, so the outputs are well
+formed but meaningless. The other label-model families: :mod:`~annotate_anyone.annotation.tiny_vlm_checkpoints`
+(VLMs) and :mod:`~annotate_anyone.annotation.tiny_clip_checkpoints` (CLIP, SigLIP); the Daring trainer's
+tiny diffusers pipelines: :mod:`~annotate_anyone.daring.tiny_pipelines`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tiny randomly initialised CLIP and SigLIP checkpoints built from configs, for tests and benchmarks.
 
-Same rules as :mod:`annotate_anyone.annotation.tiny`: the tokenizer is trained locally on the
+Same rules as :mod:`annotate_anyone.annotation.tiny_checkpoints`: the tokenizer is trained locally on the
 taxonomy's prompts with ``tokenizers``, nothing is downloaded, the weights are random (the outputs are
 well-formed distributions, meaningless as answers). The folders load with ``AutoModel`` and
 ``AutoProcessor`` exactly like a real ``openai/clip-*`` or ``google/siglip-*`` checkpoint folder.
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from annotate_anyone.annotation.taxonomy import Taxonomy, load_taxonomy
-from annotate_anyone.annotation.tiny import train_tokenizer
+from annotate_anyone.annotation.tiny_checkpoints import train_tokenizer
 
 MAX_TEXT = 64  # text positions of the tiny models (prompts are padded/truncated to this)
 
@@ -29,8 +29,9 @@ def _corpus(taxonomy: Taxonomy) -> list[str]:
 
 
 def train_clip_tokenizer(out_dir: str | Path, sentences: Iterable[str], *, vocab_size: int = 800) -> object:
-    """The project's locally trained BPE tokenizer (:func:`~annotate_anyone.annotation.tiny.train_tokenizer`),
-    wrapping every text as ``<s> ... </s>`` (CLIP pools at ``</s>``) and limited to :data:`MAX_TEXT` tokens."""
+    """The project's locally trained BPE tokenizer
+    (:func:`~annotate_anyone.annotation.tiny_checkpoints.train_tokenizer`), wrapping every text as
+    ``<s> ... </s>`` (CLIP pools at ``</s>``) and limited to :data:`MAX_TEXT` tokens."""
     from tokenizers import processors
 
     fast = train_tokenizer(out_dir, sentences, vocab_size=vocab_size)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from annotate_anyone.annotation.taxonomy import Taxonomy, load_taxonomy
-from annotate_anyone.annotation.tiny import _corpus, build_tiny_blip2, train_tokenizer
+from annotate_anyone.annotation.tiny_checkpoints import _corpus, build_tiny_blip2, train_tokenizer
 
 QWEN_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
