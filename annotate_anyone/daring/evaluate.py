@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from annotate_anyone.daring.attention import AttentionStore, CapturingAttnProcessor, install_capture
+from annotate_anyone.daring.components import TextConditioner
 from annotate_anyone.daring.diffusion import encode_latents, noise_batch
-from annotate_anyone.daring.models import TextConditioner
 from annotate_anyone.daring.training_captions import NUM_GROUPS
 
 if TYPE_CHECKING:
@@ -131,8 +131,8 @@ def train_eval(
     import torch
 
     from annotate_anyone.daring.checkpoints import load_checkpoint_unet, read_meta
+    from annotate_anyone.daring.components import load_components
     from annotate_anyone.daring.data import DaringDataset, open_training_release
-    from annotate_anyone.daring.models import load_components
     from annotate_anyone.daring.train import buckets_from, rules_from
 
     meta = read_meta(checkpoint)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from annotate_anyone.daring.checkpoints import load_checkpoint_unet, read_meta
-from annotate_anyone.daring.models import require_ml
+from annotate_anyone.daring.components import require_ml
 
 
 def generate(

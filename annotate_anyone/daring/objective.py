@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from annotate_anyone.daring.attention import AttentionStore
+from annotate_anyone.daring.components import TextConditioner
 from annotate_anyone.daring.diffusion import encode_latents, noise_batch
 from annotate_anyone.daring.hola import HolaTerms, hola_loss
-from annotate_anyone.daring.models import TextConditioner
 
 if TYPE_CHECKING:
     import torch

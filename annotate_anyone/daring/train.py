@@ -17,6 +17,7 @@ from typing import Any
 from annotate_anyone.daring.attention import AttentionStore, CapturingAttnProcessor, install_capture
 from annotate_anyone.daring.buckets import AspectBuckets
 from annotate_anyone.daring.checkpoints import checkpoint_dir, list_checkpoints, write_meta
+from annotate_anyone.daring.components import Components, TextConditioner, load_components
 from annotate_anyone.daring.config import DataConfig, TrainConfig, load_config
 from annotate_anyone.daring.data import (
     BucketBatchSampler,
@@ -26,7 +27,6 @@ from annotate_anyone.daring.data import (
     open_training_release,
 )
 from annotate_anyone.daring.evaluate import attention_alignment, evaluation_samples
-from annotate_anyone.daring.models import Components, TextConditioner, load_components
 from annotate_anyone.daring.objective import DiffusionStep, HolaObjective
 from annotate_anyone.errors import NotFound
 
