@@ -49,7 +49,7 @@ def main() -> None:
 def start_label_studio(tmp: Path):  # noqa: ANN201
     import shutil
 
-    from tests.services import LabelStudioServer, free_port, label_studio_template, label_studio_venv
+    from tests.servers import LabelStudioServer, free_port, label_studio_template, label_studio_venv
 
     venv = label_studio_venv()
     data = tmp / "ls" / "data"

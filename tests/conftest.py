@@ -1,4 +1,4 @@
-"""Shared fixtures. Real servers (PostgreSQL, Redis, SeaweedFS S3, Label Studio) come from tests/services.py."""
+"""Shared fixtures. Real servers (PostgreSQL, Redis, SeaweedFS S3, Label Studio) come from tests/servers.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from annotate_anyone.db.base import dispose_engines
 from annotate_anyone.home.setup import init_home
 from annotate_anyone.settings import Settings, get_settings
 
-pytest_plugins = ["tests.services"] if importlib.util.find_spec("tests.services") else []
+pytest_plugins = ["tests.servers"] if importlib.util.find_spec("tests.servers") else []
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from annotate_anyone.settings import Settings
-from tests.services import app_in_thread
+from tests.servers import app_in_thread
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "e2e"
 CHROMIUM_FLAGS = [

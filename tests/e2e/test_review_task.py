@@ -21,7 +21,7 @@ from annotate_anyone.catalog.models import Attribute, AttributeOrigin, Attribute
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.settings import Settings
 from tests.e2e.conftest import ARTIFACTS
-from tests.services import LS_PASSWORD, LS_USERNAME, app_in_thread
+from tests.servers import LS_PASSWORD, LS_USERNAME, app_in_thread
 
 pytestmark = pytest.mark.browser
 SUIT = Path(__file__).resolve().parents[1] / "data" / "people-coco" / "COCO_val2014_000000000459.jpg"

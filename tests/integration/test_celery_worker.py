@@ -26,7 +26,7 @@ from annotate_anyone.executors.celery import CeleryExecutor
 from annotate_anyone.jobs.models import JobStatus
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
-from tests.services import ManagedProcess
+from tests.servers import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["read", "decode", "seen", "store"]

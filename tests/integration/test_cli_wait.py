@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_celery_worker import STAGES, service_env, start_worker  # noqa: F401 (fixtures)
-from tests.services import ManagedProcess
+from tests.servers import ManagedProcess
 
 pytestmark = pytest.mark.services
 

@@ -30,7 +30,7 @@ from annotate_anyone.jobs.models import JobStatus, JobUnit
 from annotate_anyone.settings import Settings
 from annotate_anyone.storage import open_store
 from tests.integration.test_annotation_service import add_person
-from tests.services import ManagedProcess
+from tests.servers import ManagedProcess
 
 pytest.importorskip("transformers")
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def env(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[dict[str, str]]
 
 @pytest.fixture
 def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[list[str]], Path]]:
-    """Start a worker in its own process group (tests/services.ManagedProcess); returns its log file."""
+    """Start a worker in its own process group (tests/servers.ManagedProcess); returns its log file."""
     procs: list[ManagedProcess] = []
 
     def start(argv: list[str]) -> Path:

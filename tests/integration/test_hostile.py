@@ -46,7 +46,7 @@ from annotate_anyone.pipeline.fetch import HttpFetcher
 from annotate_anyone.review import media
 from annotate_anyone.settings import SECRETS_FILE, Settings, reveal
 from tests.hostile import ANY, DripServer, LoopbackGuard, jpeg_bytes, spend_tokens, write_corpus
-from tests.services import free_port
+from tests.servers import free_port
 
 STAGES = ["read", "decode", "seen", "store"]  # no model stages: the hostile part is reading and decoding
 CLI = [sys.executable, "-m", "annotate_anyone.cli"]
@@ -371,7 +371,7 @@ def test_request_limits_hold_before_parsing_and_no_anonymous_5xx(home: Settings,
 
 
 def test_chunked_bodies_are_cut_at_the_cap_on_a_live_server(home: Settings) -> None:
-    from tests.services import app_in_thread
+    from tests.servers import app_in_thread
 
     settings = home.model_copy(update={"max_body_bytes": 64 * 1024})
 

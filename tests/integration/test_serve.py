@@ -15,7 +15,7 @@ from annotate_anyone.access.auth import create_api_key
 from annotate_anyone.db.base import dispose_engines, session_scope
 from annotate_anyone.home.setup import init_home
 from annotate_anyone.settings import Settings
-from tests.services import app_in_thread, free_port
+from tests.servers import app_in_thread, free_port
 
 
 def test_serve_with_two_workers(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Real servers for the integration tests, as a pytest plugin (``pytest_plugins = ["tests.services"]``).
+"""Real servers for the integration tests, as a pytest plugin (``pytest_plugins = ["tests.servers"]``).
 
 Session fixtures:
 
