@@ -43,7 +43,7 @@ resume: null
 
 def prepare(args: argparse.Namespace, seed: int, root: Path) -> None:
     """The seed's tiny pipeline, training release and held-out release under ``root``."""
-    from annotate_anyone.daring.demo import build_demo_release
+    from annotate_anyone.daring.synthetic_release import build_demo_release
     from annotate_anyone.daring.tiny_pipelines import build_tiny_pipeline
 
     build_tiny_pipeline(root / "model", args.kind, seed=seed)

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
-from annotate_anyone.daring.demo import build_demo_release  # noqa: E402
+from annotate_anyone.daring.synthetic_release import build_demo_release  # noqa: E402
 from annotate_anyone.daring.tiny_pipelines import build_tiny_pipeline  # noqa: E402
 
 CONFIG = """

@@ -69,7 +69,7 @@ def test_dataset_sample(tmp_path):
     from transformers import AutoTokenizer
 
     from annotate_anyone.daring.data import CaptionRules, DaringDataset
-    from annotate_anyone.daring.demo import build_demo_release
+    from annotate_anyone.daring.synthetic_release import build_demo_release
     from annotate_anyone.daring.tiny_pipelines import train_tokenizer
     from annotate_anyone.datasets import open_release
 
@@ -122,7 +122,7 @@ def test_flip_time_ids_and_shot_phrases(tmp_path):
 
     from annotate_anyone.annotation.phrases import SHOT_PHRASE_STYLES
     from annotate_anyone.daring.data import CaptionRules, DaringDataset
-    from annotate_anyone.daring.demo import build_demo_release
+    from annotate_anyone.daring.synthetic_release import build_demo_release
     from annotate_anyone.daring.tiny_pipelines import train_tokenizer
     from annotate_anyone.datasets import open_release
 
