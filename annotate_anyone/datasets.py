@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from annotate_anyone.errors import InvalidInput, NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import content_digest, load_manifest, manifest_files, published_versions
 from annotate_anyone.release.reading import HashingReader, iter_samples
 from annotate_anyone.storage.base import ObjectStore
@@ -107,14 +107,14 @@ class OpenedRelease:
         """The parquet index as a ``pyarrow.Table``."""
         import pyarrow.parquet as pq
 
-        return pq.read_table(io.BytesIO(self.store.get_bytes(layout.key(self.version, layout.INDEX))), columns=columns)
+        return pq.read_table(io.BytesIO(self.store.get_bytes(paths.key(self.version, paths.INDEX))), columns=columns)
 
     def open_shard(self, shard: Shard) -> BinaryIO:
-        return self.store.open(layout.key(self.version, shard.name))
+        return self.store.open(paths.key(self.version, shard.name))
 
     def shard_url(self, shard: Shard, expires: int = 3600) -> str | None:
         """A presigned URL (S3), or ``None`` (local: use :meth:`open_shard`)."""
-        return self.store.url_for(layout.key(self.version, shard.name), expires=expires)
+        return self.store.url_for(paths.key(self.version, shard.name), expires=expires)
 
     def verify(self, level: str | bool = "quick") -> None:
         """``"full"``: every checksum (reads everything). ``"quick"``/True: the manifest's digest, the
@@ -133,12 +133,12 @@ class OpenedRelease:
             raise InvalidInput(f"verify must be 'full', 'quick' or False, not {level!r}")
         if content_digest(manifest_files(self.manifest)) != self.manifest.get("digest"):
             raise InvalidInput(f"release {self.version}: manifest digest does not match its file list")
-        entry = next(f for f in self.manifest["files"] if f["name"] == layout.INDEX)
-        data = self.store.get_bytes(layout.key(self.version, layout.INDEX))
+        entry = next(f for f in self.manifest["files"] if f["name"] == paths.INDEX)
+        data = self.store.get_bytes(paths.key(self.version, paths.INDEX))
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise InvalidInput(f"release {self.version}: index.parquet fails its checksum")
         for shard in self.shards:
-            size = self.store.size(layout.key(self.version, shard.name))
+            size = self.store.size(paths.key(self.version, shard.name))
             if size != shard.size:
                 raise InvalidInput(f"release {self.version}: {shard.name} has {size} bytes, expected {shard.size}")
         self.check_shards = True
@@ -199,7 +199,7 @@ def open_release(
 
 
 def _laid_out(path: Path) -> bool:
-    return path.suffix == ".parquet" or (path.is_dir() and not (path / layout.RELEASES).is_dir())
+    return path.suffix == ".parquet" or (path.is_dir() and not (path / paths.RELEASES).is_dir())
 
 
 @dataclass(frozen=True, slots=True)

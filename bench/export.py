@@ -63,7 +63,7 @@ def build_db(root: Path, samples: int, pool: int) -> tuple[str, object, list[tup
     from annotate_anyone.catalog.models import Image as ImageRow
     from annotate_anyone.db import migrate
     from annotate_anyone.db.base import session_factory
-    from annotate_anyone.release import layout
+    from annotate_anyone.release import paths
     from annotate_anyone.storage.local import LocalStore
 
     url = f"sqlite:///{root / 'bench.db'}"
@@ -97,8 +97,8 @@ def build_db(root: Path, samples: int, pool: int) -> tuple[str, object, list[tup
                  "confidence": 0.9, "origin": "model", "model_version": "vlm@1", "taxonomy_version": "cm-1.0",
                  "state": "auto_accepted", "annotator": ""}
             )  # fmt: skip
-        doc = json.dumps({"key": layout.sample_key(sha, 0), "labels": rows_attr[-25:], "person": rows_person[-1]})
-        baseline.append((layout.sample_key(sha, 0), key, parsing_keys[j], doc.encode()))
+        doc = json.dumps({"key": paths.sample_key(sha, 0), "labels": rows_attr[-25:], "person": rows_person[-1]})
+        baseline.append((paths.sample_key(sha, 0), key, parsing_keys[j], doc.encode()))
     for table, rows in ((ImageRow, rows_img), (Person, rows_person), (Attribute, rows_attr)):
         for k in range(0, len(rows), 5000):
             session.execute(insert(table), rows[k : k + 5000])

@@ -14,7 +14,7 @@ from typing import Any
 
 from annotate_anyone.annotation.parsing.base import decode_map, encode_map, is_atr_png
 from annotate_anyone.errors import InvalidInput
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.samples import Sample
 from annotate_anyone.release.training_format import TrainingFormat
 from annotate_anyone.storage.base import ObjectStore
@@ -154,7 +154,7 @@ class SampleEncoder:
         person = dict(sample.person)
         person.pop("parsing_key", None)
         members["parsing.png"] = self._parsing(fetched.parsing, (width, height))
-        segm_path = layout.parsing_path(sample.key)
+        segm_path = paths.parsing_path(sample.key)
         if scale != 1.0:
             person["box"] = [round(v * scale, 2) for v in person.get("box") or []]
             if person.get("keypoints"):
@@ -182,7 +182,7 @@ class SampleEncoder:
         head = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         members["json"] = f'{head[:-1]},"labels":{labels_json}}}'.encode()  # the labels are serialised once
         row = {
-            "path": layout.image_path(sample.sha256, ext),
+            "path": paths.image_path(sample.sha256, ext),
             "segm_path": segm_path,
             "height": height,
             "width": width,

@@ -27,7 +27,7 @@ from annotate_anyone import logs
 from annotate_anyone.catalog.models import Image, ImageStatus, Person
 from annotate_anyone.catalog.takedown import tombstones
 from annotate_anyone.errors import Conflict, InvalidInput
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.diff import ReleaseDiff
 from annotate_anyone.release.encode import ImageMode, LeftOut, SampleEncoder
 from annotate_anyone.release.manifest import content_digest, load_manifest, published_versions, write_manifest
@@ -142,12 +142,12 @@ def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
 
 def discard_unpublished(store: ObjectStore, version: str) -> None:
     """Remove what an aborted export of ``version`` left behind; :class:`Conflict` if it is published."""
-    if store.exists(layout.key(version, layout.MANIFEST)):
+    if store.exists(paths.key(version, paths.MANIFEST)):
         raise Conflict(f"release {version} is already published and cannot be rewritten")
     if isinstance(store, LocalStore):
-        shutil.rmtree(store.path(layout.prefix(version)), ignore_errors=True)
+        shutil.rmtree(store.path(paths.prefix(version)), ignore_errors=True)
         return
-    for key in list(store.list(layout.prefix(version))):
+    for key in list(store.list(paths.prefix(version))):
         store.delete(key)
 
 
@@ -155,7 +155,7 @@ def _read_parent(store: ObjectStore, version: str) -> list[tuple[str, str, str |
     import pyarrow.parquet as pq
 
     table = pq.read_table(
-        io.BytesIO(store.get_bytes(layout.key(version, layout.INDEX))), columns=["key", "sha256", "labels"]
+        io.BytesIO(store.get_bytes(paths.key(version, paths.INDEX))), columns=["key", "sha256", "labels"]
     )
     return list(zip(*(table.column(c).to_pylist() for c in ("key", "sha256", "labels")), strict=True))
 
@@ -230,7 +230,7 @@ def export_release(
     created = datetime.now(UTC)
     published = published_versions(store)
     known = set(published) | set(session.scalars(select(Release.version)))
-    version = layout.check_version(version) if version else layout.next_version(known, created.date())
+    version = paths.check_version(version) if version else paths.next_version(known, created.date())
     if version in known:
         raise Conflict(f"release {version} already exists; published versions are never rewritten")
     parent_version = (published[-1] if published else None) if parent == LATEST else parent
@@ -271,16 +271,16 @@ def export_release(
         diff.finish(lambda rows: _removal_reasons(session, rows, {t["sha256"] for t in tomb}))
         files = [
             index_file,
-            put_small(publisher, layout.CHANGES_JSON, _json(diff.as_dict())),
-            put_small(publisher, layout.CHANGES_MD, diff.markdown().encode()),
-            put_small(publisher, layout.TOMBSTONES, _json({"version": version, "tombstones": tomb})),
+            put_small(publisher, paths.CHANGES_JSON, _json(diff.as_dict())),
+            put_small(publisher, paths.CHANGES_MD, diff.markdown().encode()),
+            put_small(publisher, paths.TOMBSTONES, _json({"version": version, "tombstones": tomb})),
         ]
         publisher.wait()
         needed = annotation is not None and (expected_error_rate is None or routing is None)
         engine = _engine_summary(session, annotation) if needed else {}
         error = expected_error_rate if expected_error_rate is not None else engine.get("expected_error_rate")
         manifest = {
-            "format": layout.FORMAT,
+            "format": paths.FORMAT,
             "version": version,
             "parent": parent_version,
             "created_at": created.isoformat(),
@@ -305,7 +305,7 @@ def export_release(
             "files": [f.as_dict() for f in files],
             "digest": content_digest([*shard_files, *files]),
         }
-        if store.exists(layout.key(version, layout.MANIFEST)):
+        if store.exists(paths.key(version, paths.MANIFEST)):
             raise Conflict(f"release {version} was published by another export meanwhile")
         manifest_key = write_manifest(store, version, manifest)
     except BaseException:

@@ -24,7 +24,7 @@ UNIT = Unit.single("export")
 
 def plan(session: Session, job: Job, settings: Settings) -> list[Unit]:
     if not (job.params or {}).get("version"):
-        from annotate_anyone.release.layout import next_version
+        from annotate_anyone.release.paths import next_version
         from annotate_anyone.release.service import list_published
 
         existing = set(list_published(open_store(settings=settings))) | set(session.scalars(select(Release.version)))

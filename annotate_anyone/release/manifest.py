@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from annotate_anyone.errors import InvalidInput, NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.writers import FileInfo
 from annotate_anyone.storage.base import ObjectStore
 from annotate_anyone.storage.local import LocalStore
@@ -38,7 +38,7 @@ def encode(manifest: dict[str, Any]) -> bytes:
 
 def write_manifest(store: ObjectStore, version: str, manifest: dict[str, Any]) -> str:
     """Publish the manifest (the atomic step that makes the version visible); returns its key."""
-    key = layout.key(version, layout.MANIFEST)
+    key = paths.key(version, paths.MANIFEST)
     store.put_bytes(key, encode(manifest), content_type="application/json")
     return key
 
@@ -46,29 +46,29 @@ def write_manifest(store: ObjectStore, version: str, manifest: dict[str, Any]) -
 def load_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
     """The manifest of a published version; :class:`NotFound` if the version is not published."""
     try:
-        data = store.get_bytes(layout.key(version, layout.MANIFEST))
+        data = store.get_bytes(paths.key(version, paths.MANIFEST))
     except NotFound as exc:
         raise NotFound(f"release {version!r} is not published in {store.url}") from exc
     try:
         manifest = json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"release {version!r}: manifest.json is not valid JSON") from exc
-    if manifest.get("format") != layout.FORMAT or manifest.get("version") != version:
+    if manifest.get("format") != paths.FORMAT or manifest.get("version") != version:
         raise InvalidInput(f"release {version!r}: manifest has format/version {manifest.get('format')!r}")
     return manifest
 
 
 def published_versions(store: ObjectStore) -> list[str]:
-    """Published versions, oldest first (see :func:`annotate_anyone.release.layout.version_sort_key`)."""
+    """Published versions, oldest first (see :func:`annotate_anyone.release.paths.version_sort_key`)."""
     if isinstance(store, LocalStore):  # avoid walking the whole store
-        found = [p.parent.name for p in store.path(layout.RELEASES).glob(f"*/{layout.MANIFEST}") if p.is_file()]
+        found = [p.parent.name for p in store.path(paths.RELEASES).glob(f"*/{paths.MANIFEST}") if p.is_file()]
     else:
         found = []
-        for key in store.list(layout.RELEASES + "/"):
+        for key in store.list(paths.RELEASES + "/"):
             parts = key.split("/")
-            if len(parts) == 3 and parts[2] == layout.MANIFEST:
+            if len(parts) == 3 and parts[2] == paths.MANIFEST:
                 found.append(parts[1])
-    return sorted(found, key=layout.version_sort_key)
+    return sorted(found, key=paths.version_sort_key)
 
 
 def manifest_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:

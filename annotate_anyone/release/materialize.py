@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from annotate_anyone.errors import Conflict, InvalidInput
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.encode import palette_parsing
 from annotate_anyone.release.manifest import load_manifest
 from annotate_anyone.release.reading import HashingReader, iter_samples
@@ -74,8 +74,8 @@ def _write(path: Path, data: bytes) -> None:
 def _index(store: ObjectStore, version: str, manifest: dict[str, Any]) -> bytes:
     import hashlib
 
-    entry = next(f for f in manifest["files"] if f["name"] == layout.INDEX)
-    data = store.get_bytes(layout.key(version, layout.INDEX))
+    entry = next(f for f in manifest["files"] if f["name"] == paths.INDEX)
+    data = store.get_bytes(paths.key(version, paths.INDEX))
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise InvalidInput(f"release {version}: index.parquet fails its checksum")
     return data
@@ -114,7 +114,7 @@ def _extract(
     map could not be made a palette PNG (written as stored unless ``strict_parsing``)."""
     bad: set[str] = set()
     for entry in manifest["shards"]:
-        reader = HashingReader(store.open(layout.key(version, entry["name"])))
+        reader = HashingReader(store.open(paths.key(version, entry["name"])))
         for key, files in iter_samples(reader):
             if key not in where:
                 if strict_parsing:  # a left-out row: nothing to write
@@ -163,9 +163,9 @@ def materialize(
         k: (p, s) for k, p, s in zip(*(table.column(c).to_pylist() for c in ("key", "path", "segm_path")), strict=True)
     }
     _extract(store, version, manifest, dest, where, with_json=with_json, strict_parsing=False)
-    _write(dest / layout.MANIFEST, store.get_bytes(layout.key(version, layout.MANIFEST)))
-    _write(dest / layout.INDEX, index_bytes)
-    return dest / layout.INDEX
+    _write(dest / paths.MANIFEST, store.get_bytes(paths.key(version, paths.MANIFEST)))
+    _write(dest / paths.INDEX, index_bytes)
+    return dest / paths.INDEX
 
 
 def materialize_cosmicman(
@@ -208,6 +208,6 @@ def materialize_cosmicman(
     )  # fmt: skip
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(list(rows.values()), schema=schema), buf)
-    _write(dest / layout.MANIFEST, store.get_bytes(layout.key(version, layout.MANIFEST)))
+    _write(dest / paths.MANIFEST, store.get_bytes(paths.key(version, paths.MANIFEST)))
     _write(dataset / name, buf.getvalue())
     return CosmicmanLayout(data_root=dest, dataset=dataset, rows=len(rows), left_out=dict(sorted(left_out.items())))

@@ -16,7 +16,7 @@ from sqlalchemy import Select, String, and_, false, func, or_, select, type_coer
 from sqlalchemy.orm import Session
 
 from annotate_anyone.catalog.models import Attribute, Image, ImageStatus, Item, Person, Source, Takedown
-from annotate_anyone.release.layout import sample_key
+from annotate_anyone.release.paths import sample_key
 from annotate_anyone.release.selection import Preset, SampleFilter
 
 PAGE_IMAGES = 512

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.errors import NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import load_manifest, manifest_files, published_versions
 from annotate_anyone.release.materialize import materialize
 from annotate_anyone.release.models import Release
@@ -62,16 +62,16 @@ def get_manifest(store: ObjectStore, version: str) -> dict[str, Any]:
 
 def file_names(store: ObjectStore, version: str) -> list[str]:
     """Every downloadable file of a version: ``manifest.json`` and the files the manifest pins."""
-    return [layout.MANIFEST, *(f["name"] for f in manifest_files(load_manifest(store, version)))]
+    return [paths.MANIFEST, *(f["name"] for f in manifest_files(load_manifest(store, version)))]
 
 
 def file_key(store: ObjectStore, version: str, name: str) -> str:
     """The store key of ``name`` if the version's manifest lists it (nothing else can be downloaded).
 
     ``manifest.json`` itself is always listed, so its key is returned without reading it."""
-    if name != layout.MANIFEST and name not in file_names(store, version):
+    if name != paths.MANIFEST and name not in file_names(store, version):
         raise NotFound(f"release {version!r} lists no file {name!r}")
-    return layout.key(version, name)
+    return paths.key(version, name)
 
 
 def file_url(store: ObjectStore, version: str, name: str, *, expires: int = 3600) -> str | None:

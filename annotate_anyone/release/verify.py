@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from annotate_anyone.errors import InvalidInput, NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import content_digest, load_manifest, manifest_files
 from annotate_anyone.release.reading import HashingReader, iter_members
 from annotate_anyone.storage.base import ObjectStore
@@ -36,7 +36,7 @@ class VerifyReport:
 
 
 def _check_file(store: ObjectStore, version: str, entry: dict[str, Any], report: VerifyReport) -> HashingReader | None:
-    key = layout.key(version, entry["name"])
+    key = paths.key(version, entry["name"])
     try:
         stream = store.open(key)
     except NotFound:
@@ -76,7 +76,7 @@ def verify_release(store: ObjectStore, version: str, *, expected_digest: str | N
         report.fail(f"manifest digest {manifest.get('digest')} != expected {expected_digest}")
 
     expected: dict[str, dict[str, set[str]]] = defaultdict(dict)  # shard -> key -> required extensions
-    index_entry = next((f for f in manifest["files"] if f["name"] == layout.INDEX), None)
+    index_entry = next((f for f in manifest["files"] if f["name"] == paths.INDEX), None)
     if index_entry is None:
         report.fail("the manifest lists no index")
     elif (reader := _check_file(store, version, index_entry, report)) is not None:
@@ -85,7 +85,7 @@ def verify_release(store: ObjectStore, version: str, *, expected_digest: str | N
         try:
             table = pq.read_table(io.BytesIO(data), columns=["key", "shard", "segm_path"])
         except Exception as exc:  # noqa: BLE001 - any parquet failure is a verification failure
-            report.fail(f"{layout.INDEX}: unreadable ({exc})")
+            report.fail(f"{paths.INDEX}: unreadable ({exc})")
         else:
             report.samples = table.num_rows
             if table.num_rows != manifest["counts"]["samples"]:
@@ -95,7 +95,7 @@ def verify_release(store: ObjectStore, version: str, *, expected_digest: str | N
             ):
                 expected[shard][key] = {"json"} | ({"parsing.png"} if segm else set())
     for entry in manifest["files"]:
-        if entry["name"] != layout.INDEX and (reader := _check_file(store, version, entry, report)) is not None:
+        if entry["name"] != paths.INDEX and (reader := _check_file(store, version, entry, report)) is not None:
             _finish(entry, reader, report)
     for entry in manifest["shards"]:
         reader = _check_file(store, version, entry, report)

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from annotate_anyone.errors import NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import load_manifest, manifest_files
 from annotate_anyone.storage import ObjectStore
 
@@ -45,11 +45,11 @@ def summary(manifest_: dict[str, Any]) -> dict[str, Any]:
 def changes(store: ObjectStore, version: str) -> dict[str, Any]:
     """``changes.json`` (the diff to the parent in label terms) plus ``CHANGES.md`` when present."""
     try:
-        data = json.loads(store.get_bytes(layout.key(version, layout.CHANGES_JSON)))
+        data = json.loads(store.get_bytes(paths.key(version, paths.CHANGES_JSON)))
     except NotFound as exc:
-        raise NotFound(f"release {version!r} has no {layout.CHANGES_JSON}") from exc
+        raise NotFound(f"release {version!r} has no {paths.CHANGES_JSON}") from exc
     try:
-        text = store.get_bytes(layout.key(version, layout.CHANGES_MD)).decode("utf-8", "replace")
+        text = store.get_bytes(paths.key(version, paths.CHANGES_MD)).decode("utf-8", "replace")
     except NotFound:
         text = None
     return {"changes": data, "markdown": text}

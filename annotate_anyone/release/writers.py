@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.storage.base import ObjectStore
 from annotate_anyone.storage.local import LocalStore
 
@@ -116,7 +116,7 @@ class Publisher:
     def staging_path(self, name: str) -> Path:
         """A fresh local file to write ``name`` into (inside the store folder when the store is local)."""
         if isinstance(self.store, LocalStore):
-            dest = self.store.path(layout.key(self.version, name))
+            dest = self.store.path(paths.key(self.version, name))
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=dest.suffix)
         else:
@@ -127,7 +127,7 @@ class Publisher:
 
     def publish(self, staged: Path, name: str) -> None:
         """Move a staged file into the store (asynchronously on S3; :meth:`wait` joins)."""
-        key = layout.key(self.version, name)
+        key = paths.key(self.version, name)
         if isinstance(self.store, LocalStore):
             os.replace(staged, self.store.path(key))
             return
@@ -187,7 +187,7 @@ class ShardWriter:
 
     @property
     def current_name(self) -> str:
-        return layout.shard_name(len(self.shards))
+        return paths.shard_name(len(self.shards))
 
     def write(self, key: str, members: dict[str, bytes]) -> str:
         """Add one sample (``members``: extension -> bytes); returns the shard it went to."""
@@ -231,7 +231,7 @@ class IndexWriter:
 
     ROW_GROUP = 8192
 
-    def __init__(self, publisher: Publisher, name: str = layout.INDEX) -> None:
+    def __init__(self, publisher: Publisher, name: str = paths.INDEX) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import load_manifest, published_versions
 from annotate_anyone.release.service import file_url
 from annotate_anyone.release.verify import verify_release
@@ -84,10 +84,10 @@ def test_release_on_s3(s3_world, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sorted(keys) == sorted(opened.index(["key"]).column("key").to_pylist())
 
     # a tampered shard fails verify
-    key = layout.key("s1", shard["name"])
+    key = paths.key("s1", shard["name"])
     data = bytearray(w.store.get_bytes(key))
     data[600] ^= 0xFF
     w.store.put_bytes(key, bytes(data))
     report = verify_release(w.store, "s1")
     assert not report.ok and any("sha256" in e for e in report.errors)
-    assert json.loads(w.store.get_bytes(layout.key("s1", layout.TOMBSTONES)))["tombstones"] == []
+    assert json.loads(w.store.get_bytes(paths.key("s1", paths.TOMBSTONES)))["tombstones"] == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from annotate_anyone.errors import InvalidInput
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import load_manifest
 from tests.unit.test_release_factories import World, export, many, world_fixture  # noqa: F401
 
@@ -50,7 +50,7 @@ def test_samples_decode_like_the_database(release, world: World) -> None:
 
     assert len(release.shards) > 4 and release.num_samples == 22  # 3 + the 19 of 37 with a parsing map
     samples = {s["__key__"]: s for s in ReleaseStream(release)}
-    a = samples[layout.sample_key(world.images["A"].sha256, 0)]
+    a = samples[paths.sample_key(world.images["A"].sha256, 0)]
     assert a["image"].size == (512, 512) and np.array_equal(a["parsing"], world.parsing["A0"])
     assert a["json"]["person"]["caption"] == "an astronaut in a white spacesuit"
     assert a["json"]["aa_text"][3] == {"hair color": "brown"}

@@ -11,18 +11,18 @@ import pytest
 from annotate_anyone.catalog.models import Image, ImageStatus, Source
 from annotate_anyone.catalog.takedown import is_taken_down, take_down
 from annotate_anyone.errors import InvalidInput, NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.manifest import load_manifest, published_versions
 from annotate_anyone.release.verify import verify_release
 from tests.unit.test_release_factories import World, export, jpeg, world_fixture  # noqa: F401
 
 
 def _key(w: World, image: str, index: int | None) -> str:
-    return layout.sample_key(w.images[image].sha256, index)
+    return paths.sample_key(w.images[image].sha256, index)
 
 
 def _read(w: World, version: str, name: str) -> dict:
-    return json.loads(w.store.get_bytes(layout.key(version, name)))
+    return json.loads(w.store.get_bytes(paths.key(version, name)))
 
 
 def test_second_release_diff_and_tombstones(world: World) -> None:
@@ -46,7 +46,7 @@ def test_second_release_diff_and_tombstones(world: World) -> None:
     second = export(w, version="1.1")
     w.session.commit()
     assert second.parent_version == "1.0"
-    changes = _read(w, "1.1", layout.CHANGES_JSON)
+    changes = _read(w, "1.1", paths.CHANGES_JSON)
     assert changes["parent"] == "1.0"
     assert [a["key"] for a in changes["added"]] == [_key(w, "F", 0)]
     assert {r["key"]: r["reason"] for r in changes["removed"]} == {_key(w, "D", 0): "takedown"}  # C never was in
@@ -61,10 +61,10 @@ def test_second_release_diff_and_tombstones(world: World) -> None:
     assert (top["from"]["value"], top["to"]["value"]) == ("t-shirt", "shirt")
     assert top["why"] == "relabelled by model vlm@2 (was vlm@1)"
     assert changes["summary"]["unchanged"] == 0
-    md = w.store.get_bytes(layout.key("1.1", layout.CHANGES_MD)).decode()
+    md = w.store.get_bytes(paths.key("1.1", paths.CHANGES_MD)).decode()
     assert "Changes against 1.0" in md and "'brown' -> 'black'" in md and "takedown" in md
 
-    tomb = {t["sha256"]: t for t in _read(w, "1.1", layout.TOMBSTONES)["tombstones"]}
+    tomb = {t["sha256"]: t for t in _read(w, "1.1", paths.TOMBSTONES)["tombstones"]}
     assert set(tomb) == {w.images["C"].sha256, w.images["D"].sha256}
     d = tomb[w.images["D"].sha256]
     assert d["reason"] == "subject asked for removal" and d["in_parent"]
@@ -80,8 +80,8 @@ def test_second_release_diff_and_tombstones(world: World) -> None:
     third = export(w, version="1.2")
     w.session.commit()
     assert third.counts["samples"] == second.counts["samples"]
-    assert _read(w, "1.2", layout.CHANGES_JSON)["summary"]["added"] == 0
-    assert all(t["in_parent"] is False for t in _read(w, "1.2", layout.TOMBSTONES)["tombstones"])
+    assert _read(w, "1.2", paths.CHANGES_JSON)["summary"]["added"] == 0
+    assert all(t["in_parent"] is False for t in _read(w, "1.2", paths.TOMBSTONES)["tombstones"])
 
 
 def test_source_takedown_and_validation(world: World) -> None:

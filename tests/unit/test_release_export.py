@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 
 from annotate_anyone.errors import Conflict, InvalidInput, NotFound
-from annotate_anyone.release import layout
+from annotate_anyone.release import paths
 from annotate_anyone.release.export import export_release
 from annotate_anyone.release.manifest import content_digest, load_manifest, published_versions
 from annotate_anyone.release.materialize import materialize
@@ -26,7 +26,7 @@ SMALL_SHARDS = 60_000  # bytes: the pool spreads over several shards
 
 
 def _key(w: World, image: str, index: int | None) -> str:
-    return layout.sample_key(w.images[image].sha256, index)
+    return paths.sample_key(w.images[image].sha256, index)
 
 
 def _release_dir(w: World, version: str) -> Path:
@@ -184,7 +184,7 @@ def test_resized_release_scales_geometry(world: World) -> None:
 def test_versions_are_immutable_and_follow_the_scheme(world: World) -> None:
     w = world
     first = _export(w)
-    assert layout.next_version([], __import__("datetime").date(2026, 1, 2)) == "2026.01.02.1"
+    assert paths.next_version([], __import__("datetime").date(2026, 1, 2)) == "2026.01.02.1"
     assert first.version.count(".") == 3 and first.version.endswith(".1")
     second = _export(w)
     assert second.version.endswith(".2") and second.parent_version == first.version

@@ -1,4 +1,4 @@
-"""Where things live inside a release, and the version scheme.
+"""Where things live inside a release (object keys and file paths), and the version scheme that names its folder.
 
 Versions follow the calendar scheme ``YYYY.MM.DD.N``: the UTC date of the export and ``N``, the
 1-based count of releases made that day (``2026.11.24.1``, ``2026.11.24.2``, ...). They sort by
