@@ -5,7 +5,7 @@
 
 Runs the demo's flywheel (ingest, one annotation round, export) on the package photos (``make demo``'s)
 and each folder's, in a temporary embedded home, and lays out every routed attribute task the way review
-push does (``annotate_anyone.review.layout``). Per person it counts the questions on screen, one per
+push does (``annotate_anyone.review.question_layout``). Per person it counts the questions on screen, one per
 question control: a single-choice question counts one, and **the parts checklist, one multi-select
 ("Which of these can you see the person wearing or carrying?"), counts as one question**, however many
 parts it lists:
@@ -19,7 +19,7 @@ parts it lists:
   dress, shoes, headwear: hat, bag, belt, scarf; other parts are taken as absent). A part whose end the
   person's shot type leaves out of frame (``CUT_BY_SHOT``: the bottoms, dress and coat of a waist-up shot)
   is ticked "partly out of frame", so its length questions are not asked. Questions another answer settles
-  (``layout.RULES``: boots height unless boots, a tank top's sleeves, ...) count by the model's answer.
+  (``question_layout.RULES``: boots height unless boots, a tank top's sleeves, ...) count by the model's answer.
 
 Routing is not changed here: in round 1 (no gold yet) every uncalibrated category is routed, so a person
 wearing a top and trousers is asked the paper's full set for both parts (8 and 7 questions) plus the 9
@@ -77,7 +77,7 @@ def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, i
     from annotate_anyone.catalog.models import Image, Person
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.home.demo import demo_settings, run_flywheel, write_demo_images
-    from annotate_anyone.review import engine, layout
+    from annotate_anyone.review import engine, question_layout
     from annotate_anyone.review.settings import ReviewSettings
     from annotate_anyone.settings import Settings
     from annotate_anyone.storage import open_store
@@ -103,13 +103,13 @@ def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, i
             person = session.get(Person, task.person_id)
             image = session.get(Image, person.image_id)
             routed = engine.routed_attributes(session, task)
-            plan = layout.plan(taxonomy, [(r.group, r.key) for r in routed])
+            plan = question_layout.plan(taxonomy, [(r.group, r.key) for r in routed])
             by_cat = {r.category: r for r in routed}
             shares = _parsing_shares(decode_map(store.get_bytes(person.parsing_key))) if person.parsing_key else {}
             sure, guessed = [], []
             for part in plan.parts:
                 r = by_cat.get(category_id(part.group, part.presence_key))
-                p = layout.presence_probability(taxonomy, part.presence_key, r.distribution) if r else None
+                p = question_layout.presence_probability(taxonomy, part.presence_key, r.distribution) if r else None
                 if p is not None and p >= threshold:
                     sure.append(part.label)
                 seen = sum(shares.get(i, 0.0) for i in EVIDENCE.get(part.group, ()))
@@ -117,8 +117,8 @@ def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, i
                     cut = part.cut_label and part.group in CUT_BY_SHOT.get(person.shot_type or "", ())
                     guessed.append(part.cut_label if cut else part.label)
             model = {r.category: r.value for r in routed if r.value is not None}
-            opening = len(layout.visible(plan, sure, {}))
-            answered = len(layout.visible(plan, guessed, model))
+            opening = len(question_layout.visible(plan, sure, {}))
+            answered = len(question_layout.visible(plan, guessed, model))
             name = Path(image.source_uri).name
             rows.append((name[:43], person.shot_type or "-", len(routed), opening, answered))
     return sorted(rows)

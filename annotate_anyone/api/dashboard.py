@@ -167,7 +167,7 @@ def review_categories(session: Session) -> list[dict[str, Any]]:
     """Per category: its name as people read it ("Dress · pattern", with ``group.key``), model labels routed to
     humans, and human answers recorded."""
     from annotate_anyone.annotation.taxonomy import load_taxonomy
-    from annotate_anyone.review.layout import category_title
+    from annotate_anyone.review.question_layout import category_title
 
     taxonomy = load_taxonomy()
     rows = session.execute(

@@ -1,7 +1,7 @@
 """Backend tasks from review tasks: the data a task shows and the predictions that pre-fill it.
 
 An attribute task carries only the questions routed for its person (every other option list is empty),
-laid out presence first (layout.py). The model's top answers and their calibrated scores are shown next to
+laid out presence first (question_layout.py). The model's top answers and their calibrated scores are shown next to
 the options; its answer is pre-selected only when it is confident enough; the person's box is drawn tight.
 """
 
@@ -17,7 +17,7 @@ from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy, category_id
 from annotate_anyone.catalog.models import Image, Person
 from annotate_anyone.errors import InvalidInput
-from annotate_anyone.review import configs, layout
+from annotate_anyone.review import configs, question_layout
 from annotate_anyone.review.client import OutTask
 from annotate_anyone.review.engine import Routed
 from annotate_anyone.review.settings import ReviewSettings
@@ -136,7 +136,7 @@ class TaskBuilder:
         for c in taxonomy.categories():
             self._empty[configs.options_field(c.group, c.key)] = []
             self._empty[configs.question_field(c.group, c.key)] = ""
-        for index in layout.PART_LABELS:
+        for index in question_layout.PART_LABELS:
             self._empty[configs.part_head_field(index)] = ""
 
     def person_box(self, person: Person, image: Image) -> list[float]:
@@ -163,12 +163,14 @@ class TaskBuilder:
             out.append(option)
         return out
 
-    def _parts(self, plan: layout.Layout, by_category: dict[str, Routed]) -> tuple[list[dict[str, Any]], list[str]]:
+    def _parts(
+        self, plan: question_layout.Layout, by_category: dict[str, Routed]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         """The checklist's options (with the model's presence probability) and the parts to pre-tick."""
         options, ticked = [], []
         for part in plan.parts:
             r = by_category.get(category_id(part.group, part.presence_key))
-            p = layout.presence_probability(self.taxonomy, part.presence_key, r.distribution) if r else None
+            p = question_layout.presence_probability(self.taxonomy, part.presence_key, r.distribution) if r else None
             option: dict[str, Any] = {"value": part.label}
             if r is not None:  # its presence was routed: say what the model thinks of it
                 note = "no model answer" if p is None else f"model {_percent(p)}"
@@ -178,7 +180,7 @@ class TaskBuilder:
                 options.append({"value": part.cut_label})
             if p is not None and p >= self.options.preselect_confidence:
                 ticked.append(part.label)
-        options.append({"value": layout.NONE_OF_THESE})
+        options.append({"value": question_layout.NONE_OF_THESE})
         return options, ticked
 
     def attributes(
@@ -188,15 +190,15 @@ class TaskBuilder:
         image: Image,
         routed: list[Routed],
         overlap: int,
-        plan: layout.Layout | None = None,
+        plan: question_layout.Layout | None = None,
     ) -> OutTask:
-        """Partial attribute task: the routed questions, presence first (see :mod:`layout`).
+        """Partial attribute task: the routed questions, presence first (see :mod:`question_layout`).
 
         The model's answer is pre-selected only at ``preselect_confidence`` or above; its top answers and
         their calibrated scores are shown next to the options either way. The prediction's score is the
         lowest confidence among the routed questions, and the task's summary line says so in words.
         """
-        plan = plan or layout.plan(self.taxonomy, [(r.group, r.key) for r in routed])
+        plan = plan or question_layout.plan(self.taxonomy, [(r.group, r.key) for r in routed])
         threshold = self.options.preselect_confidence
         by_category = {r.category: r for r in routed}
         data: dict[str, Any] = {**self._empty, "image": self.image_url(person, image), "aa_person_id": person.id}
@@ -211,7 +213,7 @@ class TaskBuilder:
         for group, key in [*plan.person, *((p.group, k) for p in plan.parts for k in p.questions)]:
             r = by_category.get(category_id(group, key)) or Routed(group, key, None, None, {}, "")
             sure = r.value in self.taxonomy.options(group, key) and (r.confidence or 0.0) >= threshold
-            if group in layout.PART_LABELS and self.taxonomy.is_absent(group, key, r.value):
+            if group in question_layout.PART_LABELS and self.taxonomy.is_absent(group, key, r.value):
                 sure = False  # a part's absence is the checklist's to say; its questions show once it is ticked
             data[configs.question_field(group, key)] = self.taxonomy.attribute(group, key).question
             options = self._options(r, sure)
@@ -232,7 +234,7 @@ class TaskBuilder:
                 if part.questions:
                     data[configs.part_head_field(part.group)] = part.label.capitalize()
             if ticked:
-                result.append(_choice(layout.PARTS, ticked, threshold))
+                result.append(_choice(question_layout.PARTS, ticked, threshold))
         pool = configs.HOTKEY_POOL[: self.options.max_hotkeys]
         keys = configs.assign_hotkeys([o for _, o in controls], pool)
         for (_, options), row in zip(controls, keys, strict=True):

@@ -3,7 +3,7 @@
 * ``attributes``: the image with the person box drawn (a pre-filled rectangle), the parsing overlay in a
   collapsed panel, the questions about the person, a checklist of parts, and each part's questions shown
   only once the part is ticked, less those another answer or a "partly out of frame" tick settles
-  (layout.py). Options come from the task (dynamic choices), so a task shows
+  (question_layout.py). Options come from the task (dynamic choices), so a task shows
   only the questions routed for that person; every other option list is empty and renders nothing.
 * ``parsing``: ``BrushLabels`` with the ATR labels, pre-filled with our parsing map.
 * ``box``: the pre-filled person box to confirm, adjust or reject.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from annotate_anyone.annotation.taxonomy import Taxonomy
-from annotate_anyone.review import layout
+from annotate_anyone.review import question_layout
 
 KINDS = ("attributes", "parsing", "box")
 IMAGE = "image"
@@ -119,13 +119,13 @@ def _question(name: str, group: int, key: str) -> list[str]:
 
 
 def _ruled_question(taxonomy: Taxonomy, group: int, key: str, indent: str) -> list[str]:
-    """A question, wrapped in the view that hides it when another answer settles it (``layout.RULES``).
+    """A question, wrapped in the view that hides it when another answer settles it (``question_layout.RULES``).
 
     ``only`` rules show it once the parent has one of their values (``choice-selected``); ``implies``
     rules hide it while an implying answer is chosen (``choice-unselected``, so it shows before).
     """
     lines = _question(control_name(group, key), group, key)
-    rule = layout.RULES.get((group, key))
+    rule = question_layout.RULES.get((group, key))
     if rule is None:
         return [indent + line for line in lines]
     shown = [display_value(v, taxonomy) for v in rule.only] or [display_value(v, taxonomy) for v in rule.implies]
@@ -142,8 +142,8 @@ def attribute_config(taxonomy: Taxonomy) -> str:
     """The attribute-review config: presence first, then each part's questions once the part is ticked.
 
     Every taxonomy attribute has a dynamic ``Choices`` (its options come from the task, so only routed
-    questions show); the parts checklist (``layout.PARTS``) gates each part's block with ``visibleWhen``.
-    See :mod:`annotate_anyone.review.layout` for the rules.
+    questions show); the parts checklist (``question_layout.PARTS``) gates each part's block with ``visibleWhen``.
+    See :mod:`annotate_anyone.review.question_layout` for the rules.
     """
     blocks = [
         "<View>",
@@ -162,34 +162,36 @@ def attribute_config(taxonomy: Taxonomy) -> str:
         "  </Collapse>",
         f'  <Header value="${PERSON_HEAD}" size="5"/>',
     ]
-    person = [g for g in layout.PERSON_GROUPS] + [
-        g.index for g in taxonomy.groups if g.index not in layout.PART_LABELS and g.index not in layout.PERSON_GROUPS
+    person = [g for g in question_layout.PERSON_GROUPS] + [
+        g.index
+        for g in taxonomy.groups
+        if g.index not in question_layout.PART_LABELS and g.index not in question_layout.PERSON_GROUPS
     ]
     for index in person:
-        for attr in layout.part_order(taxonomy.group(index)):
+        for attr in question_layout.part_order(taxonomy.group(index)):
             blocks += _ruled_question(taxonomy, index, attr.key, "")
     blocks += [
         f'  <Header value="${PARTS_QUESTION}" size="5"/>',
-        f'  <Choices name="{layout.PARTS}" toName="{IMAGE}" value="${PARTS_OPTIONS}" choice="multiple"'
+        f'  <Choices name="{question_layout.PARTS}" toName="{IMAGE}" value="${PARTS_OPTIONS}" choice="multiple"'
         ' showInline="true"/>',
     ]
     for group in taxonomy.groups:
-        label = layout.PART_LABELS.get(group.index)
+        label = question_layout.PART_LABELS.get(group.index)
         if label is None:
             continue
-        cut = f"{label}{layout.CUT_SUFFIX}"
-        ticked = f"{label},{cut}" if group.index in layout.EXTENT else label
+        cut = f"{label}{question_layout.CUT_SUFFIX}"
+        ticked = f"{label},{cut}" if group.index in question_layout.EXTENT else label
         blocks += [
-            f'  <View visibleWhen="choice-selected" whenTagName="{layout.PARTS}" whenChoiceValue={quoteattr(ticked)}'
-            ' className="aa-part">',
+            f'  <View visibleWhen="choice-selected" whenTagName="{question_layout.PARTS}"'
+            f' whenChoiceValue={quoteattr(ticked)} className="aa-part">',
             f'    <Header value="${part_head_field(group.index)}" size="5"/>',
         ]
-        for attr in layout.part_order(group):
-            if attr.key not in layout.EXTENT.get(group.index, ()):
+        for attr in question_layout.part_order(group):
+            if attr.key not in question_layout.EXTENT.get(group.index, ()):
                 blocks += _ruled_question(taxonomy, group.index, attr.key, "")
                 continue
             blocks += [  # where the part ends: not asked when the frame cuts it off
-                f'    <View visibleWhen="choice-unselected" whenTagName="{layout.PARTS}"'
+                f'    <View visibleWhen="choice-unselected" whenTagName="{question_layout.PARTS}"'
                 f" whenChoiceValue={quoteattr(cut)}>",
                 *_ruled_question(taxonomy, group.index, attr.key, "  "),
                 "    </View>",

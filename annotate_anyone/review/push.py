@@ -21,7 +21,7 @@ from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.catalog.models import Image, ImageStatus, Person
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.errors import AnnotateAnyoneError
-from annotate_anyone.review import configs, engine, layout
+from annotate_anyone.review import configs, engine, question_layout
 from annotate_anyone.review.builders import TaskBuilder
 from annotate_anyone.review.client import OutTask, ReviewBackend
 from annotate_anyone.review.models import ReviewProject
@@ -278,7 +278,7 @@ class Pusher:
             routed = engine.routed_attributes(session, task)
             if not routed:
                 raise ValueError("no routed attributes")
-            plan = layout.plan(self.taxonomy, [(r.group, r.key) for r in routed])
+            plan = question_layout.plan(self.taxonomy, [(r.group, r.key) for r in routed])
             set_review_meta(task, layout=plan.to_meta())
             return self.builder.attributes(task, person, image, routed, overlap, plan=plan)
         if self.kind == "box":

@@ -26,7 +26,7 @@ from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy, split_category
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, ImageStatus, Person
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.review import configs, engine, layout, qa
+from annotate_anyone.review import configs, engine, qa, question_layout
 from annotate_anyone.review.builders import box_from_region, parsing_from_result
 from annotate_anyone.review.client import (
     REF_FIELD,
@@ -116,7 +116,7 @@ class Applier:
         ticked: list[str] | None = None
         for region in result:
             name, value = region.get("from_name"), region.get("value") or {}
-            if region.get("type") == "choices" and name == layout.PARTS:
+            if region.get("type") == "choices" and name == question_layout.PARTS:
                 ticked = [str(v) for v in value.get("choices") or []]
             elif region.get("type") == "choices" and name in self.controls and value.get("choices"):
                 category = self.controls[name]
@@ -129,7 +129,7 @@ class Applier:
             extra["parsing_result"] = [r for r in result if r.get("type") == "brushlabels"]
         shown = task_layout(task)
         if task.kind == "attributes" and shown is not None:
-            choices = layout.settle(shown, self.taxonomy, ticked, choices)
+            choices = question_layout.settle(shown, self.taxonomy, ticked, choices)
             if ticked is not None:
                 extra["parts"] = ticked
         return choices, extra
@@ -224,7 +224,7 @@ class Applier:
         shown = task_layout(task)
         if shown is None:
             return
-        missing = set(layout.unanswered(shown, [a.choices or {} for a in answers]))
+        missing = set(question_layout.unanswered(shown, [a.choices or {} for a in answers]))
         if not missing:
             set_review_meta(task, followup=None)
             return
@@ -311,10 +311,10 @@ class Applier:
             person.parsing_model = f"human:{answer.annotator}"
 
 
-def task_layout(task: ReviewTask) -> layout.Layout | None:
+def task_layout(task: ReviewTask) -> question_layout.Layout | None:
     """The layout an attribute task was pushed with (``None`` for tasks pushed before layouts existed)."""
     meta = review_meta(task).get("layout")
-    return layout.Layout.from_meta(meta) if meta else None
+    return question_layout.Layout.from_meta(meta) if meta else None
 
 
 def task_person(session: Session, task: ReviewTask) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import Taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeState, Image, Person
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.review import configs, layout
+from annotate_anyone.review import configs, question_layout
 from annotate_anyone.storage import ObjectStore
 
 CATEGORIES = [(6, "color"), (3, "hair_color"), (0, "age"), (8, "type"), (14, "overall_style")]
@@ -131,13 +131,13 @@ class Annotator:
         ticked: list[str] = []
         for category, value in values.items():
             group, key = category.split(".")
-            label = layout.PART_LABELS.get(int(group))
+            label = question_layout.PART_LABELS.get(int(group))
             if label and not taxonomy.is_absent(int(group), key, value) and label not in ticked:
                 ticked.append(label)
             result.append(_choice(configs.control_name(int(group), key), [configs.display_value(value, taxonomy)]))
         offered = [o["value"] for o in task["data"].get(configs.PARTS_OPTIONS) or []]
         if parts and offered:
-            result.append(_choice(layout.PARTS, ticked or [layout.NONE_OF_THESE]))
+            result.append(_choice(question_layout.PARTS, ticked or [question_layout.NONE_OF_THESE]))
         response = self.http.post(
             f"/api/tasks/{task['id']}/annotations/", json={"result": result, "lead_time": lead_time}
         )

@@ -14,7 +14,7 @@ from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope
-from annotate_anyone.review import configs, layout, service
+from annotate_anyone.review import configs, question_layout, service
 from annotate_anyone.review.client import LabelStudioBackend
 from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.settings import ReviewSettings
@@ -309,7 +309,7 @@ def test_partial_answers_come_back_and_tasks_of_images_gone_are_withdrawn(tmp_pa
         asked = asked_categories(task, TAXONOMY)
         person = world.tasks[task["data"]["aa_task_id"]]
         if person == partial_person:  # answers one question about the person, skips the checklist
-            person_only = [c for c in asked if _split(c)[0] not in layout.PART_LABELS]
+            person_only = [c for c in asked if _split(c)[0] not in question_layout.PART_LABELS]
             answered_now = person_only[:1]
             annotator.answer(task, {c: world.truth[person][c] for c in answered_now}, TAXONOMY, 3.0, parts=False)
         else:

@@ -9,7 +9,7 @@ from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.parsing import encode_map
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.catalog.models import Image, Person
-from annotate_anyone.review import configs, layout
+from annotate_anyone.review import configs, question_layout
 from annotate_anyone.review.builders import TaskBuilder, box_from_region, box_region, parsing_from_result, tight_box
 from annotate_anyone.review.engine import Routed
 from annotate_anyone.review.settings import ReviewSettings
@@ -59,7 +59,7 @@ def test_attribute_task_asks_routed_questions_presence_first_and_preselects_only
     # the routed questions, the shoe type boots height depends on, and the parts checklist
     assert _asked(out) == ["g0_age_opts", "g5_type_opts", "g6_color_opts", "g9_boots_length_opts", "g9_type_opts",
                            "parts_opts"]  # fmt: skip
-    assert [o["value"] for o in out.data["parts_opts"]] == ["dress", "top", "shoes", layout.NONE_OF_THESE]
+    assert [o["value"] for o in out.data["parts_opts"]] == ["dress", "top", "shoes", question_layout.NONE_OF_THESE]
     assert "model 3%" in out.data["parts_opts"][0]["html"]  # the model's presence probability of the dress
     assert out.data["g6_color_q"] == TAXONOMY.attribute(6, "color").question and out.data["g1_body_shape_q"] == ""
     assert out.data["g6_head"] == "Top" and out.data["g7_head"] == ""
@@ -89,7 +89,7 @@ def test_small_task_gets_a_hotkey_on_every_option_and_confident_parts_are_ticked
     keys = [o.get("hotkey") for o in out.data["parts_opts"]]
     assert None not in keys and len(set(keys)) == len(keys) == 2
     assert out.data[configs.KEY_SINK] == []
-    ticked = [r for r in out.predictions[0]["result"] if r["from_name"] == layout.PARTS]
+    ticked = [r for r in out.predictions[0]["result"] if r["from_name"] == question_layout.PARTS]
     assert ticked[0]["value"]["choices"] == ["belt"]
     assert "lowest 85%" in out.data["aa_summary"]
 
@@ -118,4 +118,4 @@ def test_checklist_offers_partly_out_of_frame_for_parts_whose_end_is_asked(tmp_p
     routed = [Routed(8, "length", "long", 0.5, {"long": 0.5}, "m-1"), Routed(6, "color", "red", 0.5, {}, "m-1")]
     out = builder.attributes(ReviewTask(id=5, kind="attributes", payload={}), person, image, routed, overlap=1)
     offered = [o["value"] for o in out.data["parts_opts"]]
-    assert offered == ["top", "bottoms", "bottoms (partly out of frame)", layout.NONE_OF_THESE]
+    assert offered == ["top", "bottoms", "bottoms (partly out of frame)", question_layout.NONE_OF_THESE]

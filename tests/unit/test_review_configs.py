@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from annotate_anyone.annotation.taxonomy import load_taxonomy
-from annotate_anyone.review import configs, layout
+from annotate_anyone.review import configs, question_layout
 
 TAXONOMY = load_taxonomy()
 LS_SINGLE_KEYS = set("uhoemkwprvb")  # Label Studio's own single-key shortcuts
@@ -21,7 +21,7 @@ def test_attribute_config_has_one_dynamic_choices_per_attribute_and_the_parts_ch
         tag = root.find(f".//Choices[@name='{configs.control_name(c.group, c.key)}']")
         assert tag.get("value") == f"${configs.options_field(c.group, c.key)}"
         assert tag.get("toName") == configs.IMAGE and tag.get("choice") == "single-radio"
-    checklist = root.find(f".//Choices[@name='{layout.PARTS}']")
+    checklist = root.find(f".//Choices[@name='{question_layout.PARTS}']")
     assert checklist.get("choice") == "multiple" and checklist.get("value") == f"${configs.PARTS_OPTIONS}"
     assert root.find(".//RectangleLabels/Label").get("value") == "person"
     assert root.find(f".//Collapse/Panel/Image[@name='{configs.OVERLAY}']") is not None  # the optional layer
@@ -45,38 +45,38 @@ def test_part_questions_sit_behind_their_part_and_person_questions_behind_nothin
 
     for c in TAXONOMY.categories():
         found = gates(configs.control_name(c.group, c.key))
-        if c.group in layout.PART_LABELS:
-            label = layout.PART_LABELS[c.group]
-            ticked = f"{label},{label}{layout.CUT_SUFFIX}" if c.group in layout.EXTENT else label
-            assert (layout.PARTS, ticked) in found, c.id
+        if c.group in question_layout.PART_LABELS:
+            label = question_layout.PART_LABELS[c.group]
+            ticked = f"{label},{label}{question_layout.CUT_SUFFIX}" if c.group in question_layout.EXTENT else label
+            assert (question_layout.PARTS, ticked) in found, c.id
         else:
             assert found == [], c.id
     # where a part ends is not asked when the frame cuts it off
     assert gates("g8_length", "choice-unselected") == [
         ("g8_type", "shorts"),
-        (layout.PARTS, "bottoms (partly out of frame)"),
+        (question_layout.PARTS, "bottoms (partly out of frame)"),
     ]
     assert gates("g8_color", "choice-unselected") == []
-    assert gates("g9_boots_length") == [("g9_type", "boots"), (layout.PARTS, "shoes")]  # shoes: no cut option
-    assert gates(layout.PARTS) == [] and gates(layout.PARTS, "choice-unselected") == []
+    assert gates("g9_boots_length") == [("g9_type", "boots"), (question_layout.PARTS, "shoes")]  # shoes: no cut option
+    assert gates(question_layout.PARTS) == [] and gates(question_layout.PARTS, "choice-unselected") == []
     # an implied question hides while the implying answer is chosen, and shows before it is given
     assert gates("g3_hair_color", "choice-unselected") == [("g3_hair_style", "bald")]
     assert gates("g6_collar_shape", "choice-unselected") == [("g6_type", "hoodie,polo shirt")]
-    assert gates("g6_collar_shape") == [(layout.PARTS, "top,top (partly out of frame)")]
+    assert gates("g6_collar_shape") == [(question_layout.PARTS, "top,top (partly out of frame)")]
 
 
 def test_implied_answers_are_options_of_their_question_and_parents_come_first() -> None:
-    for (group, key), rule in layout.RULES.items():
+    for (group, key), rule in question_layout.RULES.items():
         options = TAXONOMY.options(group, key)
         parent = TAXONOMY.options(group, rule.parent)
         assert set(rule.only) <= set(parent) and set(rule.implies) <= set(parent), (group, key)
         assert all(v is None or v in options for v in rule.implies.values()), (group, key)
-        order = [a.key for a in layout.part_order(TAXONOMY.group(group))]
+        order = [a.key for a in question_layout.part_order(TAXONOMY.group(group))]
         assert order.index(rule.parent) < order.index(key), (group, key)
 
 
 def test_part_questions_name_their_part_consistently() -> None:
-    for index, label in layout.PART_LABELS.items():
+    for index, label in question_layout.PART_LABELS.items():
         noun = label.split(" or ")[0]  # "coat or jacket": questions say "coat"
         for attr in TAXONOMY.group(index).attributes:
             wanted = "boots" if attr.key == "boots_length" else noun

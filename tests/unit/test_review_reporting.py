@@ -13,7 +13,7 @@ from annotate_anyone.api import dashboard
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.db import migrate
 from annotate_anyone.db.base import session_scope, utcnow
-from annotate_anyone.review import layout, qa, service
+from annotate_anyone.review import qa, question_layout, service
 from annotate_anyone.review.models import ReviewAnswer, ReviewProject
 from annotate_anyone.settings import Settings
 
@@ -36,11 +36,11 @@ def _person(session, n: int = 0) -> Person:
 
 
 def test_category_names_read_as_part_and_attribute() -> None:
-    assert layout.category_title(TAXONOMY, 5, "pattern") == "Dress · pattern"
-    assert layout.category_title(TAXONOMY, 6, "type") == "Top · kind"
-    assert layout.category_title(TAXONOMY, 3, "hair_length") == "Hair · length"
-    assert layout.category_title(TAXONOMY, 19, "present") == "Tie · worn"
-    names = {layout.category_title(TAXONOMY, c.group, c.key) for c in TAXONOMY.categories()}
+    assert question_layout.category_title(TAXONOMY, 5, "pattern") == "Dress · pattern"
+    assert question_layout.category_title(TAXONOMY, 6, "type") == "Top · kind"
+    assert question_layout.category_title(TAXONOMY, 3, "hair_length") == "Hair · length"
+    assert question_layout.category_title(TAXONOMY, 19, "present") == "Tie · worn"
+    names = {question_layout.category_title(TAXONOMY, c.group, c.key) for c in TAXONOMY.categories()}
     assert len(names) == len(TAXONOMY.categories())  # no two categories read the same
 
 
