@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from annotate_anyone.annotation.config import AnnotationConfig
+from annotate_anyone.annotation.settings import AnnotationConfig
 from annotate_anyone.errors import ConfigError
 from annotate_anyone.review.settings import ReviewSettings
 

@@ -35,11 +35,11 @@ def main() -> None:
 
     from PIL import Image as PILImage
 
-    from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.dense_captions import resolved_labels
     from annotate_anyone.annotation.flywheel import run_round
     from annotate_anyone.annotation.models import ReviewTask
     from annotate_anyone.annotation.service import add_gold, record_human_label
+    from annotate_anyone.annotation.settings import AnnotationConfig
     from annotate_anyone.annotation.synthetic import TRUTH_CATEGORIES, make_person
     from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category
     from annotate_anyone.catalog.models import Image, Person

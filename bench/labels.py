@@ -100,10 +100,10 @@ def collect(
     """Run detection, parsing and every labeler on each labelled photo (raw, uncalibrated answers)."""
     from PIL import Image
 
-    from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.dev_calibration import dev_calibrations
     from annotate_anyone.annotation.labelers.base import PersonContext
     from annotate_anyone.annotation.service import Engine, _choose
+    from annotate_anyone.annotation.settings import AnnotationConfig
     from annotate_anyone.perception import person_backend
     from annotate_anyone.perception.shot_type import shot_type
     from annotate_anyone.settings import get_settings

@@ -39,7 +39,7 @@ from annotate_anyone.errors import ConfigError, InvalidInput, MissingExtra, NotF
 from annotate_anyone.storage.base import ObjectStore
 
 if TYPE_CHECKING:
-    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.settings import AnnotationConfig
     from annotate_anyone.settings import ModelsConfig, Settings
 
 LORA_KIND = "vlm-lora"

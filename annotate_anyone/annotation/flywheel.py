@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.finetune import LORA_KIND, FinetuneOptions, finetune_vlm
 from annotate_anyone.annotation.models import FlywheelRound, GoldPerson, LabelModel, ReviewTask
 from annotate_anyone.annotation.service import (
@@ -30,6 +29,7 @@ from annotate_anyone.annotation.service import (
     recalibrate,
     retrain_heads,
 )
+from annotate_anyone.annotation.settings import AnnotationConfig
 from annotate_anyone.annotation.taxonomy import Category, category_id
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Person
 from annotate_anyone.errors import NotFound

@@ -24,7 +24,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotate_anyone.annotation.calibration import Calibrator, fit_calibration
-from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.dense_captions import aa_text, dense_caption, resolved_labels
 from annotate_anyone.annotation.dev_calibration import DevCalibration, dev_calibrations
 from annotate_anyone.annotation.features import HANDMADE, handmade_features
@@ -43,6 +42,7 @@ from annotate_anyone.annotation.models import (
 )
 from annotate_anyone.annotation.parsing.base import Parser, PersonView, decode_map, encode_map, make_parser
 from annotate_anyone.annotation.routing import Candidate, Decision, Policy, consistency_flags, route
+from annotate_anyone.annotation.settings import AnnotationConfig
 from annotate_anyone.annotation.taxonomy import Category, Taxonomy, category_id, load_taxonomy
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person
 from annotate_anyone.errors import InvalidInput, NotFound

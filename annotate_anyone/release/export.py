@@ -40,7 +40,7 @@ from annotate_anyone.storage.base import ObjectStore
 from annotate_anyone.storage.local import LocalStore
 
 if TYPE_CHECKING:
-    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.settings import AnnotationConfig
 
 DEFAULT_SHARD_BYTES = 1 << 30  # about 1 GB, WebDataset's usual shard size
 LATEST = "latest"

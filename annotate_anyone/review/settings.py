@@ -1,4 +1,4 @@
-"""Review options: one pydantic model, read from the one Settings object (``AA_REVIEW__*``)."""
+"""Settings of the review step: the ``Settings.review`` section (``AA_REVIEW__BATCH_SIZE=500`` ...)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from annotate_anyone.annotation.config import AnnotationConfig
 from annotate_anyone.annotation.dev_calibration import dev_calibrations
 from annotate_anyone.annotation.flywheel import flywheel_report, run_round
 from annotate_anyone.annotation.labelers.offline import OfflineLabeler
@@ -20,6 +19,7 @@ from annotate_anyone.annotation.service import (
     gold_accuracy,
     record_human_label,
 )
+from annotate_anyone.annotation.settings import AnnotationConfig
 from annotate_anyone.annotation.synthetic import TRUTH_CATEGORIES, make_person
 from annotate_anyone.annotation.taxonomy import load_taxonomy, split_category
 from annotate_anyone.catalog.models import Attribute, AttributeOrigin, AttributeState, Image, Person

@@ -51,7 +51,7 @@ ENTRY_POINTS = frozenset(TIERS[-1])  # may import each other (the CLI serves the
 # Modules that belong to another package than their folder's: the configuration sections settings.py gathers
 # (plain pydantic models, no project imports).
 SECTIONS = {
-    "annotate_anyone.annotation.config": "settings",
+    "annotate_anyone.annotation.settings": "settings",
     "annotate_anyone.review.settings": "settings",
 }
 

@@ -237,9 +237,9 @@ def test_annotate_persons_runs_the_cascade_from_settings_and_reads_its_calibrati
     """The engine builds CLIP -> VLM from settings; the VLM answers what the stored calibration leaves unsure."""
     from sqlalchemy import select
 
-    from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.models import CalibrationRecord, ModelPrediction
     from annotate_anyone.annotation.service import annotate_persons
+    from annotate_anyone.annotation.settings import AnnotationConfig
     from annotate_anyone.annotation.synthetic import make_person
     from annotate_anyone.db.base import dispose_engines, session_scope
     from annotate_anyone.db.migrate import upgrade

@@ -208,8 +208,8 @@ def test_missing_package_names_the_extra(monkeypatch):
 
 
 def test_the_engine_uses_it_and_ranks_it():
-    from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.service import PRIOR_RANK, Engine, _model_kind
+    from annotate_anyone.annotation.settings import AnnotationConfig
 
     engine = Engine.build(AnnotationConfig())
     assert any(isinstance(lab, DemographicsLabeler) for lab in engine.labelers)

@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 pytest.importorskip("transformers")
 
 from annotate_anyone.annotation import finetune as ft  # noqa: E402
-from annotate_anyone.annotation.config import AnnotationConfig  # noqa: E402
+from annotate_anyone.annotation.settings import AnnotationConfig  # noqa: E402
 from annotate_anyone.annotation.synthetic import make_person  # noqa: E402
 from annotate_anyone.annotation.taxonomy import load_taxonomy  # noqa: E402
 from annotate_anyone.settings import ModelsConfig, Settings  # noqa: E402

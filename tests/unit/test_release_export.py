@@ -199,7 +199,7 @@ def test_versions_are_immutable_and_follow_the_scheme(world: World) -> None:
 
 def test_engine_figures_come_from_the_annotation_settings_given(world: World) -> None:
     """Without given figures the export computes them with the annotation section it is passed (none: an error)."""
-    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.settings import AnnotationConfig
 
     w = world
     with pytest.raises(InvalidInput, match="annotation settings"):

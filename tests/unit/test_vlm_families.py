@@ -130,9 +130,9 @@ def test_settings_load_the_vlm_with_a_device_map_and_it_scores_the_same(tmp_path
     """``AA_MODELS__DEVICE_MAP`` reaches transformers' loader (accelerate places the model; here all on the CPU)."""
     import transformers
 
-    from annotate_anyone.annotation.config import AnnotationConfig
     from annotate_anyone.annotation.labelers.clip import model_labelers
     from annotate_anyone.annotation.labelers.vlm import VLMLabeler, crop_person
+    from annotate_anyone.annotation.settings import AnnotationConfig
     from annotate_anyone.annotation.tiny_vlm_checkpoints import build_tiny_vlm
     from annotate_anyone.settings import ModelsConfig
 

@@ -31,7 +31,7 @@ from annotate_anyone.annotation.taxonomy import Category, Taxonomy, load_taxonom
 from annotate_anyone.errors import ConfigError, InvalidInput, MissingExtra
 
 if TYPE_CHECKING:
-    from annotate_anyone.annotation.config import AnnotationConfig
+    from annotate_anyone.annotation.settings import AnnotationConfig
     from annotate_anyone.settings import ModelsConfig
 
 NA_TEXT = "not visible"
@@ -388,7 +388,7 @@ def model_labelers(
 ) -> tuple[list[Labeler], Any]:
     """The model-backed labelers the settings name, each loaded once per process: ``(labelers, vlm)``.
 
-    ``config`` is the :class:`~annotate_anyone.annotation.config.AnnotationConfig` (``vlm_checkpoint``),
+    ``config`` is the :class:`~annotate_anyone.annotation.settings.AnnotationConfig` (``vlm_checkpoint``),
     ``models`` the ``ModelsConfig`` (``clip_checkpoint``, ``cascade_gate``, device, dtype, device_map,
     batching; None: CPU defaults). CLIP alone is one more labeler; CLIP and a VLM make one
     :class:`CascadeLabeler`, so the VLM answers only the categories CLIP is unsure of.
