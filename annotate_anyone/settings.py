@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from annotate_anyone.annotation.settings import AnnotationConfig
 from annotate_anyone.errors import ConfigError
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 
 PLACEHOLDER_SECRETS = {"", "change-me", "changeme", "secret", "password", "admin", "test"}
 SECRET_FIELDS = ("secret_key", "webhook_secret")
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
-    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     review_sync_interval_s: int = 300  # Celery beat reconciliation with Label Studio (a full one daily)
     ingest_stages: list[str] = Field(
         default_factory=lambda: list(INGEST_STAGES),

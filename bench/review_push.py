@@ -67,7 +67,7 @@ def run(tmp: Path, args: argparse.Namespace) -> list[tuple[str, int, float]]:
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.review import configs, engine, service
     from annotate_anyone.review.push import overlap_for
-    from annotate_anyone.review.settings import ReviewSettings
+    from annotate_anyone.review.settings import ReviewConfig
     from annotate_anyone.settings import Settings
     from annotate_anyone.storage import open_store
     from tests.integration.review_kit import make_world
@@ -77,7 +77,7 @@ def run(tmp: Path, args: argparse.Namespace) -> list[tuple[str, int, float]]:
     migrate.upgrade(settings.db_url)
     store = open_store(settings=settings)
     taxonomy = load_taxonomy()
-    options = ReviewSettings(batch_size=args.batch, gold_rate=0.0, overlap_share=0.0)
+    options = ReviewConfig(batch_size=args.batch, gold_rate=0.0, overlap_share=0.0)
     make_world(settings.db_url, store, taxonomy, n=args.n, seed=7)
     rows = []
 

@@ -78,7 +78,7 @@ def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, i
     from annotate_anyone.db.base import session_scope
     from annotate_anyone.home.demo import demo_settings, run_flywheel, write_demo_images
     from annotate_anyone.review import engine, question_layout
-    from annotate_anyone.review.settings import ReviewSettings
+    from annotate_anyone.review.settings import ReviewConfig
     from annotate_anyone.settings import Settings
     from annotate_anyone.storage import open_store
 
@@ -93,7 +93,7 @@ def measure(root: Path, folders: list[Path]) -> list[tuple[str, str, int, int, i
 
     taxonomy = load_taxonomy()
     store = open_store(settings=settings)
-    threshold = ReviewSettings().preselect_confidence
+    threshold = ReviewConfig().preselect_confidence
     rows = []
     with session_scope(settings.db_url) as session:
         tasks = session.scalars(

@@ -20,7 +20,7 @@ from annotate_anyone.errors import InvalidInput
 from annotate_anyone.review import configs, question_layout
 from annotate_anyone.review.client import OutTask
 from annotate_anyone.review.engine import Routed
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.storage import ObjectStore
 
 
@@ -116,14 +116,14 @@ class TaskBuilder:
         store: ObjectStore,
         image_url: Any,
         *,
-        options: ReviewSettings | None = None,
+        options: ReviewConfig | None = None,
         overlay_url: Any = None,
     ) -> None:
         self.taxonomy = taxonomy
         self.store = store
         self.image_url = image_url  # (person, image) -> URL
         self.overlay_url = overlay_url  # (person, image) -> URL | None
-        self.options = options or ReviewSettings()
+        self.options = options or ReviewConfig()
         self._empty: dict[str, Any] = {
             configs.SUMMARY: "",
             configs.PERSON_HEAD: "",

@@ -22,7 +22,7 @@ import httpx
 from annotate_anyone.errors import AnnotateAnyoneError, ConfigError, MissingExtra
 from annotate_anyone.retry import call_with_retries, exponential
 from annotate_anyone.review.configs import ProjectSpec
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 
 if TYPE_CHECKING:
     from annotate_anyone.settings import Settings
@@ -153,12 +153,12 @@ class LabelStudioBackend(ReviewBackend):
 
     name = "label_studio"
 
-    def __init__(self, url: str, token: str, options: ReviewSettings | None = None) -> None:
+    def __init__(self, url: str, token: str, options: ReviewConfig | None = None) -> None:
         try:
             from label_studio_sdk import LabelStudio
         except ImportError as exc:  # pragma: no cover - the review extra is installed in CI
             raise MissingExtra("the Label Studio backend", "review", "label-studio-sdk") from exc
-        self.options = options or ReviewSettings()
+        self.options = options or ReviewConfig()
         self.url = url.rstrip("/")
         self.sdk = LabelStudio(base_url=self.url, api_key=token, timeout=self.options.timeout_s, max_retries=0)
         self.http = httpx.Client(
@@ -185,7 +185,7 @@ class LabelStudioBackend(ReviewBackend):
             raise
 
     @classmethod
-    def from_settings(cls, settings: Settings, options: ReviewSettings | None = None) -> LabelStudioBackend:
+    def from_settings(cls, settings: Settings, options: ReviewConfig | None = None) -> LabelStudioBackend:
         from annotate_anyone.settings import reveal
 
         if not settings.label_studio_url or not settings.label_studio_token:

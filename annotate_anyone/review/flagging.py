@@ -16,7 +16,7 @@ from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.review import qa
 from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer
 from annotate_anyone.review.push import QUEUED
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.review.sync import ACTIVE, SENT_BACK, Applier
 
 
@@ -27,7 +27,7 @@ class FlagReport:
     requeued_tasks: list[int] = field(default_factory=list)
 
 
-def flag_annotators(session: Session, applier: Applier, options: ReviewSettings, now: datetime) -> FlagReport:
+def flag_annotators(session: Session, applier: Applier, options: ReviewConfig, now: datetime) -> FlagReport:
     """Flag annotators below ``gold_threshold`` (with at least ``gold_min_answers``) and send work back."""
     report = FlagReport()
     for name, (correct, total) in sorted(qa.gold_accuracy(session).items()):

@@ -25,7 +25,7 @@ from annotate_anyone.review import configs, engine, question_layout
 from annotate_anyone.review.builders import TaskBuilder
 from annotate_anyone.review.client import OutTask, ReviewBackend
 from annotate_anyone.review.models import ReviewProject
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def gone_persons(session: Session, person_ids: list[int]) -> dict[int, str]:
     return {pid: reason or f"image:{status.value}" for pid, status, reason in rows}
 
 
-def overlap_for(task_id: int, options: ReviewSettings) -> int:
+def overlap_for(task_id: int, options: ReviewConfig) -> int:
     """Deterministic choice of the tasks answered by several annotators (``overlap_share`` of them)."""
     return options.overlap if (task_id * 2654435761) % 1000 < options.overlap_share * 1000 else 1
 
@@ -110,7 +110,7 @@ class Pusher:
         backend: ReviewBackend,
         taxonomy: Taxonomy,
         builder: TaskBuilder,
-        options: ReviewSettings,
+        options: ReviewConfig,
         kind: str = "attributes",
         webhook: tuple[str, str] | None = None,
     ) -> None:

@@ -31,7 +31,7 @@ from annotate_anyone.review.client import WEBHOOK_HEADER, LabelStudioBackend, Re
 from annotate_anyone.review.flagging import flag_annotators
 from annotate_anyone.review.models import ReviewAnswer, ReviewEvent, ReviewProject
 from annotate_anyone.review.push import Pusher, PushReport
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.review.sync import (
     FOLLOW_UP,
     Applier,
@@ -53,7 +53,7 @@ class WebhookForbidden(AnnotateAnyoneError):
     """A webhook call without the shared secret (the API answers 403)."""
 
 
-def make_backend(settings: Settings, options: ReviewSettings | None = None) -> ReviewBackend:
+def make_backend(settings: Settings, options: ReviewConfig | None = None) -> ReviewBackend:
     """The configured review backend (Label Studio)."""
     return LabelStudioBackend.from_settings(settings, options or settings.review)
 
@@ -70,7 +70,7 @@ def make_pusher(
     store: ObjectStore | None = None,
     taxonomy: Taxonomy | None = None,
     webhook: bool = True,
-    options: ReviewSettings | None = None,
+    options: ReviewConfig | None = None,
 ) -> Pusher:
     """A :class:`Pusher` wired from settings."""
     options = options or settings.review
@@ -94,7 +94,7 @@ def make_pusher(
     )
 
 
-def make_applier(settings: Settings, options: ReviewSettings | None = None) -> Applier:
+def make_applier(settings: Settings, options: ReviewConfig | None = None) -> Applier:
     options = options or settings.review
     return Applier(load_taxonomy(), open_store(settings=settings), options)
 
@@ -105,7 +105,7 @@ def push_tasks(
     kind: str = "attributes",
     limit: int | None = None,
     backend: ReviewBackend | None = None,
-    options: ReviewSettings | None = None,
+    options: ReviewConfig | None = None,
 ) -> PushReport:
     """Push queued review tasks of ``kind`` (batched, most uncertain first, gold mixed in)."""
     if kind not in configs.KINDS:
@@ -119,7 +119,7 @@ def sync_review(
     full: bool = False,
     backend: ReviewBackend | None = None,
     flag: bool = True,
-    options: ReviewSettings | None = None,
+    options: ReviewConfig | None = None,
 ) -> dict[str, Any]:
     """Withdraw tasks whose image left the data, apply pending webhook events, reconcile every project, then
     flag annotators below the gold bar."""
@@ -217,9 +217,9 @@ def review_status(session: Session) -> dict[str, Any]:
     }
 
 
-def annotator_stats(session: Session, options: ReviewSettings | None = None) -> list[dict[str, Any]]:
+def annotator_stats(session: Session, options: ReviewConfig | None = None) -> list[dict[str, Any]]:
     """Per-annotator throughput (over a window, once there are enough answers), gold accuracy and flag."""
-    options = options or ReviewSettings()
+    options = options or ReviewConfig()
     return qa.annotator_stats(
         session,
         utcnow(),

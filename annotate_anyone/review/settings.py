@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class ReviewSettings(BaseModel):
+class ReviewConfig(BaseModel):
     """How review tasks are pushed, mixed with gold, overlapped and checked."""
 
     batch_size: int = Field(default=250, ge=1, le=2000, description="tasks per import call")

@@ -49,7 +49,7 @@ from annotate_anyone.review.push import (
     review_meta,
     set_review_meta,
 )
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class SyncReport:
 class Applier:
     """Turns backend annotations into answers and human labels; every method is idempotent."""
 
-    def __init__(self, taxonomy: Taxonomy, store: ObjectStore, options: ReviewSettings) -> None:
+    def __init__(self, taxonomy: Taxonomy, store: ObjectStore, options: ReviewConfig) -> None:
         self.taxonomy = taxonomy
         self.store = store
         self.options = options

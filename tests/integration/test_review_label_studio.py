@@ -17,7 +17,7 @@ from annotate_anyone.db.base import session_scope
 from annotate_anyone.review import configs, question_layout, service
 from annotate_anyone.review.client import LabelStudioBackend
 from annotate_anyone.review.models import ReviewAnnotator, ReviewAnswer, ReviewEvent, ReviewProject
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.settings import Settings, reveal
 from annotate_anyone.storage import open_store
 from tests.integration.review_kit import Annotator, ApiServer, asked_categories, make_world, wait_for
@@ -58,7 +58,7 @@ def _human_rows(session) -> list[Attribute]:
 def test_push_answer_webhooks_reconcile_gold(tmp_path: Path, label_studio) -> None:
     api_port = free_port(33000, 40000)
     settings = _settings(tmp_path, label_studio, api_port)
-    options = ReviewSettings(batch_size=4, gold_rate=0.25, gold_overlap=2, overlap_share=0.0, retries=3, backoff_s=0.2)
+    options = ReviewConfig(batch_size=4, gold_rate=0.25, gold_overlap=2, overlap_share=0.0, retries=3, backoff_s=0.2)
     store = open_store(settings=settings)
     world = make_world(settings.db_url, store, TAXONOMY, n=12, n_gold=2, seed=1)
     api = ApiServer(_app(settings), api_port)
@@ -240,7 +240,7 @@ def test_push_answer_webhooks_reconcile_gold(tmp_path: Path, label_studio) -> No
 
 def test_push_survives_label_studio_restart(tmp_path: Path, label_studio) -> None:
     settings = _settings(tmp_path, label_studio, free_port(33000, 40000))
-    options = ReviewSettings(batch_size=5, gold_rate=0.0, overlap_share=0.0, retries=60, backoff_s=0.5, backoff_max_s=4)
+    options = ReviewConfig(batch_size=5, gold_rate=0.0, overlap_share=0.0, retries=60, backoff_s=0.5, backoff_max_s=4)
     store = open_store(settings=settings)
     world = make_world(settings.db_url, store, TAXONOMY, n=25, seed=2)
     pusher = service.make_pusher(settings, options=options, webhook=False, store=store)
@@ -295,7 +295,7 @@ def test_partial_answers_come_back_and_tasks_of_images_gone_are_withdrawn(tmp_pa
     from annotate_anyone.catalog.models import Image, ImageStatus, Person
 
     settings = _settings(tmp_path, label_studio, free_port(33000, 40000))
-    options = ReviewSettings(gold_rate=0.0, overlap_share=0.0, retries=3, backoff_s=0.2)
+    options = ReviewConfig(gold_rate=0.0, overlap_share=0.0, retries=3, backoff_s=0.2)
     store = open_store(settings=settings)
     world = make_world(settings.db_url, store, TAXONOMY, n=3, seed=4)  # 1, 2 and 3 routed questions
     assert service.push_tasks(settings, options=options).pushed == 3

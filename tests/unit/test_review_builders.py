@@ -12,7 +12,7 @@ from annotate_anyone.catalog.models import Image, Person
 from annotate_anyone.review import configs, question_layout
 from annotate_anyone.review.builders import TaskBuilder, box_from_region, box_region, parsing_from_result, tight_box
 from annotate_anyone.review.engine import Routed
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.storage import LocalStore
 
 TAXONOMY = load_taxonomy()
@@ -81,7 +81,7 @@ def test_attribute_task_asks_routed_questions_presence_first_and_preselects_only
 def test_small_task_gets_a_hotkey_on_every_option_and_confident_parts_are_ticked(tmp_path) -> None:
     store = LocalStore(str(tmp_path))
     person, image = _person(store, np.zeros((40, 24), dtype=np.uint8))
-    options = ReviewSettings(preselect_confidence=0.8)
+    options = ReviewConfig(preselect_confidence=0.8)
     builder = TaskBuilder(TAXONOMY, store, lambda p, i: "http://x/img", options=options)
     routed = [Routed(12, "present", "yes", 0.85, {"yes": 0.85, "no": 0.15}, "m-1")]
     out = builder.attributes(ReviewTask(id=4, kind="attributes", payload={}), person, image, routed, overlap=1)

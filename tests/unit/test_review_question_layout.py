@@ -8,7 +8,7 @@ import pytest
 from annotate_anyone.annotation.models import ReviewTask
 from annotate_anyone.annotation.taxonomy import load_taxonomy
 from annotate_anyone.review import configs, question_layout
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.review.sync import Applier
 from annotate_anyone.storage import LocalStore
 
@@ -70,7 +70,7 @@ def test_presence_probability_of_both_kinds_of_part() -> None:
 
 
 def test_an_annotation_is_read_through_the_layout_its_task_was_pushed_with(tmp_path) -> None:
-    applier = Applier(TAXONOMY, LocalStore(str(tmp_path)), ReviewSettings())
+    applier = Applier(TAXONOMY, LocalStore(str(tmp_path)), ReviewConfig())
     plan = question_layout.plan(TAXONOMY, ROUTED)
     task = ReviewTask(id=1, kind="attributes", payload={"review": {"layout": plan.to_meta()}})
 

@@ -14,7 +14,7 @@ from annotate_anyone.catalog.models import Attribute, AttributeOrigin, Attribute
 from annotate_anyone.db.base import session_scope
 from annotate_anyone.db.migrate import upgrade
 from annotate_anyone.review.models import ReviewAnswer, ReviewProject
-from annotate_anyone.review.settings import ReviewSettings
+from annotate_anyone.review.settings import ReviewConfig
 from annotate_anyone.review.sync import Applier
 from annotate_anyone.storage.local import LocalStore
 
@@ -70,7 +70,7 @@ def crowd(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[int, str]
 
 
 def settled_accuracy(url: str, truth: dict[int, str], aggregation: str, tmp_path: object) -> float:
-    applier = Applier(load_taxonomy(), LocalStore(str(tmp_path)), ReviewSettings(aggregation=aggregation))
+    applier = Applier(load_taxonomy(), LocalStore(str(tmp_path)), ReviewConfig(aggregation=aggregation))
     with session_scope(url) as s:
         applier.refresh_reliability(s)
         for task in s.scalars(select(ReviewTask).where(ReviewTask.is_gold.is_(False))):
