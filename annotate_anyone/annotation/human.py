@@ -33,8 +33,7 @@ def store_human_label(
     """Store one human label (idempotent per person, category and annotator) and settle the model's label.
 
     The human row is ``human_verified``; the model rows of the same category become ``human_verified`` when
-    they agree and ``rejected`` when they do not. Calibration and the learned heads read these rows (the
-    engine's hook, once it lands, is called from here).
+    they agree and ``rejected`` when they do not. Calibration and the learned heads read these rows.
     """
     human = session.scalars(
         select(Attribute).where(
